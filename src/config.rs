@@ -1,0 +1,343 @@
+//! `Config::from_cli` turns the parsed command line into the checked configuration the proxy runs with.
+//!
+//! All checking happens here (mode syntax, listen addresses, durations, limits, the confdir path), before
+//! anything binds, creates or writes, so a bad flag leaves nothing behind. Mode syntax follows mitmproxy:
+//! `regular`, `transparent`, `socks5`, `reverse:URL`, `upstream:URL`, each with an optional `@PORT` or
+//! `@HOST:PORT` suffix that gives the listener its own address.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::cli::Cli;
+use crate::error::ConfigError;
+
+/// `http` or `https`: the scheme of a URL in a mode (`reverse:https://...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// The port a URL of this scheme means when it names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// A server named by a mode, e.g. the `http://127.0.0.1:5173` of `reverse:http://127.0.0.1:5173`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for ServerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        write!(f, "{}://{}:{}", self.scheme.as_str(), host, self.port)
+    }
+}
+
+impl FromStr for ServerSpec {
+    type Err = String;
+
+    /// Parses `scheme://host[:port][/]`; a path other than `/` is refused.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| format!("'{s}' is not a URL (expected http://HOST[:PORT])"))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => return Err(format!("unsupported scheme '{other}' (expected http or https)")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains('/') {
+            return Err(format!("'{s}' has a path; only scheme://host[:port] is supported"));
+        }
+        let (host, port) = split_host_port(authority).ok_or_else(|| format!("'{s}' has no valid host"))?;
+        Ok(ServerSpec { scheme, host, port: port.unwrap_or(scheme.default_port()) })
+    }
+}
+
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; the port is `None` when absent. `None` if malformed.
+pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            Some(_) => return None,
+            None => (s, None),
+        }
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host.to_string(), port))
+}
+
+/// What a listener does with the connections it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeKind {
+    /// Explicit HTTP proxy: absolute-form requests and CONNECT.
+    Regular,
+    /// Behind an iptables REDIRECT: the original destination is the server.
+    Transparent,
+    /// SOCKS5 proxy.
+    Socks5,
+    /// Every request goes to one fixed server.
+    Reverse(ServerSpec),
+    /// Requests are forwarded to another HTTP proxy.
+    Upstream(ServerSpec),
+}
+
+/// One `--mode` value: the kind plus an optional listen address of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mode {
+    pub kind: ModeKind,
+    pub listen_host: Option<String>,
+    pub listen_port: Option<u16>,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ModeKind::Regular => f.write_str("regular"),
+            ModeKind::Transparent => f.write_str("transparent"),
+            ModeKind::Socks5 => f.write_str("socks5"),
+            ModeKind::Reverse(s) => write!(f, "reverse:{s}"),
+            ModeKind::Upstream(s) => write!(f, "upstream:{s}"),
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        // The listen suffix is whatever follows the last '@', if that is a port or host:port; an '@' inside
+        // a URL's userinfo is not followed by one.
+        let (spec, listen) = match s.rsplit_once('@') {
+            Some((spec, suffix)) if !spec.is_empty() => match parse_listen_suffix(suffix) {
+                Some(listen) => (spec, Some(listen)),
+                None => return Err(format!("'@{suffix}' is not a listen port or HOST:PORT")),
+            },
+            _ => (s, None),
+        };
+        let (name, arg) = match spec.split_once(':') {
+            Some((name, arg)) => (name, Some(arg)),
+            None => (spec, None),
+        };
+        let kind = match (name, arg) {
+            ("regular", None) => ModeKind::Regular,
+            ("transparent", None) => ModeKind::Transparent,
+            ("socks5", None) => ModeKind::Socks5,
+            ("reverse", Some(url)) => ModeKind::Reverse(url.parse()?),
+            ("upstream", Some(url)) => ModeKind::Upstream(url.parse()?),
+            ("reverse" | "upstream", None) => return Err(format!("mode '{name}' needs a URL: {name}:http://HOST:PORT")),
+            ("regular" | "transparent" | "socks5", Some(_)) => return Err(format!("mode '{name}' takes no argument")),
+            _ => {
+                return Err(format!(
+                    "unknown mode '{name}' (expected regular, transparent, socks5, reverse:URL or upstream:URL)"
+                ))
+            }
+        };
+        let (listen_host, listen_port) = match listen {
+            Some((host, port)) => (host, Some(port)),
+            None => (None, None),
+        };
+        Ok(Mode { kind, listen_host, listen_port })
+    }
+}
+
+/// Parses the part after '@': `PORT` or `HOST:PORT`.
+fn parse_listen_suffix(s: &str) -> Option<(Option<String>, u16)> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Some((None, port));
+    }
+    match split_host_port(s)? {
+        (host, Some(port)) => Some((Some(host), port)),
+        _ => None,
+    }
+}
+
+/// Deadlines for every wait on a peer.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Establishing a TCP connection to a server.
+    pub connect: Duration,
+    /// Waiting for a head, or for the next bytes of a body, from either peer.
+    pub read: Duration,
+    /// Waiting for the next request on a keep-alive client connection.
+    pub idle: Duration,
+}
+
+/// Size limits on what a peer may send.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request or response head, in bytes.
+    pub max_head_bytes: usize,
+    /// Most header fields in one head.
+    pub max_headers: usize,
+}
+
+/// One listener to open: where, and in which mode.
+#[derive(Debug, Clone)]
+pub struct ListenSpec {
+    pub mode: Mode,
+    pub addr: SocketAddr,
+}
+
+/// The checked configuration the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<ListenSpec>,
+    pub confdir: PathBuf,
+    /// 0 when `--quiet`.
+    pub flow_detail: u8,
+    pub verbose: u8,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Checks everything on the command line. Creates nothing.
+    pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut listeners: Vec<ListenSpec> = Vec::new();
+        for mode in &cli.modes {
+            refuse_unbuilt(mode)?;
+            let host = mode.listen_host.as_deref().unwrap_or(&cli.listen_host);
+            let port = mode.listen_port.unwrap_or(cli.listen_port);
+            let flag = if mode.listen_host.is_some() { "--mode" } else { "--listen-host" };
+            let addr = resolve_listen(host, port, flag)?;
+            if addr.port() != 0 && listeners.iter().any(|l| l.addr == addr) {
+                return Err(ConfigError::InvalidValue {
+                    flag: "--mode",
+                    reason: format!("two modes listen on {addr}; give one its own port with MODE@PORT"),
+                });
+            }
+            listeners.push(ListenSpec { mode: mode.clone(), addr });
+        }
+        Ok(Config {
+            listeners,
+            confdir: match &cli.confdir {
+                Some(dir) => dir.clone(),
+                None => default_confdir()?,
+            },
+            flow_detail: if cli.quiet { 0 } else { cli.flow_detail },
+            verbose: cli.verbose,
+            timeouts: Timeouts {
+                connect: seconds("--connect-timeout", cli.connect_timeout)?,
+                read: seconds("--read-timeout", cli.read_timeout)?,
+                idle: seconds("--idle-timeout", cli.idle_timeout)?,
+            },
+            limits: Limits {
+                max_head_bytes: at_least("--max-head-size", cli.max_head_size, 1024)?,
+                max_headers: at_least("--max-headers", cli.max_headers, 1)?,
+            },
+        })
+    }
+}
+
+/// Modes whose layers are not built yet are refused up front rather than half-working.
+fn refuse_unbuilt(mode: &Mode) -> Result<(), ConfigError> {
+    match mode.kind {
+        ModeKind::Regular => Ok(()),
+        _ => Err(ConfigError::InvalidValue {
+            flag: "--mode",
+            reason: format!("mode '{mode}' is not supported yet (available: regular)"),
+        }),
+    }
+}
+
+fn resolve_listen(host: &str, port: u16, flag: &'static str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let bad = |reason: String| ConfigError::InvalidValue { flag, reason };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve '{host}': {e}")))?
+        .next()
+        .ok_or_else(|| bad(format!("'{host}' has no address")))
+}
+
+fn default_confdir() -> Result<PathBuf, ConfigError> {
+    match std::env::var_os("HOME") {
+        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".strata")),
+        _ => Err(ConfigError::InvalidValue { flag: "--confdir", reason: "HOME is not set; pass --confdir DIR".into() }),
+    }
+}
+
+fn seconds(flag: &'static str, secs: f64) -> Result<Duration, ConfigError> {
+    if secs.is_finite() && secs > 0.0 && secs < 1e9 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(ConfigError::InvalidValue { flag, reason: format!("{secs} is not a positive number of seconds") })
+    }
+}
+
+fn at_least(flag: &'static str, value: usize, min: usize) -> Result<usize, ConfigError> {
+    if value >= min {
+        Ok(value)
+    } else {
+        Err(ConfigError::InvalidValue { flag, reason: format!("{value} is below the minimum of {min}") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_with_listen_suffixes() {
+        let m: Mode = "reverse:http://127.0.0.1:5173@8443".parse().unwrap();
+        assert_eq!(
+            m.kind,
+            ModeKind::Reverse(ServerSpec { scheme: Scheme::Http, host: "127.0.0.1".into(), port: 5173 })
+        );
+        assert_eq!(m.listen_port, Some(8443));
+        let m: Mode = "regular@0.0.0.0:9000".parse().unwrap();
+        assert_eq!((m.kind, m.listen_host.as_deref(), m.listen_port), (ModeKind::Regular, Some("0.0.0.0"), Some(9000)));
+        let m: Mode = "upstream:https://proxy.example".parse().unwrap();
+        assert_eq!(m.to_string(), "upstream:https://proxy.example:443");
+    }
+
+    #[test]
+    fn bad_modes_are_refused() {
+        for bad in ["", "nope", "reverse", "reverse:ftp://x", "regular:x", "regular@notaport", "reverse:http://h/path"] {
+            assert!(bad.parse::<Mode>().is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("a:1"), Some(("a".into(), Some(1))));
+        assert_eq!(split_host_port("[::1]:8"), Some(("::1".into(), Some(8))));
+        assert_eq!(split_host_port("a"), Some(("a".into(), None)));
+        assert_eq!(split_host_port("a:99999"), None);
+        assert_eq!(split_host_port("::1"), None);
+    }
+}

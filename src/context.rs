@@ -1,0 +1,155 @@
+//! What a layer knows: `RootContext`, shared by every connection, and `Context`, the read-only chain of
+//! facts that each layer adds to for the layers inside it.
+//!
+//! A lookup that the innermost frame does not answer falls through to its parent, the way the original
+//! layer design maps missing attributes to the enclosing layer. `layers()` names the stack for logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, Mode};
+use crate::flow::FlowLog;
+use crate::layer::LayerKind;
+
+/// A server address as a client named it: host name or IP literal, and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Address {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Address { host: host.into(), port }
+    }
+}
+
+impl fmt::Display for Address {
+    /// `host:port`, with brackets around IPv6 literals.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What all connections share: the configuration, the real listen addresses, the flow log and the
+/// shutdown signal.
+pub struct RootContext {
+    pub config: Config,
+    /// The addresses the listeners actually bound (port 0 resolved), so nobody dials us in a loop.
+    pub listen_addrs: Vec<SocketAddr>,
+    pub flows: FlowLog,
+    /// Becomes true when the proxy shuts down; idle connections close on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The facts one layer adds. Unset fields fall through to the enclosing layers.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The client's address (set by the mode layer).
+    pub client_addr: Option<SocketAddr>,
+    /// The listener's mode (set by the mode layer).
+    pub mode: Option<Mode>,
+    /// Where the layers inside should send requests: a CONNECT target, the original destination, a fixed
+    /// reverse-proxy server.
+    pub server: Option<Address>,
+    /// Whether the client side is TLS from this layer inward (set by the TLS layer).
+    pub client_tls: Option<bool>,
+    /// The server name the client asked for in its ClientHello.
+    pub sni: Option<String>,
+}
+
+/// One layer's read-only view: its own facts plus its parent's.
+pub struct Context {
+    root: Arc<RootContext>,
+    parent: Option<Arc<Context>>,
+    layer: LayerKind,
+    facts: Facts,
+}
+
+impl Context {
+    /// The outermost frame: the mode layer of a new client connection.
+    pub fn new(root: Arc<RootContext>, layer: LayerKind, facts: Facts) -> Arc<Context> {
+        Arc::new(Context { root, parent: None, layer, facts })
+    }
+
+    /// A frame for an inner layer, seeing everything this one sees.
+    pub fn push(self: &Arc<Self>, layer: LayerKind, facts: Facts) -> Arc<Context> {
+        Arc::new(Context { root: self.root.clone(), parent: Some(self.clone()), layer, facts })
+    }
+
+    /// A replacement for this frame that adds `facts` (set fields win), for a layer that learns something
+    /// its inner layers need after it started, such as the target of a CONNECT.
+    pub fn with_facts(self: &Arc<Self>, facts: Facts) -> Arc<Context> {
+        let own = &self.facts;
+        let merged = Facts {
+            client_addr: facts.client_addr.or(own.client_addr),
+            mode: facts.mode.or_else(|| own.mode.clone()),
+            server: facts.server.or_else(|| own.server.clone()),
+            client_tls: facts.client_tls.or(own.client_tls),
+            sni: facts.sni.or_else(|| own.sni.clone()),
+        };
+        Arc::new(Context { root: self.root.clone(), parent: self.parent.clone(), layer: self.layer, facts: merged })
+    }
+
+    pub fn root(&self) -> &Arc<RootContext> {
+        &self.root
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.root.config
+    }
+
+    /// The kind of layer this frame belongs to.
+    pub fn layer(&self) -> LayerKind {
+        self.layer
+    }
+
+    /// Frames from this one outward.
+    fn frames(&self) -> impl Iterator<Item = &Context> {
+        std::iter::successors(Some(self), |c| c.parent.as_deref())
+    }
+
+    /// The first answer to `pick`, looking from this layer outward.
+    fn lookup<T: ?Sized>(&self, pick: impl Fn(&Facts) -> Option<&T>) -> Option<&T> {
+        self.frames().find_map(|c| pick(&c.facts))
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        *self.lookup(|f| f.client_addr.as_ref()).expect("the mode layer sets the client address")
+    }
+
+    pub fn mode(&self) -> &Mode {
+        self.lookup(|f| f.mode.as_ref()).expect("the mode layer sets the mode")
+    }
+
+    pub fn server(&self) -> Option<&Address> {
+        self.lookup(|f| f.server.as_ref())
+    }
+
+    pub fn is_client_tls(&self) -> bool {
+        self.lookup(|f| f.client_tls.as_ref()).copied().unwrap_or(false)
+    }
+
+    pub fn sni(&self) -> Option<&str> {
+        self.lookup(|f| f.sni.as_deref())
+    }
+
+    /// The layer stack, innermost first.
+    pub fn layers(&self) -> Vec<LayerKind> {
+        self.frames().map(|c| c.layer).collect()
+    }
+
+    /// The layer stack, outermost first, as logs print it: `RegularProxy > Http1Layer > HttpLayer`.
+    pub fn stack(&self) -> String {
+        let mut names: Vec<&str> = self.layers().iter().map(|l| l.name()).collect();
+        names.reverse();
+        names.join(" > ")
+    }
+}

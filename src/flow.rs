@@ -1,0 +1,144 @@
+//! Flow records and the flow log on stdout.
+//!
+//! A flow is the record of one HTTP exchange or TCP session. When it ends, it is written to the flow log
+//! as one mitmdump-style line (`CLIENT METHOD URL -> STATUS SIZE DURATION`), flushed at once so that a
+//! reader of stdout sees each exchange as it finishes. stdout carries nothing else.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::layers::http1::Headers;
+
+/// One finished HTTP exchange, as the log prints it.
+#[derive(Debug, Clone)]
+pub struct HttpFlow {
+    pub client_addr: SocketAddr,
+    pub method: String,
+    /// Absolute URL, with the port only when it is not the scheme's default.
+    pub url: String,
+    pub request_headers: Headers,
+    pub status: u16,
+    pub response_headers: Headers,
+    /// Response payload bytes relayed (after removing chunked framing).
+    pub response_bytes: u64,
+    pub started: Instant,
+    pub duration: Duration,
+}
+
+/// One finished TCP relay.
+#[derive(Debug, Clone)]
+pub struct TcpFlow {
+    pub client_addr: SocketAddr,
+    /// `host:port` of the server.
+    pub server: String,
+    pub bytes_to_server: u64,
+    pub bytes_to_client: u64,
+    pub duration: Duration,
+}
+
+/// Where finished flows go: the stdout log, at the configured level of detail.
+pub struct FlowLog {
+    /// 0 prints nothing, 1 one line per flow, 2 and more adds headers.
+    detail: u8,
+}
+
+impl FlowLog {
+    pub fn new(detail: u8) -> Self {
+        FlowLog { detail }
+    }
+
+    pub fn http(&self, flow: &HttpFlow) {
+        if self.detail == 0 {
+            return;
+        }
+        let mut out = format!(
+            "{} {} {} -> {} {} {}\n",
+            flow.client_addr,
+            flow.method,
+            flow.url,
+            flow.status,
+            pretty_size(flow.response_bytes),
+            pretty_duration(flow.duration)
+        );
+        if self.detail >= 2 {
+            write_headers(&mut out, "    >> ", &flow.request_headers);
+            write_headers(&mut out, "    << ", &flow.response_headers);
+        }
+        emit(&out);
+    }
+
+    pub fn tcp(&self, flow: &TcpFlow) {
+        if self.detail == 0 {
+            return;
+        }
+        emit(&format!(
+            "{} TCP {} -> {} up {} down {}\n",
+            flow.client_addr,
+            flow.server,
+            pretty_size(flow.bytes_to_server),
+            pretty_size(flow.bytes_to_client),
+            pretty_duration(flow.duration)
+        ));
+    }
+}
+
+fn write_headers(out: &mut String, prefix: &str, headers: &Headers) {
+    for (name, value) in &headers.0 {
+        let _ = writeln!(out, "{prefix}{name}: {}", String::from_utf8_lossy(value));
+    }
+}
+
+/// Writes and flushes in one go, so concurrent flows never interleave within a line. A closed stdout
+/// (e.g. `strata | head`) is not a reason to stop proxying.
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// Sizes as mitmdump prints them: `512b`, `1.2k`, `3.4m`, `1g`.
+pub fn pretty_size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)];
+    for (suffix, unit) in UNITS {
+        if bytes >= unit {
+            let value = format!("{:.1}", bytes as f64 / unit as f64);
+            return format!("{}{suffix}", value.strip_suffix(".0").unwrap_or(&value));
+        }
+    }
+    format!("{bytes}b")
+}
+
+/// Durations as mitmdump prints them: `15ms`, `1.24s`.
+pub fn pretty_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 10_000 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        format!("{:.0}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human_readable() {
+        assert_eq!(pretty_size(0), "0b");
+        assert_eq!(pretty_size(1023), "1023b");
+        assert_eq!(pretty_size(1024), "1k");
+        assert_eq!(pretty_size(1229), "1.2k");
+        assert_eq!(pretty_size(1 << 30), "1g");
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        assert_eq!(pretty_duration(Duration::from_millis(15)), "15ms");
+        assert_eq!(pretty_duration(Duration::from_millis(1240)), "1.24s");
+        assert_eq!(pretty_duration(Duration::from_secs(42)), "42s");
+    }
+}

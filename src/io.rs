@@ -1,0 +1,183 @@
+//! Byte-level plumbing shared by all layers: the boxed stream type and `BufIo`, a buffered stream that
+//! never loses bytes.
+//!
+//! `BufIo` is how a layer peeks: bytes read while deciding (a ClientHello, a request head, what followed a
+//! CONNECT) stay in its buffer, and the next reader, whether a parser or a layer that wraps the stream,
+//! gets them first through `AsyncRead`. Memory is bounded: the buffer starts empty, grows only as far as
+//! its caller allows, and is released while a connection idles.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+/// Anything a layer can read from and write to: a TCP socket, a TLS session, a `BufIo` over either.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
+/// A type-erased stream, so layers can stack without their types nesting.
+pub type BoxStream = Box<dyn Stream>;
+
+/// Size of the first allocation of an empty buffer: enough for a typical head in one read.
+const FIRST_READ_BYTES: usize = 4 * 1024;
+
+/// Buffer size for relaying bodies: large reads keep the syscall count per megabyte low.
+pub const RELAY_BUF_BYTES: usize = 64 * 1024;
+
+/// A stream with a read buffer whose contents can be inspected, parsed and consumed in place.
+pub struct BufIo<S> {
+    inner: S,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> BufIo<S> {
+    pub fn new(inner: S) -> Self {
+        BufIo { inner, buf: Vec::new(), pos: 0 }
+    }
+
+    /// The bytes read but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Marks `n` buffered bytes as used.
+    pub fn consume(&mut self, n: usize) {
+        self.pos += n;
+        debug_assert!(self.pos <= self.buf.len());
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+            self.buf.clear();
+        }
+    }
+
+    /// Frees the buffer's memory if it holds nothing: called before a connection idles.
+    pub fn release_if_empty(&mut self) {
+        if self.buffered().is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads more bytes after those already buffered, letting the buffer grow to at most `limit` bytes
+    /// (at least one byte of room is always made). Returns how many were read; 0 means end of stream.
+    pub async fn fill_more(&mut self, limit: usize) -> io::Result<usize> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        let grown = match self.buf.capacity() {
+            0 => FIRST_READ_BYTES,
+            cap if cap == len => cap * 2,
+            cap => cap,
+        };
+        let target = grown.min(limit).max(len + 1);
+        if target > self.buf.capacity() {
+            self.buf.reserve_exact(target - len);
+        }
+        // `read_buf` fills the spare capacity without zeroing it first.
+        self.inner.read_buf(&mut self.buf).await
+    }
+
+    /// Makes sure at least one byte is buffered, reading with a buffer of up to `read_size` bytes.
+    /// Returns false at end of stream.
+    pub async fn fill(&mut self, read_size: usize) -> io::Result<bool> {
+        if !self.buffered().is_empty() {
+            return Ok(true);
+        }
+        Ok(self.fill_more(read_size).await? > 0)
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The stream and the bytes buffered but not consumed.
+    pub fn into_parts(mut self) -> (S, Vec<u8>) {
+        self.buf.drain(..self.pos);
+        (self.inner, self.buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BufIo<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let buffered = self.buffered();
+        if !buffered.is_empty() {
+            let n = buffered.len().min(out.remaining());
+            out.put_slice(&buffered[..n]);
+            self.consume(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for BufIo<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = ready!(Pin::new(&mut self.inner).poll_shutdown(cx));
+        Poll::Ready(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn buffered_bytes_are_read_first_and_never_lost() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = BufIo::new(a);
+        b.write_all(b"hello world").await.unwrap();
+        while io.buffered().len() < 11 {
+            io.fill_more(1024).await.unwrap();
+        }
+        assert_eq!(io.buffered(), b"hello world");
+        io.consume(6);
+        b.write_all(b"!").await.unwrap();
+        drop(b);
+        let mut rest = Vec::new();
+        io.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"world!");
+    }
+
+    #[tokio::test]
+    async fn fill_more_respects_the_limit() {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        b.write_all(&[7u8; 10_000]).await.unwrap();
+        let mut io = BufIo::new(a);
+        while io.buffered().len() < 100 {
+            io.fill_more(100).await.unwrap();
+        }
+        assert_eq!(io.buffered().len(), 100);
+        // Always room for one more byte, so a caller can see that the limit was passed.
+        io.fill_more(100).await.unwrap();
+        assert_eq!(io.buffered().len(), 101);
+    }
+}

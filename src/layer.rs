@@ -1,0 +1,134 @@
+//! The `Layer` trait and `next_layer()`, the one place that decides how a connection is classified.
+//!
+//! A layer runs one protocol on the client stream it is given, to completion. When it has consumed what it
+//! owns (a CONNECT, a TLS handshake), it asks `next_layer()` for the layer that handles the rest, passing
+//! the stream on with every byte it peeked still in the buffer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::timeout;
+
+use crate::context::Context;
+use crate::error::ProtocolError;
+use crate::io::{BoxStream, BufIo};
+use crate::layers::{http1::Http1Layer, tcp::TcpLayer};
+
+/// A boxed, sendable future: what a layer's `run` returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The client side of a connection as a layer receives it: a buffered stream whose buffer may already
+/// hold bytes that an outer layer peeked.
+pub type ClientIo = BufIo<BoxStream>;
+
+/// One protocol layer. `run` returns `Ok(())` when the protocol finished, or the error that ended it.
+pub trait Layer: Send {
+    fn run(self: Box<Self>, io: ClientIo) -> BoxFuture<'static, Result<(), ProtocolError>>;
+}
+
+/// The kinds of layer, as the context chain records them and logs print them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    RegularProxy,
+    Http1,
+    Http,
+    Tls,
+    Tcp,
+}
+
+impl LayerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::RegularProxy => "RegularProxy",
+            LayerKind::Http1 => "Http1Layer",
+            LayerKind::Http => "HttpLayer",
+            LayerKind::Tls => "TlsLayer",
+            LayerKind::Tcp => "TcpLayer",
+        }
+    }
+
+    /// True for the outermost layers, which stand for a listener's mode.
+    pub fn is_mode(self) -> bool {
+        matches!(self, LayerKind::RegularProxy)
+    }
+}
+
+/// How long to wait for a client to speak first after a tunnel opens before treating the connection as
+/// a server-speaks-first protocol (SMTP, SSH) and relaying it as TCP.
+const CLIENT_FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Longest prefix peeked to classify a connection.
+const PEEK_BYTES: usize = 16;
+
+/// Chooses the layer for the rest of the connection from the context and the client's first bytes.
+/// `Ok(None)` means the client closed without sending anything: there is nothing to do, and no server
+/// connection is made.
+pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<Box<dyn Layer>>, ProtocolError> {
+    // Rule 1: a regular-mode listener speaks HTTP/1 to its client; a malformed request gets a 400 there.
+    if ctx.layer() == LayerKind::RegularProxy {
+        return Ok(Some(Box::new(Http1Layer::new(ctx))));
+    }
+
+    // From here on the decision needs the client's first bytes. A client that stays silent is waiting for
+    // the server to speak first.
+    let peeked = match timeout(CLIENT_FIRST_BYTES_TIMEOUT, peek(io)).await {
+        Ok(result) => result.map_err(ProtocolError::ClientIo)?,
+        Err(_) => return Ok(Some(Box::new(TcpLayer::new(ctx)))),
+    };
+    if peeked.is_empty() {
+        return Ok(None);
+    }
+
+    // Rule 2: a TLS ClientHello. Until interception is built, TLS is relayed untouched.
+    if is_tls_client_hello(&peeked) {
+        return Ok(Some(Box::new(TcpLayer::new(ctx))));
+    }
+
+    // Rule 3: an HTTP/1 request line.
+    if is_http1_request_start(&peeked) {
+        return Ok(Some(Box::new(Http1Layer::new(ctx))));
+    }
+
+    // Rule 4: anything else is relayed as raw TCP.
+    Ok(Some(Box::new(TcpLayer::new(ctx))))
+}
+
+/// Reads until enough bytes are buffered to classify them (or the client closes) and returns a copy:
+/// at least three, and past the first byte that cannot belong to a method token.
+async fn peek(io: &mut ClientIo) -> std::io::Result<Vec<u8>> {
+    let undecided = |b: &[u8]| b.len() < 3 || (b.len() < PEEK_BYTES && b.iter().all(u8::is_ascii_uppercase));
+    while undecided(io.buffered()) {
+        if io.fill_more(PEEK_BYTES.max(io.buffered().len() + 1)).await? == 0 {
+            break;
+        }
+    }
+    Ok(io.buffered()[..io.buffered().len().min(PEEK_BYTES)].to_vec())
+}
+
+/// A TLS handshake record (type 22) of TLS 1.x carrying a ClientHello (handshake type 1).
+pub fn is_tls_client_hello(b: &[u8]) -> bool {
+    b.len() >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04 && (b.len() < 6 || b[5] == 0x01)
+}
+
+/// Starts like an HTTP/1 request line: an upper-case method token followed by a space.
+pub fn is_http1_request_start(b: &[u8]) -> bool {
+    let token_len = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    token_len > 0 && (token_len == b.len() || b[token_len] == b' ')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_first_bytes() {
+        assert!(is_tls_client_hello(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]));
+        assert!(!is_tls_client_hello(b"GET / HTTP/1.1"));
+        assert!(is_http1_request_start(b"GET / HTTP/1.1"));
+        assert!(is_http1_request_start(b"OPTIONS"));
+        assert!(!is_http1_request_start(b"SSH-2.0-OpenSSH"));
+        assert!(!is_http1_request_start(b"\x00\x01"));
+    }
+}

@@ -1,0 +1,553 @@
+//! `HttpLayer`: the meaning of HTTP requests, whatever the wire version.
+//!
+//! It reads requests from the client one at a time (pipelined requests are answered in order), decides
+//! where each goes, forwards it through the `ServerConnection` (connected only now, and reused while the
+//! client keeps asking the same server), streams the response back and logs the flow. CONNECT opens a
+//! tunnel whose contents `next_layer()` classifies. Errors become a client-visible response in exactly one
+//! place, `error_response`, and only while no response head has gone out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+use crate::config::{split_host_port, Scheme};
+use crate::context::{Address, Context, Facts};
+use crate::error::{ProtocolError, Side};
+use crate::flow::HttpFlow;
+use crate::layer::{next_layer, ClientIo, LayerKind};
+use crate::layers::http1::{
+    self, copy_body, read_head, request_framing, response_framing, write_request_head, write_response_head,
+    BodyError, Framing, HeadError, Headers, RequestHead, ResponseHead, Version,
+};
+use crate::layers::tcp::relay;
+use crate::server_conn::ServerConnection;
+
+/// Longest request target accepted; longer gets 414.
+const MAX_URI_BYTES: usize = 16 * 1024;
+
+/// Header fields that concern one connection only and are never forwarded (RFC 9110 section 7.6.1),
+/// plus the proxy's own credentials.
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "proxy-connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"];
+
+/// The layer that turns HTTP requests into flows.
+pub struct HttpLayer {
+    ctx: Arc<Context>,
+    server: ServerConnection,
+}
+
+/// What happens to the client connection after an exchange.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Where a request goes and how its URL reads in the log.
+struct Target {
+    scheme: Scheme,
+    address: Address,
+    /// Host as the URL shows it (the Host header's name inside a tunnel).
+    display_host: String,
+    /// origin-form request target sent to the server.
+    path: String,
+}
+
+impl Target {
+    fn url(&self) -> String {
+        let host = if self.display_host.contains(':') {
+            format!("[{}]", self.display_host)
+        } else {
+            self.display_host.clone()
+        };
+        let path = if self.path == "*" { "" } else { self.path.as_str() };
+        if self.address.port == self.scheme.default_port() {
+            format!("{}://{host}{path}", self.scheme.as_str())
+        } else {
+            format!("{}://{host}:{}{path}", self.scheme.as_str(), self.address.port)
+        }
+    }
+}
+
+/// Progress of one exchange, for logging and for deciding whether an error can still be answered.
+struct Exchange {
+    started: Instant,
+    method: String,
+    url: String,
+    request_headers: Headers,
+    response_started: bool,
+}
+
+impl HttpLayer {
+    pub fn new(parent: &Arc<Context>) -> Self {
+        let ctx = parent.push(LayerKind::Http, Facts::default());
+        let server = ServerConnection::new(ctx.root().clone(), ctx.server().cloned());
+        HttpLayer { ctx, server }
+    }
+
+    /// Serves requests until the client or an error ends the connection.
+    pub async fn run(mut self, mut client: ClientIo) -> Result<(), ProtocolError> {
+        tracing::debug!(stack = %self.ctx.stack(), "http layer");
+        loop {
+            if !self.wait_for_request(&mut client).await? {
+                return Ok(());
+            }
+            let limits = self.ctx.config().limits;
+            let head = match read_head(&mut client, &limits, self.ctx.config().timeouts.read, http1::parse_request).await {
+                Ok(Some(head)) => head,
+                Ok(None) => return Ok(()),
+                Err(e) => return self.refuse(&mut client, request_head_error(e, &limits)).await,
+            };
+            if head.method == "CONNECT" {
+                return self.open_tunnel(client, head).await;
+            }
+            match self.exchange(&mut client, head).await? {
+                Next::KeepAlive => continue,
+                Next::Close => {
+                    let _ = client.shutdown().await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Waits for the first byte of the next request, up to the idle timeout. False if the client closed,
+    /// went idle for too long, or the proxy is shutting down.
+    async fn wait_for_request(&self, client: &mut ClientIo) -> Result<bool, ProtocolError> {
+        if !client.buffered().is_empty() {
+            return Ok(true);
+        }
+        client.release_if_empty();
+        let mut shutdown = self.ctx.root().shutdown.clone();
+        let idle = self.ctx.config().timeouts.idle;
+        tokio::select! {
+            read = timeout(idle, client.fill(4096)) => match read {
+                Ok(Ok(more)) => Ok(more),
+                Ok(Err(e)) => Err(ProtocolError::ClientIo(e)),
+                Err(_) => Ok(false),
+            },
+            _ = shutdown.wait_for(|&stop| stop) => Ok(false),
+        }
+    }
+
+    /// Answers a request that cannot be served with its error response, then ends the connection.
+    async fn refuse(&self, client: &mut ClientIo, error: ProtocolError) -> Result<(), ProtocolError> {
+        send_error_response(client, &error).await;
+        Err(error)
+    }
+
+    /// CONNECT: confirm the tunnel, then let `next_layer()` decide what runs inside it.
+    async fn open_tunnel(self, mut client: ClientIo, head: RequestHead) -> Result<(), ProtocolError> {
+        let address = match split_host_port(&head.target) {
+            Some((host, Some(port))) => Address::new(host, port),
+            _ => {
+                let error = ProtocolError::BadRequest(format!("CONNECT target '{}' is not HOST:PORT", head.target));
+                return self.refuse(&mut client, error).await;
+            }
+        };
+        client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
+        client.flush().await.map_err(ProtocolError::ClientIo)?;
+        let ctx = self.ctx.with_facts(Facts { server: Some(address), ..Facts::default() });
+        match next_layer(&ctx, &mut client).await? {
+            Some(layer) => layer.run(client).await,
+            None => Ok(()),
+        }
+    }
+
+    /// One request and its response. On failure before the response head went out, the client gets the
+    /// error response and the connection closes.
+    async fn exchange(&mut self, client: &mut ClientIo, head: RequestHead) -> Result<Next, ProtocolError> {
+        let mut exchange = Exchange {
+            started: Instant::now(),
+            method: head.method.clone(),
+            url: String::new(),
+            request_headers: Headers::default(),
+            response_started: false,
+        };
+        let result = self.forward(client, head, &mut exchange).await;
+        if let Err(error) = &result {
+            if !exchange.response_started {
+                send_error_response(client, error).await;
+                if let (Some((status, _)), false) = (error_response(error), exchange.url.is_empty()) {
+                    self.log(&exchange, status, Headers::default(), 0);
+                }
+            }
+            self.server.disconnect();
+        }
+        result
+    }
+
+    async fn forward(
+        &mut self,
+        client: &mut ClientIo,
+        mut head: RequestHead,
+        exchange: &mut Exchange,
+    ) -> Result<Next, ProtocolError> {
+        let target = self.resolve_target(&head)?;
+        exchange.url = target.url();
+        let framing = request_framing(&head).map_err(ProtocolError::BadRequest)?;
+        let client_wants_close = wants_close(head.version, &head.headers);
+        let is_upgrade = head.headers.has_token("connection", "upgrade") && head.headers.contains("upgrade");
+        let expects_continue = head.headers.has_token("expect", "100-continue");
+        prepare_request_headers(&mut head, &target, is_upgrade);
+
+        self.server.set_server(target.address.clone());
+        let mut out = Vec::with_capacity(512);
+        write_request_head(&head, &target.path, &mut out);
+        exchange.request_headers = std::mem::take(&mut head.headers);
+
+        // Like mitmproxy, answer `Expect: 100-continue` here and forward the request without it: the body
+        // then flows in one go and no server has to support the expectation.
+        if expects_continue && framing != Framing::Empty && head.version == Version::Http11 {
+            client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
+            client.flush().await.map_err(ProtocolError::ClientIo)?;
+        }
+
+        let response = self.send_request(client, &out, framing).await?;
+        self.relay_response(client, &head, response, client_wants_close, is_upgrade, exchange).await
+    }
+
+    /// Sends the request head and body and reads the final response head (forwarding 1xx interim
+    /// responses). A reused server connection that turns out to be closed is redialled once, if the
+    /// request had no body to replay.
+    async fn send_request(
+        &mut self,
+        client: &mut ClientIo,
+        request_head: &[u8],
+        framing: Framing,
+    ) -> Result<ResponseHead, ProtocolError> {
+        let host = self.server.host();
+        let timeouts = self.ctx.config().timeouts;
+        let limits = self.ctx.config().limits;
+        loop {
+            let reused = self.server.is_reused();
+            let server = self.server.connect().await?;
+            let sent = server.write_all(request_head).await;
+            let sent = match sent {
+                Ok(()) if framing != Framing::Empty => copy_body(client, server, framing, timeouts.read)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| request_body_error(e, &host)),
+                Ok(()) => server.flush().await.map_err(|e| ProtocolError::server_io(&host, e)),
+                Err(e) => Err(ProtocolError::server_io(&host, e)),
+            };
+            let response = match sent {
+                Ok(()) => read_final_response(server, client, &limits, timeouts.read, &host).await,
+                Err(e) => Err(e),
+            };
+            match response {
+                Err(e) if reused && framing == Framing::Empty && is_stale_connection(&e) => {
+                    tracing::debug!(%host, "reused server connection was closed; redialling");
+                    self.server.disconnect();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn relay_response(
+        &mut self,
+        client: &mut ClientIo,
+        request: &RequestHead,
+        mut response: ResponseHead,
+        client_wants_close: bool,
+        is_upgrade: bool,
+        exchange: &mut Exchange,
+    ) -> Result<Next, ProtocolError> {
+        let host = self.server.host();
+        let read_timeout = self.ctx.config().timeouts.read;
+        let framing = response_framing(&request.method, &response)
+            .map_err(|reason| ProtocolError::BadResponse { host: host.clone(), reason })?;
+
+        if response.status == 101 && is_upgrade {
+            return self.relay_upgrade(client, response, exchange).await;
+        }
+
+        let server_keeps_open = !wants_close(response.version, &response.headers) && framing != Framing::Close;
+        let keep_client = !client_wants_close && framing != Framing::Close;
+        strip_hop_by_hop(&mut response.headers);
+        // RFC 9110 section 6.2: an intermediary sends its own version, so the client reads the connection
+        // state from the Connection header set here, not from the server's version.
+        response.version = Version::Http11;
+        if !keep_client {
+            response.headers.append("connection", "close");
+        } else if request.version == Version::Http10 {
+            response.headers.append("connection", "keep-alive");
+        }
+
+        let mut out = Vec::with_capacity(512);
+        write_response_head(&response, &mut out);
+        exchange.response_started = true;
+        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+        let server = self.server.stream().expect("a response was read from it");
+        let bytes = copy_body(server, client, framing, read_timeout).await.map_err(|e| response_body_error(e, &host))?;
+        client.flush().await.map_err(ProtocolError::ClientIo)?;
+
+        if server_keeps_open {
+            self.server.mark_reusable();
+        } else {
+            self.server.disconnect();
+        }
+        self.log(exchange, response.status, response.headers, bytes);
+        Ok(if keep_client { Next::KeepAlive } else { Next::Close })
+    }
+
+    /// A 101 Switching Protocols: pass the response on, then relay both directions untouched.
+    async fn relay_upgrade(
+        &mut self,
+        client: &mut ClientIo,
+        response: ResponseHead,
+        exchange: &mut Exchange,
+    ) -> Result<Next, ProtocolError> {
+        let host = self.server.host();
+        let mut out = Vec::with_capacity(256);
+        write_response_head(&response, &mut out);
+        exchange.response_started = true;
+        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+        client.flush().await.map_err(ProtocolError::ClientIo)?;
+        self.log(exchange, response.status, response.headers, 0);
+        let server = self.server.stream().expect("a response was read from it");
+        relay(client, server).await.map_err(|e| ProtocolError::server_io(&host, e))?;
+        self.server.disconnect();
+        Ok(Next::Close)
+    }
+
+    /// Where the request goes: the absolute-form URL, or inside a tunnel the tunnel's server.
+    fn resolve_target(&self, head: &RequestHead) -> Result<Target, ProtocolError> {
+        if head.target.len() > MAX_URI_BYTES {
+            return Err(ProtocolError::UriTooLong { limit: MAX_URI_BYTES });
+        }
+        if let Some((scheme, rest)) = split_scheme(&head.target) {
+            if scheme == Scheme::Https {
+                return Err(ProtocolError::Refused {
+                    status: 501,
+                    reason: "https:// request targets are not supported yet; use CONNECT".into(),
+                });
+            }
+            let (authority, path) = match rest.find(['/', '?']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let (host, port) = split_host_port(authority)
+                .ok_or_else(|| ProtocolError::BadRequest(format!("invalid host in '{}'", head.target)))?;
+            let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+            let address = Address::new(host.clone(), port.unwrap_or(scheme.default_port()));
+            return Ok(Target { scheme, address, display_host: host, path });
+        }
+        if !head.target.starts_with('/') && head.target != "*" {
+            return Err(ProtocolError::BadRequest(format!("invalid request target '{}'", head.target)));
+        }
+        let Some(address) = self.ctx.server().cloned() else {
+            return Err(ProtocolError::BadRequest(
+                "a proxy request needs an absolute URL (http://host/path) as its target".into(),
+            ));
+        };
+        let display_host = head
+            .headers
+            .get("host")
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(split_host_port)
+            .map_or_else(|| address.host.clone(), |(host, _)| host);
+        let scheme = if self.ctx.is_client_tls() { Scheme::Https } else { Scheme::Http };
+        Ok(Target { scheme, address, display_host, path: head.target.clone() })
+    }
+
+    fn log(&self, exchange: &Exchange, status: u16, response_headers: Headers, bytes: u64) {
+        let flow = HttpFlow {
+            client_addr: self.ctx.client_addr(),
+            method: exchange.method.clone(),
+            url: exchange.url.clone(),
+            request_headers: exchange.request_headers.clone(),
+            status,
+            response_headers,
+            response_bytes: bytes,
+            started: exchange.started,
+            duration: exchange.started.elapsed(),
+        };
+        self.ctx.root().flows.http(&flow);
+    }
+}
+
+/// Reads response heads until a final one, passing 1xx interim responses (other than 101) to the client.
+async fn read_final_response(
+    server: &mut crate::io::BufIo<crate::io::BoxStream>,
+    client: &mut ClientIo,
+    limits: &crate::config::Limits,
+    read_timeout: std::time::Duration,
+    host: &str,
+) -> Result<ResponseHead, ProtocolError> {
+    loop {
+        let head = read_head(server, limits, read_timeout, http1::parse_response)
+            .await
+            .map_err(|e| response_head_error(e, host))?
+            .ok_or_else(|| ProtocolError::BadResponse { host: host.to_string(), reason: "connection closed before a response".into() })?;
+        if !(100..200).contains(&head.status) || head.status == 101 {
+            return Ok(head);
+        }
+        let mut out = Vec::with_capacity(128);
+        write_response_head(&head, &mut out);
+        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+    }
+}
+
+/// True for failures that mean "the idle server connection was already closed when we used it".
+fn is_stale_connection(e: &ProtocolError) -> bool {
+    match e {
+        ProtocolError::BadResponse { reason, .. } => reason.starts_with("connection closed before"),
+        ProtocolError::ServerIo { source, .. } => crate::error::is_ordinary_io(source),
+        _ => false,
+    }
+}
+
+/// `http://` or `https://` at the start of an absolute-form target (scheme case-insensitive).
+fn split_scheme(target: &str) -> Option<(Scheme, &str)> {
+    let (scheme, rest) = target.split_once("://")?;
+    if scheme.eq_ignore_ascii_case("http") {
+        Some((Scheme::Http, rest))
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Some((Scheme::Https, rest))
+    } else {
+        None
+    }
+}
+
+/// True if the sender of a message with these headers will not keep the connection open.
+fn wants_close(version: Version, headers: &Headers) -> bool {
+    match version {
+        Version::Http11 => headers.has_token("connection", "close"),
+        Version::Http10 => !headers.has_token("connection", "keep-alive"),
+    }
+}
+
+/// Removes hop-by-hop fields, and the fields the Connection header names.
+fn strip_hop_by_hop(headers: &mut Headers) {
+    let named: Vec<String> = headers
+        .get_all("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(|t| std::str::from_utf8(t.trim_ascii()).ok())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
+/// Turns the client's request headers into those the server gets.
+fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_upgrade: bool) {
+    let upgrade = head.headers.get("upgrade").map(<[u8]>::to_vec);
+    strip_hop_by_hop(&mut head.headers);
+    head.headers.remove("expect");
+    if let (true, Some(upgrade)) = (is_upgrade, upgrade) {
+        head.headers.append("connection", "Upgrade");
+        head.headers.append("upgrade", upgrade);
+    }
+    // RFC 9112 section 3.2.2: a proxy sets Host from an absolute-form target.
+    if split_scheme(&head.target).is_some() || !head.headers.contains("host") {
+        let host = if target.address.port == target.scheme.default_port() {
+            bracket(&target.address.host)
+        } else {
+            target.address.to_string()
+        };
+        if head.headers.contains("host") {
+            head.headers.set("host", host);
+        } else {
+            head.headers.0.insert(0, ("Host".to_string(), host.into_bytes()));
+        }
+    }
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn request_head_error(e: HeadError, limits: &crate::config::Limits) -> ProtocolError {
+    match e {
+        HeadError::Io(e) => ProtocolError::ClientIo(e),
+        HeadError::Timeout => ProtocolError::Timeout { side: Side::Client, step: "request head" },
+        HeadError::Truncated => ProtocolError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()),
+        HeadError::TooLarge => ProtocolError::HeadTooLarge { limit: limits.max_head_bytes },
+        HeadError::TooManyHeaders => ProtocolError::TooManyHeaders { limit: limits.max_headers },
+        HeadError::Malformed(reason) => ProtocolError::BadRequest(reason),
+    }
+}
+
+fn response_head_error(e: HeadError, host: &str) -> ProtocolError {
+    let bad = |reason: &str| ProtocolError::BadResponse { host: host.to_string(), reason: reason.to_string() };
+    match e {
+        HeadError::Io(e) => ProtocolError::server_io(host, e),
+        HeadError::Timeout => ProtocolError::Timeout { side: Side::Server, step: "response head" },
+        HeadError::Truncated => bad("connection closed in the middle of the response head"),
+        HeadError::TooLarge => bad("response head too large"),
+        HeadError::TooManyHeaders => bad("too many header fields in the response"),
+        HeadError::Malformed(reason) => bad(&reason),
+    }
+}
+
+fn request_body_error(e: BodyError, host: &str) -> ProtocolError {
+    match e {
+        BodyError::Read(e) => ProtocolError::ClientIo(e),
+        BodyError::Truncated => ProtocolError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()),
+        BodyError::Timeout => ProtocolError::Timeout { side: Side::Client, step: "request body" },
+        BodyError::Malformed(reason) => ProtocolError::BadRequest(reason),
+        BodyError::Write(e) => ProtocolError::server_io(host, e),
+    }
+}
+
+fn response_body_error(e: BodyError, host: &str) -> ProtocolError {
+    match e {
+        BodyError::Read(e) => ProtocolError::server_io(host, e),
+        BodyError::Truncated => ProtocolError::server_io(host, std::io::ErrorKind::UnexpectedEof.into()),
+        BodyError::Timeout => ProtocolError::Timeout { side: Side::Server, step: "response body" },
+        BodyError::Malformed(reason) => ProtocolError::BadResponse { host: host.to_string(), reason },
+        BodyError::Write(e) => ProtocolError::ClientIo(e),
+    }
+}
+
+/// The response a client sees for an error, as status and reason phrase; `None` when nothing can or
+/// should be sent (the client is gone, or the flow was killed). The one place errors become statuses.
+pub fn error_response(error: &ProtocolError) -> Option<(u16, &'static str)> {
+    use ProtocolError::*;
+    match error {
+        BadRequest(_) => Some((400, "Bad Request")),
+        HeadTooLarge { .. } | TooManyHeaders { .. } => Some((431, "Request Header Fields Too Large")),
+        UriTooLong { .. } => Some((414, "URI Too Long")),
+        BadResponse { .. } | Connect { .. } | SelfConnect { .. } | ServerTls { .. } | ServerIo { .. } => {
+            Some((502, "Bad Gateway"))
+        }
+        Timeout { side: Side::Server, .. } => Some((504, "Gateway Timeout")),
+        Refused { status, .. } => Some((*status, reason_phrase(*status))),
+        Timeout { side: Side::Client, .. } | ClientIo(_) | ClientTls(_) | Kill => None,
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        407 => "Proxy Authentication Required",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        _ => "Error",
+    }
+}
+
+/// Writes the error response for `error` (if it has one): a short text body naming the cause, and
+/// `Connection: close`, since the rest of the connection's bytes cannot be trusted.
+async fn send_error_response<W: AsyncWrite + Unpin>(client: &mut W, error: &ProtocolError) {
+    let Some((status, reason)) = error_response(error) else { return };
+    let body = format!("strata: {error}\n");
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = client.write_all(format!("{head}{body}").as_bytes()).await;
+    let _ = client.flush().await;
+    let _ = client.shutdown().await;
+}

@@ -1,0 +1,502 @@
+//! HTTP/1.x on the wire: bytes in, heads and body framing out, and back again.
+//!
+//! `Http1Layer` turns the client's byte stream into an HTTP/1 connection and hands it to `HttpLayer`, which
+//! owns the meaning of requests. This file owns only syntax: parsing heads with httparse under size limits,
+//! deciding body framing (RFC 9112 section 6, rejecting ambiguous messages), serialising heads into one
+//! buffer, and streaming bodies (Content-Length, chunked with trailers, close-delimited) without holding
+//! them whole.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+use crate::config::Limits;
+use crate::context::Context;
+use crate::error::ProtocolError;
+use crate::io::{BufIo, RELAY_BUF_BYTES};
+use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
+use crate::layers::http::HttpLayer;
+
+/// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
+const MAX_CHUNK_LINE_BYTES: usize = 4 * 1024;
+
+/// The layer that speaks HTTP/1 to the client: it frames the stream and runs `HttpLayer` on it.
+pub struct Http1Layer {
+    ctx: Arc<Context>,
+}
+
+impl Http1Layer {
+    pub fn new(parent: &Arc<Context>) -> Self {
+        Http1Layer { ctx: parent.push(LayerKind::Http1, Default::default()) }
+    }
+}
+
+impl Layer for Http1Layer {
+    fn run(self: Box<Self>, io: ClientIo) -> BoxFuture<'static, Result<(), ProtocolError>> {
+        Box::pin(HttpLayer::new(&self.ctx).run(io))
+    }
+}
+
+/// HTTP version of a message; strata speaks 1.0 and 1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    fn from_minor(minor: u8) -> Self {
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Header fields in their received order and spelling. Lookups ignore case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    /// All values of `name`.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// True if a comma-separated list in any `name` field contains `token` (case-insensitive).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name).flat_map(|v| v.split(|&b| b == b',')).any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    pub fn append(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.0.push((name.to_string(), value.into()));
+    }
+
+    /// Replaces all `name` fields with one.
+    pub fn set(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.remove(name);
+        self.append(name, value);
+    }
+
+    fn from_parsed(parsed: &[httparse::Header<'_>]) -> Result<Self, String> {
+        let mut out = Vec::with_capacity(parsed.len());
+        for h in parsed {
+            if h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(format!("invalid characters in the value of '{}'", h.name));
+            }
+            out.push((h.name.to_string(), h.value.to_vec()));
+        }
+        Ok(Headers(out))
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) {
+        for (name, value) in &self.0 {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// A request line and its header fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub target: String,
+    pub version: Version,
+    pub headers: Headers,
+}
+
+/// A status line and its header fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub version: Version,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Headers,
+}
+
+/// How the end of a body is found (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding, possibly with trailers.
+    Chunked,
+    /// Everything until the sender closes the connection (responses only).
+    Close,
+}
+
+/// Why a head could not be read.
+#[derive(Debug)]
+pub enum HeadError {
+    Io(io::Error),
+    Timeout,
+    /// The stream ended after part of a head.
+    Truncated,
+    TooLarge,
+    TooManyHeaders,
+    Malformed(String),
+}
+
+/// Reads one head with `parse` from `io` within `deadline`. `Ok(None)` if the stream ended cleanly before
+/// the first byte.
+pub async fn read_head<S, H>(
+    io: &mut BufIo<S>,
+    limits: &Limits,
+    deadline: Duration,
+    parse: fn(&[u8], &Limits) -> Result<Option<(H, usize)>, HeadError>,
+) -> Result<Option<H>, HeadError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let work = async {
+        loop {
+            if !io.buffered().is_empty() {
+                if let Some((head, len)) = parse(io.buffered(), limits)? {
+                    io.consume(len);
+                    return Ok(Some(head));
+                }
+                if io.buffered().len() > limits.max_head_bytes {
+                    return Err(HeadError::TooLarge);
+                }
+            }
+            let had = io.buffered().len();
+            if io.fill_more(limits.max_head_bytes + 1).await.map_err(HeadError::Io)? == 0 {
+                return if had == 0 { Ok(None) } else { Err(HeadError::Truncated) };
+            }
+        }
+    };
+    timeout(deadline, work).await.map_err(|_| HeadError::Timeout)?
+}
+
+/// Parses a request head from the start of `buf`: the head and its length, or `None` if incomplete.
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    check_line_endings(&buf[..len])?;
+    let head = RequestHead {
+        method: req.method.unwrap_or_default().to_string(),
+        target: req.path.unwrap_or_default().to_string(),
+        version: Version::from_minor(req.version.unwrap_or(1)),
+        headers: Headers::from_parsed(req.headers).map_err(HeadError::Malformed)?,
+    };
+    Ok(Some((head, len)))
+}
+
+/// Parses a response head from the start of `buf`: the head and its length, or `None` if incomplete.
+pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    let head = ResponseHead {
+        version: Version::from_minor(res.version.unwrap_or(1)),
+        status: res.code.unwrap_or_default(),
+        reason: res.reason.unwrap_or_default().to_string(),
+        headers: Headers::from_parsed(res.headers).map_err(HeadError::Malformed)?,
+    };
+    Ok(Some((head, len)))
+}
+
+/// Requests must end their lines with CRLF: a bare LF can make two parsers disagree on where a head ends
+/// (RFC 9112 section 2.2 allows leniency; a proxy between two parsers should not be lenient).
+fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
+    let bare_lf = head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+    if bare_lf {
+        return Err(HeadError::Malformed("line ending without CR".into()));
+    }
+    Ok(())
+}
+
+/// The framing of a request body, or why the request is ambiguous and must be refused
+/// (RFC 9112 sections 6.1 and 6.3).
+pub fn request_framing(head: &RequestHead) -> Result<Framing, String> {
+    let h = &head.headers;
+    if h.contains("transfer-encoding") {
+        if h.contains("content-length") {
+            return Err("both Transfer-Encoding and Content-Length".into());
+        }
+        if head.version == Version::Http10 {
+            return Err("Transfer-Encoding in an HTTP/1.0 request".into());
+        }
+        return if is_chunked_last(h)? { Ok(Framing::Chunked) } else { Err("Transfer-Encoding without chunked last".into()) };
+    }
+    match content_length(h)? {
+        Some(0) | None => Ok(Framing::Empty),
+        Some(n) => Ok(Framing::Length(n)),
+    }
+}
+
+/// The framing of a response body to a request with `method` (RFC 9112 section 6.3).
+pub fn response_framing(method: &str, head: &ResponseHead) -> Result<Framing, String> {
+    if method == "HEAD" || (100..200).contains(&head.status) || head.status == 204 || head.status == 304 {
+        return Ok(Framing::Empty);
+    }
+    let h = &head.headers;
+    if h.contains("transfer-encoding") {
+        if h.contains("content-length") {
+            return Err("both Transfer-Encoding and Content-Length".into());
+        }
+        return Ok(if is_chunked_last(h)? { Framing::Chunked } else { Framing::Close });
+    }
+    match content_length(h)? {
+        Some(0) => Ok(Framing::Empty),
+        Some(n) => Ok(Framing::Length(n)),
+        None => Ok(Framing::Close),
+    }
+}
+
+fn is_chunked_last(h: &Headers) -> Result<bool, String> {
+    let codings: Vec<&[u8]> =
+        h.get_all("transfer-encoding").flat_map(|v| v.split(|&b| b == b',')).map(|t| t.trim_ascii()).collect();
+    let chunked_at = |i: usize| codings[i].eq_ignore_ascii_case(b"chunked");
+    if (0..codings.len().saturating_sub(1)).any(chunked_at) {
+        return Err("chunked applied more than once or not last".into());
+    }
+    Ok(!codings.is_empty() && chunked_at(codings.len() - 1))
+}
+
+/// The Content-Length, if any; repeated fields must agree and each must be plain digits.
+fn content_length(h: &Headers) -> Result<Option<u64>, String> {
+    let mut found: Option<u64> = None;
+    for value in h.get_all("content-length").flat_map(|v| v.split(|&b| b == b',')) {
+        let value = value.trim_ascii();
+        if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+            return Err("invalid Content-Length".into());
+        }
+        let n: u64 = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok()).ok_or("invalid Content-Length")?;
+        if found.is_some_and(|f| f != n) {
+            return Err("conflicting Content-Length values".into());
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+/// Appends a request head, with `target` as its request target, to `out`.
+pub fn write_request_head(head: &RequestHead, target: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.version.as_str().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    head.headers.write_to(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a response head to `out`.
+pub fn write_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.version.as_str().as_bytes());
+    out.extend_from_slice(format!(" {} ", head.status).as_bytes());
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    head.headers.write_to(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Why a body could not be relayed; the caller knows which side each direction is.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Reading from the sender failed.
+    Read(io::Error),
+    /// The sender closed before the body was complete.
+    Truncated,
+    /// The sender did not send for a whole read timeout.
+    Timeout,
+    /// The chunked framing is invalid.
+    Malformed(String),
+    /// Writing to the receiver failed.
+    Write(io::Error),
+}
+
+/// Streams one body with `framing` from `src` to `dst`, re-framing chunks canonically and passing trailers
+/// on. Returns the number of payload bytes. Memory use is bounded by the relay buffer, whatever the size.
+pub async fn copy_body<R, W>(
+    src: &mut BufIo<R>,
+    dst: &mut W,
+    framing: Framing,
+    read_timeout: Duration,
+) -> Result<u64, BodyError>
+where
+    R: AsyncRead + AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut copier = BodyCopier { src, dst, read_timeout };
+    let n = match framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => copier.copy_exact(n).await?,
+        Framing::Close => copier.copy_to_end().await?,
+        Framing::Chunked => copier.copy_chunked().await?,
+    };
+    copier.dst.flush().await.map_err(BodyError::Write)?;
+    Ok(n)
+}
+
+struct BodyCopier<'a, R, W> {
+    src: &'a mut BufIo<R>,
+    dst: &'a mut W,
+    read_timeout: Duration,
+}
+
+impl<R, W> BodyCopier<'_, R, W>
+where
+    R: AsyncRead + AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// Reads more into the source buffer (up to `limit` bytes buffered). False at end of stream.
+    async fn read_more(&mut self, limit: usize) -> Result<bool, BodyError> {
+        match timeout(self.read_timeout, self.src.fill_more(limit)).await {
+            Err(_) => Err(BodyError::Timeout),
+            Ok(Err(e)) => Err(BodyError::Read(e)),
+            Ok(Ok(n)) => Ok(n > 0),
+        }
+    }
+
+    /// Makes sure something is buffered; `Truncated` at end of stream.
+    async fn need(&mut self) -> Result<(), BodyError> {
+        if self.src.buffered().is_empty() && !self.read_more(RELAY_BUF_BYTES).await? {
+            return Err(BodyError::Truncated);
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), BodyError> {
+        self.dst.write_all(data).await.map_err(BodyError::Write)
+    }
+
+    /// Passes `n` buffered-or-future bytes straight from the source buffer to the destination.
+    async fn copy_exact(&mut self, mut n: u64) -> Result<u64, BodyError> {
+        let total = n;
+        while n > 0 {
+            self.need().await?;
+            let take = (self.src.buffered().len() as u64).min(n) as usize;
+            self.dst.write_all(&self.src.buffered()[..take]).await.map_err(BodyError::Write)?;
+            self.src.consume(take);
+            n -= take as u64;
+        }
+        Ok(total)
+    }
+
+    async fn copy_to_end(&mut self) -> Result<u64, BodyError> {
+        let mut total = 0u64;
+        loop {
+            if self.src.buffered().is_empty() && !self.read_more(RELAY_BUF_BYTES).await? {
+                return Ok(total);
+            }
+            let len = self.src.buffered().len();
+            self.dst.write_all(self.src.buffered()).await.map_err(BodyError::Write)?;
+            self.src.consume(len);
+            total += len as u64;
+        }
+    }
+
+    /// Reads one CRLF-terminated line (without the CRLF) of at most `MAX_CHUNK_LINE_BYTES`, consuming it.
+    async fn read_line(&mut self) -> Result<Vec<u8>, BodyError> {
+        loop {
+            if let Some(end) = self.src.buffered().windows(2).position(|w| w == b"\r\n") {
+                let line = self.src.buffered()[..end].to_vec();
+                self.src.consume(end + 2);
+                return Ok(line);
+            }
+            if self.src.buffered().len() >= MAX_CHUNK_LINE_BYTES {
+                return Err(BodyError::Malformed("chunk line too long or without CRLF".into()));
+            }
+            if !self.read_more(RELAY_BUF_BYTES).await? {
+                return Err(BodyError::Truncated);
+            }
+        }
+    }
+
+    async fn copy_chunked(&mut self) -> Result<u64, BodyError> {
+        let mut total = 0u64;
+        loop {
+            let line = self.read_line().await?;
+            let size = parse_chunk_size(&line).map_err(BodyError::Malformed)?;
+            if size == 0 {
+                break;
+            }
+            self.write(format!("{size:x}\r\n").as_bytes()).await?;
+            total += self.copy_exact(size).await?;
+            if !self.read_line().await?.is_empty() {
+                return Err(BodyError::Malformed("chunk data not followed by CRLF".into()));
+            }
+            self.write(b"\r\n").await?;
+        }
+        // Last chunk, then trailer fields up to the empty line (RFC 9112 section 7.1.2).
+        let mut tail = b"0\r\n".to_vec();
+        loop {
+            let line = self.read_line().await?;
+            if line.is_empty() {
+                break;
+            }
+            if line[0] == b' ' || line[0] == b'\t' || !line.contains(&b':') {
+                return Err(BodyError::Malformed("invalid trailer field".into()));
+            }
+            tail.extend_from_slice(&line);
+            tail.extend_from_slice(b"\r\n");
+            if tail.len() > MAX_CHUNK_LINE_BYTES * 16 {
+                return Err(BodyError::Malformed("trailer section too large".into()));
+            }
+        }
+        tail.extend_from_slice(b"\r\n");
+        self.write(&tail).await?;
+        Ok(total)
+    }
+}
+
+/// Parses a chunk-size line: hex digits, then optional extensions after ';' (ignored).
+pub fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
+    let digits_end = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
+    let (digits, rest) = line.split_at(digits_end);
+    if digits.is_empty() || digits.len() > 15 {
+        return Err("invalid chunk size".into());
+    }
+    let rest = rest.trim_ascii_start();
+    if !rest.is_empty() && rest[0] != b';' {
+        return Err("invalid chunk size".into());
+    }
+    let digits = std::str::from_utf8(digits).map_err(|_| "invalid chunk size")?;
+    u64::from_str_radix(digits, 16).map_err(|_| "invalid chunk size".into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! strata: an intercepting proxy for HTTP, HTTPS, WebSocket and raw TCP, built as a stack of protocol
+//! layers. The binary (`main.rs`) is a thin shell around `server::run`.
+
+pub mod cli; // command-line flags (clap)
+pub mod config; // checked configuration: modes, listen addresses, limits
+pub mod context; // RootContext and the read-only context chain
+pub mod error; // ProtocolError, ConfigError, Side
+pub mod flow; // flow records and the stdout flow log
+pub mod io; // buffered stream that keeps peeked bytes
+pub mod layer; // Layer trait and next_layer()
+pub mod layers; // the layers themselves
+pub mod server; // listeners, accept loop, shutdown
+pub mod server_conn; // lazy server connections

@@ -1,0 +1,42 @@
+//! The `strata` binary: parse the command line, check it into a `Config`, set up logging, run the
+//! proxy, and turn the outcome into an exit code (2 for any startup problem, as for a bad flag).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use strata::cli::Cli;
+use strata::config::Config;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_cli(&cli) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    init_logging(config.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(strata::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Logs go to stderr (stdout is for flow lines): warn by default, -v debug, -vv trace; RUST_LOG wins.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "strata=debug,warn",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+}

@@ -1,0 +1,129 @@
+//! Listeners, the accept loop and shutdown.
+//!
+//! `run` prepares the confdir, binds one listener per mode, announces each on stderr, and spawns one task
+//! per accepted client, which builds the mode layer and runs the connection to its end; a failing
+//! connection never affects another. On SIGINT or SIGTERM it stops accepting, tells idle connections to
+//! close, and gives the rest a short grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::config::{Config, Mode, ModeKind};
+use crate::context::RootContext;
+use crate::error::ConfigError;
+use crate::flow::FlowLog;
+use crate::io::BufIo;
+use crate::layer::Layer;
+use crate::layers::regular::RegularProxy;
+
+/// How long live connections may go on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the accept loop pauses after an accept error (e.g. out of file descriptors) instead of spinning.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Runs the proxy until SIGINT or SIGTERM. Errors are startup problems (confdir, bind).
+pub async fn run(config: Config) -> Result<(), ConfigError> {
+    prepare_confdir(&config)?;
+    let mut listeners = Vec::new();
+    for spec in &config.listeners {
+        let listener = TcpListener::bind(spec.addr)
+            .await
+            .map_err(|source| ConfigError::Bind { addr: spec.addr.to_string(), source })?;
+        let addr = listener.local_addr().map_err(|source| ConfigError::Bind { addr: spec.addr.to_string(), source })?;
+        listeners.push((listener, addr, spec.mode.clone()));
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let root = Arc::new(RootContext {
+        flows: FlowLog::new(config.flow_detail),
+        listen_addrs: listeners.iter().map(|(_, addr, _)| *addr).collect(),
+        config,
+        shutdown: shutdown_rx,
+    });
+
+    // Every connection task holds a clone of `alive`; when all are dropped, `all_done` yields None.
+    let (alive, mut all_done) = mpsc::channel::<()>(1);
+    let mut accept_loops = JoinSet::new();
+    for (listener, addr, mode) in listeners {
+        eprintln!("listening on {addr} ({mode})");
+        accept_loops.spawn(accept_loop(listener, mode, root.clone(), alive.clone()));
+    }
+    drop(alive);
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    accept_loops.shutdown().await;
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, all_done.recv()).await.is_err() {
+        tracing::info!("grace period over; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Creates the confdir (private to the user) if it does not exist yet.
+fn prepare_confdir(config: &Config) -> Result<(), ConfigError> {
+    let dir = &config.confdir;
+    let fail = |reason: String| ConfigError::File { path: dir.display().to_string(), reason };
+    if dir.exists() {
+        return if dir.is_dir() { Ok(()) } else { Err(fail("exists and is not a directory".into())) };
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| fail(format!("cannot create: {e}")))
+}
+
+async fn accept_loop(listener: TcpListener, mode: Mode, root: Arc<RootContext>, alive: mpsc::Sender<()>) {
+    loop {
+        let (socket, client_addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let span = tracing::debug_span!("conn", client = %client_addr, mode = %mode);
+        let (root, mode, alive) = (root.clone(), mode.clone(), alive.clone());
+        tokio::spawn(
+            async move {
+                serve_connection(root, mode, socket, client_addr).await;
+                drop(alive);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Runs one client connection through its mode layer and logs how it ended.
+async fn serve_connection(root: Arc<RootContext>, mode: Mode, socket: TcpStream, client_addr: SocketAddr) {
+    let layer: Box<dyn Layer> = match mode.kind {
+        ModeKind::Regular => Box::new(RegularProxy::new(root, client_addr, mode)),
+        _ => unreachable!("Config::from_cli refuses modes that are not built"),
+    };
+    match layer.run(BufIo::new(Box::new(socket))).await {
+        Ok(()) => tracing::debug!("connection closed"),
+        Err(e) if e.is_ordinary_end() => tracing::debug!(error = %e, "connection ended"),
+        Err(e) => tracing::info!(error = %e, "connection failed"),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
