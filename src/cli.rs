@@ -43,6 +43,28 @@ pub struct Cli {
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Do not verify servers' TLS certificates.
+    #[arg(short = 'k', long)]
+    pub ssl_insecure: bool,
+
+    /// PEM file of CA certificates to trust for servers, in addition to the built-in roots. Repeatable.
+    #[arg(long, value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+
+    /// Relay connections to matching servers untouched (TLS is not decrypted). REGEX is matched against
+    /// `host:port`, case-insensitively. Repeatable.
+    #[arg(long, value_name = "REGEX")]
+    pub ignore_hosts: Vec<String>,
+
+    /// Intercept only matching servers and relay all others untouched; the inverse of --ignore-hosts.
+    /// Repeatable.
+    #[arg(long, value_name = "REGEX")]
+    pub allow_hosts: Vec<String>,
+
+    /// Relay connections to matching servers as raw TCP after TLS (if any), logged as TCP flows. Repeatable.
+    #[arg(long, value_name = "REGEX")]
+    pub tcp_hosts: Vec<String>,
+
     /// Seconds to wait for a server connection to be established.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,

@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use regex::{Regex, RegexBuilder};
+use rustls::pki_types::CertificateDer;
+
 use crate::cli::Cli;
 use crate::error::ConfigError;
 
@@ -203,6 +206,36 @@ pub struct Limits {
     pub max_headers: usize,
 }
 
+/// Which servers get which treatment, by regexes over `host:port` (mitmproxy's ignore/allow/tcp hosts).
+#[derive(Debug, Clone, Default)]
+pub struct HostRules {
+    pub ignore: Vec<Regex>,
+    pub allow: Vec<Regex>,
+    pub tcp: Vec<Regex>,
+}
+
+impl HostRules {
+    /// True if connections to `host_port` are relayed untouched, without interception.
+    pub fn is_ignored(&self, host_port: &str) -> bool {
+        self.ignore.iter().any(|r| r.is_match(host_port))
+            || (!self.allow.is_empty() && !self.allow.iter().any(|r| r.is_match(host_port)))
+    }
+
+    /// True if connections to `host_port` are relayed as raw TCP after TLS.
+    pub fn is_tcp(&self, host_port: &str) -> bool {
+        self.tcp.iter().any(|r| r.is_match(host_port))
+    }
+}
+
+/// How strata talks TLS to servers.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    /// `-k`: accept any server certificate.
+    pub insecure: bool,
+    /// Extra trusted CA certificates from `--upstream-ca`.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
 /// One listener to open: where, and in which mode.
 #[derive(Debug, Clone)]
 pub struct ListenSpec {
@@ -220,6 +253,8 @@ pub struct Config {
     pub verbose: u8,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub hosts: HostRules,
+    pub upstream_tls: UpstreamTls,
 }
 
 impl Config {
@@ -257,8 +292,52 @@ impl Config {
                 max_head_bytes: at_least("--max-head-size", cli.max_head_size, 1024)?,
                 max_headers: at_least("--max-headers", cli.max_headers, 1)?,
             },
+            hosts: host_rules(cli)?,
+            upstream_tls: UpstreamTls {
+                insecure: cli.ssl_insecure,
+                extra_roots: cli.upstream_ca.iter().map(|p| read_ca_certs(p)).collect::<Result<Vec<_>, _>>()?.concat(),
+            },
         })
     }
+}
+
+fn host_rules(cli: &Cli) -> Result<HostRules, ConfigError> {
+    if !cli.ignore_hosts.is_empty() && !cli.allow_hosts.is_empty() {
+        return Err(ConfigError::InvalidValue {
+            flag: "--allow-hosts",
+            reason: "cannot be combined with --ignore-hosts".into(),
+        });
+    }
+    Ok(HostRules {
+        ignore: compile_all("--ignore-hosts", &cli.ignore_hosts)?,
+        allow: compile_all("--allow-hosts", &cli.allow_hosts)?,
+        tcp: compile_all("--tcp-hosts", &cli.tcp_hosts)?,
+    })
+}
+
+fn compile_all(flag: &'static str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    patterns
+        .iter()
+        .map(|p| {
+            RegexBuilder::new(p)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| ConfigError::InvalidValue { flag, reason: format!("'{p}' is not a valid regex: {e}") })
+        })
+        .collect()
+}
+
+/// All certificates in a PEM file given to `--upstream-ca`.
+fn read_ca_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let fail = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read (--upstream-ca): {e}")))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("not valid PEM (--upstream-ca): {e}")))?;
+    if certs.is_empty() {
+        return Err(fail("no certificate found (--upstream-ca)".into()));
+    }
+    Ok(certs)
 }
 
 /// Modes whose layers are not built yet are refused up front rather than half-working.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode};
 use crate::flow::FlowLog;
 use crate::layer::LayerKind;
@@ -45,6 +46,12 @@ pub struct RootContext {
     /// The addresses the listeners actually bound (port 0 resolved), so nobody dials us in a loop.
     pub listen_addrs: Vec<SocketAddr>,
     pub flows: FlowLog,
+    /// Signs the certificates shown to intercepted clients.
+    pub ca: CertificateAuthority,
+    /// rustls configuration for TLS to servers.
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// rustls configuration shared by intercepted client connections (each gets its own certificate).
+    pub tls_server_base: Arc<rustls::ServerConfig>,
     /// Becomes true when the proxy shuts down; idle connections close on it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -63,6 +70,8 @@ pub struct Facts {
     pub client_tls: Option<bool>,
     /// The server name the client asked for in its ClientHello.
     pub sni: Option<String>,
+    /// The ALPN protocols the client offered in its ClientHello.
+    pub alpn_offers: Option<Vec<Vec<u8>>>,
 }
 
 /// One layer's read-only view: its own facts plus its parent's.
@@ -94,6 +103,7 @@ impl Context {
             server: facts.server.or_else(|| own.server.clone()),
             client_tls: facts.client_tls.or(own.client_tls),
             sni: facts.sni.or_else(|| own.sni.clone()),
+            alpn_offers: facts.alpn_offers.or_else(|| own.alpn_offers.clone()),
         };
         Arc::new(Context { root: self.root.clone(), parent: self.parent.clone(), layer: self.layer, facts: merged })
     }
@@ -139,6 +149,20 @@ impl Context {
 
     pub fn sni(&self) -> Option<&str> {
         self.lookup(|f| f.sni.as_deref())
+    }
+
+    pub fn alpn_offers(&self) -> &[Vec<u8>] {
+        self.lookup(|f| f.alpn_offers.as_deref()).unwrap_or_default()
+    }
+
+    /// TLS parameters for a raw relay to the server: TLS if the client side was decrypted, with the
+    /// client's SNI (or the server's host) and the ALPN protocols it offered.
+    pub fn server_tls_for_relay(&self) -> Option<crate::server_conn::ServerTls> {
+        if !self.is_client_tls() {
+            return None;
+        }
+        let server_name = self.sni().map(str::to_string).or_else(|| self.server().map(|a| a.host.clone()))?;
+        Some(crate::server_conn::ServerTls { server_name, alpn: self.alpn_offers().to_vec() })
     }
 
     /// The layer stack, innermost first.

@@ -14,7 +14,7 @@ use tokio::time::timeout;
 use crate::context::Context;
 use crate::error::ProtocolError;
 use crate::io::{BoxStream, BufIo};
-use crate::layers::{http1::Http1Layer, tcp::TcpLayer};
+use crate::layers::{http1::Http1Layer, tcp::TcpLayer, tls::TlsLayer};
 
 /// A boxed, sendable future: what a layer's `run` returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -66,9 +66,17 @@ const PEEK_BYTES: usize = 16;
 /// `Ok(None)` means the client closed without sending anything: there is nothing to do, and no server
 /// connection is made.
 pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<Box<dyn Layer>>, ProtocolError> {
+    let hosts = &ctx.config().hosts;
+    let server = ctx.server().map(|a| a.to_string());
+
     // Rule 1: a regular-mode listener speaks HTTP/1 to its client; a malformed request gets a 400 there.
     if ctx.layer() == LayerKind::RegularProxy {
         return Ok(Some(Box::new(Http1Layer::new(ctx))));
+    }
+
+    // Rule 2: --ignore-hosts (or outside --allow-hosts): relay untouched, TLS and all, before reading a byte.
+    if !ctx.is_client_tls() && server.as_deref().is_some_and(|s| hosts.is_ignored(s)) {
+        return Ok(Some(Box::new(TcpLayer::new(ctx))));
     }
 
     // From here on the decision needs the client's first bytes. A client that stays silent is waiting for
@@ -81,17 +89,22 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
         return Ok(None);
     }
 
-    // Rule 2: a TLS ClientHello. Until interception is built, TLS is relayed untouched.
-    if is_tls_client_hello(&peeked) {
+    // Rule 3: a TLS ClientHello on a connection not yet decrypted: intercept it.
+    if is_tls_client_hello(&peeked) && !ctx.is_client_tls() {
+        return Ok(Some(Box::new(TlsLayer::new(ctx))));
+    }
+
+    // Rule 4: --tcp-hosts: relay as raw TCP (after TLS, if any).
+    if server.as_deref().is_some_and(|s| hosts.is_tcp(s)) {
         return Ok(Some(Box::new(TcpLayer::new(ctx))));
     }
 
-    // Rule 3: an HTTP/1 request line.
+    // Rule 5: an HTTP/1 request line.
     if is_http1_request_start(&peeked) {
         return Ok(Some(Box::new(Http1Layer::new(ctx))));
     }
 
-    // Rule 4: anything else is relayed as raw TCP.
+    // Rule 6: anything else is relayed as raw TCP.
     Ok(Some(Box::new(TcpLayer::new(ctx))))
 }
 

@@ -1,6 +1,8 @@
 //! strata: an intercepting proxy for HTTP, HTTPS, WebSocket and raw TCP, built as a stack of protocol
 //! layers. The binary (`main.rs`) is a thin shell around `server::run`.
 
+pub mod addons; // hooks that may answer a request locally (CA download page)
+pub mod certs; // certificate authority and leaf certificates
 pub mod cli; // command-line flags (clap)
 pub mod config; // checked configuration: modes, listen addresses, limits
 pub mod context; // RootContext and the read-only context chain

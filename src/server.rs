@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode, ModeKind};
 use crate::context::RootContext;
 use crate::error::ConfigError;
@@ -21,6 +22,8 @@ use crate::flow::FlowLog;
 use crate::io::BufIo;
 use crate::layer::Layer;
 use crate::layers::regular::RegularProxy;
+use crate::layers::tls::server_base_config;
+use crate::server_conn::upstream_tls_config;
 
 /// How long live connections may go on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -31,6 +34,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// Runs the proxy until SIGINT or SIGTERM. Errors are startup problems (confdir, bind).
 pub async fn run(config: Config) -> Result<(), ConfigError> {
     prepare_confdir(&config)?;
+    let ca = CertificateAuthority::load_or_create(&config.confdir)?;
     let mut listeners = Vec::new();
     for spec in &config.listeners {
         let listener = TcpListener::bind(spec.addr)
@@ -43,6 +47,9 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
     let root = Arc::new(RootContext {
         flows: FlowLog::new(config.flow_detail),
         listen_addrs: listeners.iter().map(|(_, addr, _)| *addr).collect(),
+        ca,
+        upstream_tls: upstream_tls_config(&config.upstream_tls),
+        tls_server_base: server_base_config(),
         config,
         shutdown: shutdown_rx,
     });

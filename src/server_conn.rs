@@ -2,30 +2,80 @@
 //!
 //! It knows an address (from the mode, a CONNECT target, an absolute URL) but dials only when `connect()`
 //! is first called, so anything answered locally never opens a connection. It refuses to dial the proxy's
-//! own listeners, resolves and connects under the connect timeout, and sets TCP_NODELAY.
+//! own listeners, resolves and connects under the connect timeout, and sets TCP_NODELAY. When the layer
+//! asks for TLS, it completes a rustls handshake with the SNI and ALPN the client asked for, verifying the
+//! server's certificate against the built-in roots plus `--upstream-ca` (or not at all with `-k`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 
+use crate::config::UpstreamTls;
 use crate::context::{Address, RootContext};
 use crate::error::{ProtocolError, Side};
 use crate::io::{BoxStream, BufIo};
+
+/// The ALPN protocol strata speaks over TLS to servers when it relays HTTP.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// TLS parameters for a server connection: the name to send and verify, and the ALPN list to offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// SNI and the name the certificate must match; an IP literal sends no SNI and is matched as an IP.
+    pub server_name: String,
+    /// ALPN protocols offered; `[http/1.1]` when strata relays HTTP.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+impl ServerTls {
+    /// TLS for relaying HTTP/1 to `server_name`.
+    pub fn http1(server_name: impl Into<String>) -> Self {
+        ServerTls { server_name: server_name.into(), alpn: vec![ALPN_HTTP1.to_vec()] }
+    }
+}
+
+/// The rustls client configuration for all server connections, built once at start.
+pub fn upstream_tls_config(options: &UpstreamTls) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    let mut config = if options.insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))).with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for cert in &options.extra_roots {
+            // A certificate rustls cannot use as a root is skipped, like a browser skips a bad root.
+            if let Err(e) = roots.add(cert.clone()) {
+                tracing::warn!(error = %e, "ignoring unusable --upstream-ca certificate");
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    config.key_log = Arc::new(rustls::KeyLogFile::new());
+    Arc::new(config)
+}
 
 /// The server side of a connection: a target address and, once needed, an open stream to it.
 pub struct ServerConnection {
     root: Arc<RootContext>,
     address: Option<Address>,
+    tls: Option<ServerTls>,
     stream: Option<BufIo<BoxStream>>,
     /// True once the open stream has carried a complete exchange (it may have gone stale since).
     reused: bool,
 }
 
 impl ServerConnection {
-    pub fn new(root: Arc<RootContext>, address: Option<Address>) -> Self {
-        ServerConnection { root, address, stream: None, reused: false }
+    pub fn new(root: Arc<RootContext>, address: Option<Address>, tls: Option<ServerTls>) -> Self {
+        ServerConnection { root, address, tls, stream: None, reused: false }
     }
 
     pub fn address(&self) -> Option<&Address> {
@@ -37,11 +87,12 @@ impl ServerConnection {
         self.address.as_ref().map_or_else(|| "(no server)".to_string(), Address::to_string)
     }
 
-    /// Points at a new server. An open connection to a different address is closed.
-    pub fn set_server(&mut self, address: Address) {
-        if self.address.as_ref() != Some(&address) {
+    /// Points at a new server, with or without TLS. An open connection to a different server is closed.
+    pub fn set_server(&mut self, address: Address, tls: Option<ServerTls>) {
+        if self.address.as_ref() != Some(&address) || self.tls != tls {
             self.disconnect();
             self.address = Some(address);
+            self.tls = tls;
         }
     }
 
@@ -74,7 +125,11 @@ impl ServerConnection {
                 reason: "no server address known for this request".into(),
             })?;
             let tcp = self.dial(&address).await?;
-            self.stream = Some(BufIo::new(Box::new(tcp)));
+            let stream: BoxStream = match &self.tls {
+                Some(tls) => Box::new(self.handshake(tcp, &address, tls).await?),
+                None => Box::new(tcp),
+            };
+            self.stream = Some(BufIo::new(stream));
             self.reused = false;
         }
         Ok(self.stream.as_mut().expect("connected above"))
@@ -116,6 +171,31 @@ impl ServerConnection {
         }
     }
 
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        address: &Address,
+        tls: &ServerTls,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProtocolError> {
+        let host = address.to_string();
+        let fail = |reason: String| ProtocolError::ServerTls { host: host.clone(), reason };
+        let name = ServerName::try_from(tls.server_name.clone())
+            .map_err(|_| fail(format!("'{}' is not a valid server name", tls.server_name)))?;
+        let base = &self.root.upstream_tls;
+        let config = if base.alpn_protocols == tls.alpn {
+            base.clone()
+        } else {
+            let mut config = (**base).clone();
+            config.alpn_protocols = tls.alpn.clone();
+            Arc::new(config)
+        };
+        match timeout(self.root.config.timeouts.read, TlsConnector::from(config).connect(name, tcp)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(fail(tls_error_reason(&e))),
+            Err(_) => Err(ProtocolError::Timeout { side: Side::Server, step: "TLS handshake" }),
+        }
+    }
+
     /// True if `addr` is one of our listeners (a wildcard listener matches any local address on its port).
     fn is_own_listener(&self, addr: &SocketAddr) -> bool {
         self.root.listen_addrs.iter().any(|l| {
@@ -126,4 +206,51 @@ impl ServerConnection {
 
 fn is_local(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback() || addr.ip().is_unspecified()
+}
+
+/// The rustls error inside an IO error, described for a human (e.g. "invalid peer certificate: UnknownIssuer").
+fn tls_error_reason(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(tls) => tls.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// `-k`: accepts any server certificate, while still checking that the handshake is signed by its key.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
+use crate::addons::{onboarding, LocalResponse};
 use crate::config::{split_host_port, Scheme};
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
@@ -22,7 +23,7 @@ use crate::layers::http1::{
     BodyError, Framing, HeadError, Headers, RequestHead, ResponseHead, Version,
 };
 use crate::layers::tcp::relay;
-use crate::server_conn::ServerConnection;
+use crate::server_conn::{ServerConnection, ServerTls};
 
 /// Longest request target accepted; longer gets 414.
 const MAX_URI_BYTES: usize = 16 * 1024;
@@ -52,6 +53,8 @@ struct Target {
     display_host: String,
     /// origin-form request target sent to the server.
     path: String,
+    /// TLS toward the server, for https.
+    tls: Option<ServerTls>,
 }
 
 impl Target {
@@ -82,7 +85,7 @@ struct Exchange {
 impl HttpLayer {
     pub fn new(parent: &Arc<Context>) -> Self {
         let ctx = parent.push(LayerKind::Http, Facts::default());
-        let server = ServerConnection::new(ctx.root().clone(), ctx.server().cloned());
+        let server = ServerConnection::new(ctx.root().clone(), ctx.server().cloned(), None);
         HttpLayer { ctx, server }
     }
 
@@ -188,11 +191,15 @@ impl HttpLayer {
         exchange.url = target.url();
         let framing = request_framing(&head).map_err(ProtocolError::BadRequest)?;
         let client_wants_close = wants_close(head.version, &head.headers);
+        if onboarding::is_onboarding_host(&target.address.host) {
+            let response = onboarding::answer(&target.path, &self.ctx.root().ca);
+            return self.answer_locally(client, framing, client_wants_close, response, exchange).await;
+        }
         let is_upgrade = head.headers.has_token("connection", "upgrade") && head.headers.contains("upgrade");
         let expects_continue = head.headers.has_token("expect", "100-continue");
         prepare_request_headers(&mut head, &target, is_upgrade);
 
-        self.server.set_server(target.address.clone());
+        self.server.set_server(target.address.clone(), target.tls.clone());
         let mut out = Vec::with_capacity(512);
         write_request_head(&head, &target.path, &mut out);
         exchange.request_headers = std::mem::take(&mut head.headers);
@@ -293,6 +300,43 @@ impl HttpLayer {
         Ok(if keep_client { Next::KeepAlive } else { Next::Close })
     }
 
+    /// Answers with a response made here; the request body, if any, is read and dropped.
+    async fn answer_locally(
+        &mut self,
+        client: &mut ClientIo,
+        request_framing: Framing,
+        client_wants_close: bool,
+        response: LocalResponse,
+        exchange: &mut Exchange,
+    ) -> Result<Next, ProtocolError> {
+        let read_timeout = self.ctx.config().timeouts.read;
+        copy_body(client, &mut tokio::io::sink(), request_framing, read_timeout)
+            .await
+            .map_err(|e| request_body_error(e, "(local)"))?;
+        let mut head = ResponseHead {
+            version: Version::Http11,
+            status: response.status,
+            reason: response.reason.to_string(),
+            headers: Headers::default(),
+        };
+        head.headers.append("content-type", response.content_type);
+        head.headers.append("content-length", response.body.len().to_string());
+        for (name, value) in response.headers {
+            head.headers.append(name, value);
+        }
+        if client_wants_close {
+            head.headers.append("connection", "close");
+        }
+        let mut out = Vec::with_capacity(256 + response.body.len());
+        write_response_head(&head, &mut out);
+        out.extend_from_slice(&response.body);
+        exchange.response_started = true;
+        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+        client.flush().await.map_err(ProtocolError::ClientIo)?;
+        self.log(exchange, head.status, head.headers, response.body.len() as u64);
+        Ok(if client_wants_close { Next::Close } else { Next::KeepAlive })
+    }
+
     /// A 101 Switching Protocols: pass the response on, then relay both directions untouched.
     async fn relay_upgrade(
         &mut self,
@@ -319,12 +363,6 @@ impl HttpLayer {
             return Err(ProtocolError::UriTooLong { limit: MAX_URI_BYTES });
         }
         if let Some((scheme, rest)) = split_scheme(&head.target) {
-            if scheme == Scheme::Https {
-                return Err(ProtocolError::Refused {
-                    status: 501,
-                    reason: "https:// request targets are not supported yet; use CONNECT".into(),
-                });
-            }
             let (authority, path) = match rest.find(['/', '?']) {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
@@ -333,7 +371,8 @@ impl HttpLayer {
                 .ok_or_else(|| ProtocolError::BadRequest(format!("invalid host in '{}'", head.target)))?;
             let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
             let address = Address::new(host.clone(), port.unwrap_or(scheme.default_port()));
-            return Ok(Target { scheme, address, display_host: host, path });
+            let tls = (scheme == Scheme::Https).then(|| ServerTls::http1(host.clone()));
+            return Ok(Target { scheme, address, display_host: host, path, tls });
         }
         if !head.target.starts_with('/') && head.target != "*" {
             return Err(ProtocolError::BadRequest(format!("invalid request target '{}'", head.target)));
@@ -349,8 +388,13 @@ impl HttpLayer {
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(split_host_port)
             .map_or_else(|| address.host.clone(), |(host, _)| host);
-        let scheme = if self.ctx.is_client_tls() { Scheme::Https } else { Scheme::Http };
-        Ok(Target { scheme, address, display_host, path: head.target.clone() })
+        let (scheme, tls) = if self.ctx.is_client_tls() {
+            let server_name = self.ctx.sni().unwrap_or(&address.host);
+            (Scheme::Https, Some(ServerTls::http1(server_name)))
+        } else {
+            (Scheme::Http, None)
+        };
+        Ok(Target { scheme, address, display_host, path: head.target.clone(), tls })
     }
 
     fn log(&self, exchange: &Exchange, status: u16, response_headers: Headers, bytes: u64) {

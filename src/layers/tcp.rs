@@ -27,7 +27,8 @@ impl TcpLayer {
     async fn relay_to_server(self, mut client: ClientIo) -> Result<(), ProtocolError> {
         tracing::debug!(stack = %self.ctx.stack(), "tcp layer");
         let started = Instant::now();
-        let mut server = ServerConnection::new(self.ctx.root().clone(), self.ctx.server().cloned());
+        let mut server =
+            ServerConnection::new(self.ctx.root().clone(), self.ctx.server().cloned(), self.ctx.server_tls_for_relay());
         let host = server.host();
         let stream = server.connect().await?;
         let (up, down) = relay(&mut client, stream).await.map_err(|e| ProtocolError::server_io(&host, e))?;
