@@ -65,6 +65,10 @@ pub struct Cli {
     #[arg(long, value_name = "REGEX")]
     pub tcp_hosts: Vec<String>,
 
+    /// Reverse mode: keep the client's Host header instead of setting it to the server's.
+    #[arg(long)]
+    pub keep_host_header: bool,
+
     /// Seconds to wait for a server connection to be established.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,

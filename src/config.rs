@@ -255,6 +255,8 @@ pub struct Config {
     pub limits: Limits,
     pub hosts: HostRules,
     pub upstream_tls: UpstreamTls,
+    /// Reverse mode: forward the client's Host header unchanged.
+    pub keep_host_header: bool,
 }
 
 impl Config {
@@ -293,6 +295,7 @@ impl Config {
                 max_headers: at_least("--max-headers", cli.max_headers, 1)?,
             },
             hosts: host_rules(cli)?,
+            keep_host_header: cli.keep_host_header,
             upstream_tls: UpstreamTls {
                 insecure: cli.ssl_insecure,
                 extra_roots: cli.upstream_ca.iter().map(|p| read_ca_certs(p)).collect::<Result<Vec<_>, _>>()?.concat(),
@@ -342,12 +345,12 @@ fn read_ca_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>,
 
 /// Modes whose layers are not built yet are refused up front rather than half-working.
 fn refuse_unbuilt(mode: &Mode) -> Result<(), ConfigError> {
-    match mode.kind {
-        ModeKind::Regular => Ok(()),
-        _ => Err(ConfigError::InvalidValue {
+    match &mode.kind {
+        ModeKind::Upstream(proxy) if proxy.scheme == Scheme::Https => Err(ConfigError::InvalidValue {
             flag: "--mode",
-            reason: format!("mode '{mode}' is not supported yet (available: regular)"),
+            reason: format!("mode '{mode}': only http:// upstream proxies are supported"),
         }),
+        _ => Ok(()),
     }
 }
 

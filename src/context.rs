@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::certs::CertificateAuthority;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Scheme};
 use crate::flow::FlowLog;
 use crate::layer::LayerKind;
 
@@ -68,6 +68,12 @@ pub struct Facts {
     pub server: Option<Address>,
     /// Whether the client side is TLS from this layer inward (set by the TLS layer).
     pub client_tls: Option<bool>,
+    /// The scheme to speak to the server, when the mode fixes it (reverse proxy); otherwise the server
+    /// gets TLS exactly when the client side is TLS.
+    pub server_scheme: Option<Scheme>,
+    /// The name for the client-facing certificate when the client sends no SNI (reverse mode: the listen
+    /// address); otherwise the server's host is used.
+    pub tls_cert_host: Option<String>,
     /// The server name the client asked for in its ClientHello.
     pub sni: Option<String>,
     /// The ALPN protocols the client offered in its ClientHello.
@@ -102,6 +108,8 @@ impl Context {
             mode: facts.mode.or_else(|| own.mode.clone()),
             server: facts.server.or_else(|| own.server.clone()),
             client_tls: facts.client_tls.or(own.client_tls),
+            server_scheme: facts.server_scheme.or(own.server_scheme),
+            tls_cert_host: facts.tls_cert_host.or_else(|| own.tls_cert_host.clone()),
             sni: facts.sni.or_else(|| own.sni.clone()),
             alpn_offers: facts.alpn_offers.or_else(|| own.alpn_offers.clone()),
         };
@@ -147,6 +155,18 @@ impl Context {
         self.lookup(|f| f.client_tls.as_ref()).copied().unwrap_or(false)
     }
 
+    /// True if the server is spoken to over TLS.
+    pub fn is_server_tls(&self) -> bool {
+        match self.lookup(|f| f.server_scheme.as_ref()) {
+            Some(scheme) => *scheme == Scheme::Https,
+            None => self.is_client_tls(),
+        }
+    }
+
+    pub fn tls_cert_host(&self) -> Option<&str> {
+        self.lookup(|f| f.tls_cert_host.as_deref())
+    }
+
     pub fn sni(&self) -> Option<&str> {
         self.lookup(|f| f.sni.as_deref())
     }
@@ -158,7 +178,7 @@ impl Context {
     /// TLS parameters for a raw relay to the server: TLS if the client side was decrypted, with the
     /// client's SNI (or the server's host) and the ALPN protocols it offered.
     pub fn server_tls_for_relay(&self) -> Option<crate::server_conn::ServerTls> {
-        if !self.is_client_tls() {
+        if !self.is_server_tls() {
             return None;
         }
         let server_name = self.sni().map(str::to_string).or_else(|| self.server().map(|a| a.host.clone()))?;

@@ -14,7 +14,7 @@ use tokio::time::timeout;
 use crate::context::Context;
 use crate::error::ProtocolError;
 use crate::io::{BoxStream, BufIo};
-use crate::layers::{http1::Http1Layer, tcp::TcpLayer, tls::TlsLayer};
+use crate::layers::{http1::Http1Layer, socks5::Socks5Layer, tcp::TcpLayer, tls::TlsLayer};
 
 /// A boxed, sendable future: what a layer's `run` returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +32,11 @@ pub trait Layer: Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerKind {
     RegularProxy,
+    UpstreamProxy,
+    ReverseProxy,
+    TransparentProxy,
+    Socks5Proxy,
+    Socks5,
     Http1,
     Http,
     Tls,
@@ -42,6 +47,11 @@ impl LayerKind {
     pub fn name(self) -> &'static str {
         match self {
             LayerKind::RegularProxy => "RegularProxy",
+            LayerKind::UpstreamProxy => "UpstreamProxy",
+            LayerKind::ReverseProxy => "ReverseProxy",
+            LayerKind::TransparentProxy => "TransparentProxy",
+            LayerKind::Socks5Proxy => "Socks5Proxy",
+            LayerKind::Socks5 => "Socks5Layer",
             LayerKind::Http1 => "Http1Layer",
             LayerKind::Http => "HttpLayer",
             LayerKind::Tls => "TlsLayer",
@@ -49,10 +59,6 @@ impl LayerKind {
         }
     }
 
-    /// True for the outermost layers, which stand for a listener's mode.
-    pub fn is_mode(self) -> bool {
-        matches!(self, LayerKind::RegularProxy)
-    }
 }
 
 /// How long to wait for a client to speak first after a tunnel opens before treating the connection as
@@ -69,12 +75,18 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
     let hosts = &ctx.config().hosts;
     let server = ctx.server().map(|a| a.to_string());
 
-    // Rule 1: a regular-mode listener speaks HTTP/1 to its client; a malformed request gets a 400 there.
-    if ctx.layer() == LayerKind::RegularProxy {
+    // Rule 1: regular and upstream listeners speak HTTP/1 to their clients (a malformed request gets a
+    // 400 there); the requests and CONNECTs name the servers.
+    if matches!(ctx.layer(), LayerKind::RegularProxy | LayerKind::UpstreamProxy) {
         return Ok(Some(Box::new(Http1Layer::new(ctx))));
     }
 
-    // Rule 2: --ignore-hosts (or outside --allow-hosts): relay untouched, TLS and all, before reading a byte.
+    // Rule 2: a SOCKS5 listener's client first speaks SOCKS5, which names the server.
+    if ctx.layer() == LayerKind::Socks5Proxy {
+        return Ok(Some(Box::new(Socks5Layer::new(ctx))));
+    }
+
+    // Rule 3: --ignore-hosts (or outside --allow-hosts): relay untouched, TLS and all, before reading a byte.
     if !ctx.is_client_tls() && server.as_deref().is_some_and(|s| hosts.is_ignored(s)) {
         return Ok(Some(Box::new(TcpLayer::new(ctx))));
     }
@@ -89,23 +101,31 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
         return Ok(None);
     }
 
-    // Rule 3: a TLS ClientHello on a connection not yet decrypted: intercept it.
+    // Rule 4: a TLS ClientHello on a connection not yet decrypted: intercept it.
     if is_tls_client_hello(&peeked) && !ctx.is_client_tls() {
         return Ok(Some(Box::new(TlsLayer::new(ctx))));
     }
 
-    // Rule 4: --tcp-hosts: relay as raw TCP (after TLS, if any).
+    // Rule 5: --tcp-hosts: relay as raw TCP (after TLS, if any).
     if server.as_deref().is_some_and(|s| hosts.is_tcp(s)) {
         return Ok(Some(Box::new(TcpLayer::new(ctx))));
     }
 
-    // Rule 5: an HTTP/1 request line.
+    // Rule 6: an HTTP/1 request line.
     if is_http1_request_start(&peeked) {
         return Ok(Some(Box::new(Http1Layer::new(ctx))));
     }
 
-    // Rule 6: anything else is relayed as raw TCP.
+    // Rule 7: anything else is relayed as raw TCP.
     Ok(Some(Box::new(TcpLayer::new(ctx))))
+}
+
+/// Asks `next_layer()` for the layer after `ctx` and runs it on `io`.
+pub async fn run_next_layer(ctx: &Arc<Context>, mut io: ClientIo) -> Result<(), ProtocolError> {
+    match next_layer(ctx, &mut io).await? {
+        Some(layer) => layer.run(io).await,
+        None => Ok(()),
+    }
 }
 
 /// Reads until enough bytes are buffered to classify them (or the client closes) and returns a copy:

@@ -21,7 +21,7 @@ use crate::error::ConfigError;
 use crate::flow::FlowLog;
 use crate::io::BufIo;
 use crate::layer::Layer;
-use crate::layers::regular::RegularProxy;
+use crate::layers::mode::{original_destination, ModeLayer};
 use crate::layers::tls::server_base_config;
 use crate::server_conn::upstream_tls_config;
 
@@ -112,11 +112,24 @@ async fn accept_loop(listener: TcpListener, mode: Mode, root: Arc<RootContext>, 
 
 /// Runs one client connection through its mode layer and logs how it ended.
 async fn serve_connection(root: Arc<RootContext>, mode: Mode, socket: TcpStream, client_addr: SocketAddr) {
-    let layer: Box<dyn Layer> = match mode.kind {
-        ModeKind::Regular => Box::new(RegularProxy::new(root, client_addr, mode)),
-        _ => unreachable!("Config::from_cli refuses modes that are not built"),
+    let Ok(local_addr) = socket.local_addr() else { return };
+    let original_dst = match mode.kind {
+        ModeKind::Transparent => match original_destination(&socket) {
+            Ok(dst) if dst == local_addr => {
+                tracing::warn!("refusing a connection that was not redirected: its destination is strata itself");
+                return;
+            }
+            Ok(dst) => Some(dst),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the original destination (is the iptables REDIRECT rule in place?)");
+                return;
+            }
+        },
+        _ => None,
     };
-    match layer.run(BufIo::new(Box::new(socket))).await {
+    let layer = ModeLayer::new(root, &mode, client_addr, local_addr, original_dst);
+    tracing::debug!(server = ?layer.context().server(), "accepted");
+    match Box::new(layer).run(BufIo::new(Box::new(socket))).await {
         Ok(()) => tracing::debug!("connection closed"),
         Err(e) if e.is_ordinary_end() => tracing::debug!(error = %e, "connection ended"),
         Err(e) => tracing::info!(error = %e, "connection failed"),

@@ -4,7 +4,9 @@
 //! is first called, so anything answered locally never opens a connection. It refuses to dial the proxy's
 //! own listeners, resolves and connects under the connect timeout, and sets TCP_NODELAY. When the layer
 //! asks for TLS, it completes a rustls handshake with the SNI and ALPN the client asked for, verifying the
-//! server's certificate against the built-in roots plus `--upstream-ca` (or not at all with `-k`).
+//! server's certificate against the built-in roots plus `--upstream-ca` (or not at all with `-k`). In
+//! upstream mode it dials the next proxy instead: plain HTTP is forwarded to it as absolute-form
+//! requests, everything else goes through a CONNECT tunnel it opens there.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,14 +14,17 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use crate::config::UpstreamTls;
-use crate::context::{Address, RootContext};
+use crate::config::ModeKind;
+use crate::context::{Address, Context, RootContext};
 use crate::error::{ProtocolError, Side};
-use crate::io::{BoxStream, BufIo};
+use crate::io::{BoxStream, BufIo, Stream};
+use crate::layers::http1::{self, read_head};
 
 /// The ALPN protocol strata speaks over TLS to servers when it relays HTTP.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -63,19 +68,41 @@ pub fn upstream_tls_config(options: &UpstreamTls) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// What the connection will carry, which decides how it goes through an upstream proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// HTTP requests: plain ones are sent to an upstream proxy in absolute-form.
+    Http,
+    /// Opaque bytes: always tunnelled through an upstream proxy with CONNECT.
+    Relay,
+}
+
 /// The server side of a connection: a target address and, once needed, an open stream to it.
 pub struct ServerConnection {
     root: Arc<RootContext>,
     address: Option<Address>,
     tls: Option<ServerTls>,
+    /// The next proxy, in upstream mode.
+    via: Option<Address>,
+    purpose: Purpose,
     stream: Option<BufIo<BoxStream>>,
     /// True once the open stream has carried a complete exchange (it may have gone stale since).
     reused: bool,
 }
 
 impl ServerConnection {
-    pub fn new(root: Arc<RootContext>, address: Option<Address>, tls: Option<ServerTls>) -> Self {
-        ServerConnection { root, address, tls, stream: None, reused: false }
+    /// A connection, not yet open, for a layer with context `ctx`.
+    pub fn new(ctx: &Context, address: Option<Address>, tls: Option<ServerTls>, purpose: Purpose) -> Self {
+        let via = match &ctx.mode().kind {
+            ModeKind::Upstream(proxy) => Some(Address::new(proxy.host.clone(), proxy.port)),
+            _ => None,
+        };
+        ServerConnection { root: ctx.root().clone(), address, tls, via, purpose, stream: None, reused: false }
+    }
+
+    /// True if requests go to an upstream proxy as they are, so their target must be absolute-form.
+    pub fn is_forwarded_to_proxy(&self) -> bool {
+        self.via.is_some() && self.purpose == Purpose::Http && self.tls.is_none()
     }
 
     pub fn address(&self) -> Option<&Address> {
@@ -124,11 +151,7 @@ impl ServerConnection {
                 status: 400,
                 reason: "no server address known for this request".into(),
             })?;
-            let tcp = self.dial(&address).await?;
-            let stream: BoxStream = match &self.tls {
-                Some(tls) => Box::new(self.handshake(tcp, &address, tls).await?),
-                None => Box::new(tcp),
-            };
+            let stream = self.open(&address).await?;
             self.stream = Some(BufIo::new(stream));
             self.reused = false;
         }
@@ -138,6 +161,39 @@ impl ServerConnection {
     /// The open connection, if any.
     pub fn stream(&mut self) -> Option<&mut BufIo<BoxStream>> {
         self.stream.as_mut()
+    }
+
+    /// Dials the server (or the upstream proxy, tunnelling through it when needed) and adds TLS.
+    async fn open(&self, address: &Address) -> Result<BoxStream, ProtocolError> {
+        let tcp: BoxStream = match &self.via {
+            None => Box::new(self.dial(address).await?),
+            Some(proxy) if self.is_forwarded_to_proxy() => Box::new(self.dial(proxy).await?),
+            Some(proxy) => Box::new(self.open_tunnel(proxy, address).await?),
+        };
+        match &self.tls {
+            Some(tls) => Ok(Box::new(self.handshake(tcp, address, tls).await?)),
+            None => Ok(tcp),
+        }
+    }
+
+    /// Asks the upstream proxy for a tunnel to `address`. Bytes the proxy sent after its 200 stay buffered.
+    async fn open_tunnel(&self, proxy: &Address, address: &Address) -> Result<BufIo<TcpStream>, ProtocolError> {
+        let mut stream = BufIo::new(self.dial(proxy).await?);
+        let host = proxy.to_string();
+        let request = format!("CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.map_err(|e| ProtocolError::server_io(&host, e))?;
+        let config = &self.root.config;
+        let head = read_head(&mut stream, &config.limits, config.timeouts.read, http1::parse_response)
+            .await
+            .map_err(|e| ProtocolError::BadResponse { host: host.clone(), reason: e.to_string() })?
+            .ok_or_else(|| ProtocolError::BadResponse { host: host.clone(), reason: "closed before answering CONNECT".into() })?;
+        if head.status != 200 {
+            return Err(ProtocolError::BadResponse {
+                host,
+                reason: format!("upstream proxy refused CONNECT {address}: {} {}", head.status, head.reason),
+            });
+        }
+        Ok(stream)
     }
 
     async fn dial(&self, address: &Address) -> Result<TcpStream, ProtocolError> {
@@ -171,12 +227,12 @@ impl ServerConnection {
         }
     }
 
-    async fn handshake(
+    async fn handshake<S: Stream>(
         &self,
-        tcp: TcpStream,
+        tcp: S,
         address: &Address,
         tls: &ServerTls,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProtocolError> {
+    ) -> Result<tokio_rustls::client::TlsStream<S>, ProtocolError> {
         let host = address.to_string();
         let fail = |reason: String| ProtocolError::ServerTls { host: host.clone(), reason };
         let name = ServerName::try_from(tls.server_name.clone())

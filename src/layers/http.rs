@@ -13,17 +13,17 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::addons::{onboarding, LocalResponse};
-use crate::config::{split_host_port, Scheme};
+use crate::config::{split_host_port, ModeKind, Scheme};
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::flow::HttpFlow;
-use crate::layer::{next_layer, ClientIo, LayerKind};
+use crate::layer::{run_next_layer, ClientIo, LayerKind};
 use crate::layers::http1::{
     self, copy_body, read_head, request_framing, response_framing, write_request_head, write_response_head,
     BodyError, Framing, HeadError, Headers, RequestHead, ResponseHead, Version,
 };
 use crate::layers::tcp::relay;
-use crate::server_conn::{ServerConnection, ServerTls};
+use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
 /// Longest request target accepted; longer gets 414.
 const MAX_URI_BYTES: usize = 16 * 1024;
@@ -85,7 +85,7 @@ struct Exchange {
 impl HttpLayer {
     pub fn new(parent: &Arc<Context>) -> Self {
         let ctx = parent.push(LayerKind::Http, Facts::default());
-        let server = ServerConnection::new(ctx.root().clone(), ctx.server().cloned(), None);
+        let server = ServerConnection::new(&ctx, ctx.server().cloned(), None, Purpose::Http);
         HttpLayer { ctx, server }
     }
 
@@ -152,10 +152,7 @@ impl HttpLayer {
         client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
         client.flush().await.map_err(ProtocolError::ClientIo)?;
         let ctx = self.ctx.with_facts(Facts { server: Some(address), ..Facts::default() });
-        match next_layer(&ctx, &mut client).await? {
-            Some(layer) => layer.run(client).await,
-            None => Ok(()),
-        }
+        run_next_layer(&ctx, client).await
     }
 
     /// One request and its response. On failure before the response head went out, the client gets the
@@ -197,11 +194,16 @@ impl HttpLayer {
         }
         let is_upgrade = head.headers.has_token("connection", "upgrade") && head.headers.contains("upgrade");
         let expects_continue = head.headers.has_token("expect", "100-continue");
-        prepare_request_headers(&mut head, &target, is_upgrade);
+        let set_host = self.rewrites_host() || split_scheme(&head.target).is_some() || !head.headers.contains("host");
+        prepare_request_headers(&mut head, &target, is_upgrade, set_host);
 
         self.server.set_server(target.address.clone(), target.tls.clone());
         let mut out = Vec::with_capacity(512);
-        write_request_head(&head, &target.path, &mut out);
+        if self.server.is_forwarded_to_proxy() {
+            write_request_head(&head, &format!("http://{}{}", target.address, target.path), &mut out);
+        } else {
+            write_request_head(&head, &target.path, &mut out);
+        }
         exchange.request_headers = std::mem::take(&mut head.headers);
 
         // Like mitmproxy, answer `Expect: 100-continue` here and forward the request without it: the body
@@ -382,19 +384,24 @@ impl HttpLayer {
                 "a proxy request needs an absolute URL (http://host/path) as its target".into(),
             ));
         };
-        let display_host = head
-            .headers
-            .get("host")
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(split_host_port)
-            .map_or_else(|| address.host.clone(), |(host, _)| host);
-        let (scheme, tls) = if self.ctx.is_client_tls() {
+        let host_header = head.headers.get("host").and_then(|h| std::str::from_utf8(h).ok()).and_then(split_host_port);
+        let display_host = match host_header {
+            Some((host, _)) if !self.rewrites_host() => host,
+            _ => address.host.clone(),
+        };
+        let (scheme, tls) = if self.ctx.is_server_tls() {
             let server_name = self.ctx.sni().unwrap_or(&address.host);
             (Scheme::Https, Some(ServerTls::http1(server_name)))
         } else {
             (Scheme::Http, None)
         };
         Ok(Target { scheme, address, display_host, path: head.target.clone(), tls })
+    }
+
+    /// True if the Host header is set to the server's address: always in reverse mode, unless
+    /// `--keep-host-header`.
+    fn rewrites_host(&self) -> bool {
+        matches!(self.ctx.mode().kind, ModeKind::Reverse(_)) && !self.ctx.config().keep_host_header
     }
 
     fn log(&self, exchange: &Exchange, status: u16, response_headers: Headers, bytes: u64) {
@@ -479,7 +486,7 @@ fn strip_hop_by_hop(headers: &mut Headers) {
 }
 
 /// Turns the client's request headers into those the server gets.
-fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_upgrade: bool) {
+fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_upgrade: bool, set_host: bool) {
     let upgrade = head.headers.get("upgrade").map(<[u8]>::to_vec);
     strip_hop_by_hop(&mut head.headers);
     head.headers.remove("expect");
@@ -488,7 +495,7 @@ fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_upgrade: 
         head.headers.append("upgrade", upgrade);
     }
     // RFC 9112 section 3.2.2: a proxy sets Host from an absolute-form target.
-    if split_scheme(&head.target).is_some() || !head.headers.contains("host") {
+    if set_host {
         let host = if target.address.port == target.scheme.default_port() {
             bracket(&target.address.host)
         } else {

@@ -166,6 +166,19 @@ pub enum HeadError {
     Malformed(String),
 }
 
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::Io(e) => write!(f, "{e}"),
+            HeadError::Timeout => f.write_str("timed out"),
+            HeadError::Truncated => f.write_str("connection closed in the middle of a head"),
+            HeadError::TooLarge => f.write_str("head too large"),
+            HeadError::TooManyHeaders => f.write_str("too many header fields"),
+            HeadError::Malformed(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// Reads one head with `parse` from `io` within `deadline`. `Ok(None)` if the stream ended cleanly before
 /// the first byte.
 pub async fn read_head<S, H>(

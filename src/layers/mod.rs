@@ -1,9 +1,10 @@
-//! The protocol layers. Mode layers come first on a connection (`regular`); protocol layers follow in
-//! the order `next_layer()` stacks them: `http1` (bytes to heads and bodies), `http` (flow semantics),
-//! `tls` (client-side interception), `tcp` (raw relay).
+//! The protocol layers. A mode layer (`mode`, or `socks5` for its handshake) comes first on every
+//! connection; protocol layers follow in the order `next_layer()` stacks them: `tls` (client-side
+//! interception), `http1` (bytes to heads and bodies), `http` (flow semantics), `tcp` (raw relay).
 
 pub mod http;
 pub mod http1;
-pub mod regular;
+pub mod mode;
+pub mod socks5;
 pub mod tcp;
 pub mod tls;

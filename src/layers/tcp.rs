@@ -12,7 +12,7 @@ use crate::error::ProtocolError;
 use crate::flow::TcpFlow;
 use crate::io::{Stream, RELAY_BUF_BYTES};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
-use crate::server_conn::ServerConnection;
+use crate::server_conn::{Purpose, ServerConnection};
 
 /// Relays the connection to the context's server as raw bytes.
 pub struct TcpLayer {
@@ -28,7 +28,7 @@ impl TcpLayer {
         tracing::debug!(stack = %self.ctx.stack(), "tcp layer");
         let started = Instant::now();
         let mut server =
-            ServerConnection::new(self.ctx.root().clone(), self.ctx.server().cloned(), self.ctx.server_tls_for_relay());
+            ServerConnection::new(&self.ctx, self.ctx.server().cloned(), self.ctx.server_tls_for_relay(), Purpose::Relay);
         let host = server.host();
         let stream = server.connect().await?;
         let (up, down) = relay(&mut client, stream).await.map_err(|e| ProtocolError::server_io(&host, e))?;

@@ -17,7 +17,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::io::BufIo;
-use crate::layer::{next_layer, BoxFuture, ClientIo, Layer, LayerKind};
+use crate::layer::{run_next_layer, BoxFuture, ClientIo, Layer, LayerKind};
 use crate::server_conn::ALPN_HTTP1;
 
 /// The layer that terminates the client's TLS with a minted certificate.
@@ -41,10 +41,9 @@ impl TlsLayer {
         let hello = start.client_hello();
         let sni = hello.server_name().map(str::to_string);
         let alpn_offers: Vec<Vec<u8>> = hello.alpn().map(|offers| offers.map(<[u8]>::to_vec).collect()).unwrap_or_default();
-        let cert_name = match (&sni, self.parent.server()) {
-            (Some(sni), _) => sni.clone(),
-            (None, Some(server)) => server.host.clone(),
-            (None, None) => return Err(ProtocolError::ClientTls("no SNI and no server address to name a certificate".into())),
+        let fallback = self.parent.tls_cert_host().map(str::to_string).or_else(|| self.parent.server().map(|s| s.host.clone()));
+        let Some(cert_name) = sni.clone().or(fallback) else {
+            return Err(ProtocolError::ClientTls("no SNI and no server address to name a certificate".into()));
         };
         let leaf = self.parent.root().ca.leaf(&cert_name).map_err(ProtocolError::ClientTls)?;
         let config = server_config(&self.parent, leaf, alpn_offers.iter().any(|p| p == ALPN_HTTP1));
@@ -59,11 +58,7 @@ impl TlsLayer {
             Facts { client_tls: Some(true), sni, alpn_offers: Some(alpn_offers), ..Facts::default() },
         );
         tracing::debug!(stack = %ctx.stack(), sni = ?ctx.sni(), "client TLS established");
-        let mut io: ClientIo = BufIo::new(Box::new(tls));
-        match next_layer(&ctx, &mut io).await? {
-            Some(layer) => layer.run(io).await,
-            None => Ok(()),
-        }
+        run_next_layer(&ctx, BufIo::new(Box::new(tls))).await
     }
 }
 
