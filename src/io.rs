@@ -19,6 +19,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 /// A type-erased stream, so layers can stack without their types nesting.
 pub type BoxStream = Box<dyn Stream>;
 
+/// What an incremental parser returns: the parsed value and how many bytes it used, `None` when the
+/// input is incomplete, or the error that makes it invalid.
+pub type Parsed<T, E> = Result<Option<(T, usize)>, E>;
+
 /// Size of the first allocation of an empty buffer: enough for a typical head in one read.
 const FIRST_READ_BYTES: usize = 4 * 1024;
 

@@ -16,7 +16,7 @@ use tokio::time::timeout;
 use crate::config::Limits;
 use crate::context::Context;
 use crate::error::ProtocolError;
-use crate::io::{BufIo, RELAY_BUF_BYTES};
+use crate::io::{BufIo, Parsed, RELAY_BUF_BYTES};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 use crate::layers::http::HttpLayer;
 
@@ -185,7 +185,7 @@ pub async fn read_head<S, H>(
     io: &mut BufIo<S>,
     limits: &Limits,
     deadline: Duration,
-    parse: fn(&[u8], &Limits) -> Result<Option<(H, usize)>, HeadError>,
+    parse: fn(&[u8], &Limits) -> Parsed<H, HeadError>,
 ) -> Result<Option<H>, HeadError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -211,7 +211,7 @@ where
 }
 
 /// Parses a request head from the start of `buf`: the head and its length, or `None` if incomplete.
-pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, HeadError> {
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed<RequestHead, HeadError> {
     let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(buf) {
@@ -231,7 +231,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead,
 }
 
 /// Parses a response head from the start of `buf`: the head and its length, or `None` if incomplete.
-pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadError> {
     let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut res = httparse::Response::new(&mut slots);
     let len = match res.parse(buf) {

@@ -13,6 +13,7 @@ use tokio::time::timeout;
 
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
+use crate::io::Parsed;
 use crate::layer::{run_next_layer, BoxFuture, ClientIo, Layer, LayerKind};
 
 const VERSION: u8 = 5;
@@ -65,7 +66,7 @@ impl Socks5Layer {
     async fn read_message<T>(
         &self,
         client: &mut ClientIo,
-        parse: fn(&[u8]) -> Result<Option<(T, usize)>, Socks5Error>,
+        parse: fn(&[u8]) -> Parsed<T, Socks5Error>,
     ) -> Result<T, ProtocolError> {
         let deadline = self.ctx.config().timeouts.read;
         let work = async {
@@ -109,7 +110,7 @@ fn reply(code: u8) -> [u8; 10] {
 }
 
 /// Parses the greeting `VER NMETHODS METHODS...`: the offered methods, or `None` if incomplete.
-pub fn parse_greeting(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Socks5Error> {
+pub fn parse_greeting(buf: &[u8]) -> Parsed<Vec<u8>, Socks5Error> {
     match buf {
         [] | [_] => Ok(None),
         [version, ..] if *version != VERSION => Err(Socks5Error::Malformed("not SOCKS version 5")),
@@ -122,7 +123,7 @@ pub fn parse_greeting(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Socks5Erro
 }
 
 /// Parses the request `VER CMD RSV ATYP DST.ADDR DST.PORT`: the CONNECT target, or `None` if incomplete.
-pub fn parse_request(buf: &[u8]) -> Result<Option<(Address, usize)>, Socks5Error> {
+pub fn parse_request(buf: &[u8]) -> Parsed<Address, Socks5Error> {
     if buf.len() < 5 {
         return Ok(None);
     }
