@@ -38,6 +38,76 @@ pub struct TcpFlow {
     pub duration: Duration,
 }
 
+/// One WebSocket message, as recorded on its flow.
+#[derive(Debug, Clone)]
+pub struct WebSocketMessage {
+    pub from_client: bool,
+    /// `text`, `binary`, `ping`, `pong` or `close`.
+    pub kind: &'static str,
+    /// The payload (for close: the status code and reason, as text).
+    pub payload: Vec<u8>,
+}
+
+impl WebSocketMessage {
+    pub fn from_message(from_client: bool, message: &tokio_tungstenite::tungstenite::Message) -> Self {
+        use tokio_tungstenite::tungstenite::Message;
+        let (kind, payload) = match message {
+            Message::Text(text) => ("text", text.as_bytes().to_vec()),
+            Message::Binary(data) => ("binary", data.to_vec()),
+            Message::Ping(data) => ("ping", data.to_vec()),
+            Message::Pong(data) => ("pong", data.to_vec()),
+            Message::Close(Some(frame)) => ("close", format!("{} {}", u16::from(frame.code), frame.reason).into_bytes()),
+            Message::Close(None) => ("close", Vec::new()),
+            Message::Frame(frame) => ("frame", frame.payload().to_vec()),
+        };
+        WebSocketMessage { from_client, kind, payload }
+    }
+}
+
+/// A WebSocket session: counts of what passed, for the closing line.
+#[derive(Debug, Clone)]
+pub struct WebSocketFlow {
+    pub client_addr: SocketAddr,
+    /// `ws://` or `wss://` URL of the handshake.
+    pub url: String,
+    pub messages_from_client: u64,
+    pub messages_from_server: u64,
+    pub bytes_from_client: u64,
+    pub bytes_from_server: u64,
+    pub started: Instant,
+    pub duration: Duration,
+}
+
+impl WebSocketFlow {
+    pub fn new(client_addr: SocketAddr, url: String) -> Self {
+        WebSocketFlow {
+            client_addr,
+            url,
+            messages_from_client: 0,
+            messages_from_server: 0,
+            bytes_from_client: 0,
+            bytes_from_server: 0,
+            started: Instant::now(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub fn record(&mut self, message: &WebSocketMessage) {
+        let len = message.payload.len() as u64;
+        if message.from_client {
+            self.messages_from_client += 1;
+            self.bytes_from_client += len;
+        } else {
+            self.messages_from_server += 1;
+            self.bytes_from_server += len;
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.duration = self.started.elapsed();
+    }
+}
+
 /// Where finished flows go: the stdout log, at the configured level of detail.
 pub struct FlowLog {
     /// 0 prints nothing, 1 one line per flow, 2 and more adds headers.
@@ -83,6 +153,55 @@ impl FlowLog {
         ));
     }
 }
+
+impl FlowLog {
+    /// A line per WebSocket message, at detail 2 and up: `CLIENT WS URL -> text 5b: hello`
+    /// (`->` client to server, `<-` server to client).
+    pub fn websocket_message(&self, flow: &WebSocketFlow, message: &WebSocketMessage) {
+        if self.detail < 2 {
+            return;
+        }
+        let arrow = if message.from_client { "->" } else { "<-" };
+        let preview = match message.kind {
+            "binary" => String::new(),
+            _ => {
+                let text = String::from_utf8_lossy(&message.payload);
+                let mut preview: String = text.chars().take(MESSAGE_PREVIEW_CHARS).collect();
+                if text.chars().count() > MESSAGE_PREVIEW_CHARS {
+                    preview.push_str("...");
+                }
+                format!(": {}", preview.escape_debug())
+            }
+        };
+        emit(&format!(
+            "{} WS {} {arrow} {} {}{preview}\n",
+            flow.client_addr,
+            flow.url,
+            message.kind,
+            pretty_size(message.payload.len() as u64)
+        ));
+    }
+
+    /// The closing line of a WebSocket session.
+    pub fn websocket_end(&self, flow: &WebSocketFlow) {
+        if self.detail == 0 {
+            return;
+        }
+        emit(&format!(
+            "{} WS {} closed: {} messages ({}) up, {} messages ({}) down {}\n",
+            flow.client_addr,
+            flow.url,
+            flow.messages_from_client,
+            pretty_size(flow.bytes_from_client),
+            flow.messages_from_server,
+            pretty_size(flow.bytes_from_server),
+            pretty_duration(flow.duration)
+        ));
+    }
+}
+
+/// Characters of a text message shown in its log line.
+const MESSAGE_PREVIEW_CHARS: usize = 80;
 
 fn write_headers(out: &mut String, prefix: &str, headers: &Headers) {
     for (name, value) in &headers.0 {

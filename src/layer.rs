@@ -41,6 +41,7 @@ pub enum LayerKind {
     Http,
     Tls,
     Tcp,
+    Websocket,
 }
 
 impl LayerKind {
@@ -56,6 +57,7 @@ impl LayerKind {
             LayerKind::Http => "HttpLayer",
             LayerKind::Tls => "TlsLayer",
             LayerKind::Tcp => "TcpLayer",
+            LayerKind::Websocket => "WebsocketLayer",
         }
     }
 

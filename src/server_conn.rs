@@ -158,6 +158,12 @@ impl ServerConnection {
         Ok(self.stream.as_mut().expect("connected above"))
     }
 
+    /// Takes the open connection away (for a layer that now owns it, e.g. after an upgrade).
+    pub fn take_stream(&mut self) -> Option<BufIo<BoxStream>> {
+        self.reused = false;
+        self.stream.take()
+    }
+
     /// The open connection, if any.
     pub fn stream(&mut self) -> Option<&mut BufIo<BoxStream>> {
         self.stream.as_mut()

@@ -22,7 +22,9 @@ use crate::layers::http1::{
     self, copy_body, read_head, request_framing, response_framing, write_request_head, write_response_head,
     BodyError, Framing, HeadError, Headers, RequestHead, ResponseHead, Version,
 };
+use crate::layer::Layer;
 use crate::layers::tcp::relay;
+use crate::layers::websocket::WebsocketLayer;
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
 /// Longest request target accepted; longer gets 414.
@@ -43,6 +45,8 @@ pub struct HttpLayer {
 enum Next {
     KeepAlive,
     Close,
+    /// A 101 switched protocols: WebSocket (with the `ws://` URL) or something opaque (`None`).
+    Upgraded(Option<String>),
 }
 
 /// Where a request goes and how its URL reads in the log.
@@ -111,6 +115,7 @@ impl HttpLayer {
                     let _ = client.shutdown().await;
                     return Ok(());
                 }
+                Next::Upgraded(websocket_url) => return self.run_upgraded(client, websocket_url).await,
             }
         }
     }
@@ -339,24 +344,32 @@ impl HttpLayer {
         Ok(if client_wants_close { Next::Close } else { Next::KeepAlive })
     }
 
-    /// A 101 Switching Protocols: pass the response on, then relay both directions untouched.
+    /// A 101 Switching Protocols: pass the response on; the connection then belongs to the new protocol.
     async fn relay_upgrade(
         &mut self,
         client: &mut ClientIo,
         response: ResponseHead,
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
-        let host = self.server.host();
         let mut out = Vec::with_capacity(256);
         write_response_head(&response, &mut out);
         exchange.response_started = true;
         client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
         client.flush().await.map_err(ProtocolError::ClientIo)?;
+        let is_websocket = response.headers.get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
         self.log(exchange, response.status, response.headers, 0);
-        let server = self.server.stream().expect("a response was read from it");
-        relay(client, server).await.map_err(|e| ProtocolError::server_io(&host, e))?;
-        self.server.disconnect();
-        Ok(Next::Close)
+        let websocket_url = is_websocket.then(|| exchange.url.replacen("http", "ws", 1));
+        Ok(Next::Upgraded(websocket_url))
+    }
+
+    /// Runs what follows a 101: the WebSocket layer, or a raw relay for any other protocol.
+    async fn run_upgraded(mut self, mut client: ClientIo, websocket_url: Option<String>) -> Result<(), ProtocolError> {
+        let host = self.server.host();
+        let mut server = self.server.take_stream().expect("a 101 was read from it");
+        match websocket_url {
+            Some(url) => Box::new(WebsocketLayer::new(&self.ctx, server, host, url)).run(client).await,
+            None => relay(&mut client, &mut server).await.map(|_| ()).map_err(|e| ProtocolError::server_io(&host, e)),
+        }
     }
 
     /// Where the request goes: the absolute-form URL, or inside a tunnel the tunnel's server.
@@ -491,6 +504,10 @@ fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_upgrade: 
     strip_hop_by_hop(&mut head.headers);
     head.headers.remove("expect");
     if let (true, Some(upgrade)) = (is_upgrade, upgrade) {
+        // The WebSocket layer parses frames without extensions; asking for none keeps both sides agreed.
+        if upgrade.eq_ignore_ascii_case(b"websocket") {
+            head.headers.remove("sec-websocket-extensions");
+        }
         head.headers.append("connection", "Upgrade");
         head.headers.append("upgrade", upgrade);
     }

@@ -1,0 +1,130 @@
+//! `WebsocketLayer`: relays a WebSocket session message by message, after HTTP negotiated the upgrade.
+//!
+//! Both sides are parsed with tungstenite's frame codec (the client side in the server role, the server
+//! side in the client role), so fragmented messages are reassembled, masking is applied per direction,
+//! and ping, pong and the close handshake are handled. Each message is forwarded to the other side as
+//! soon as it is complete and recorded on the flow (a log line at `--flow-detail 2` and up). `HttpLayer`
+//! strips extensions from the handshake (e.g. permessage-deflate), so frames arrive uncompressed.
+//!
+//! tungstenite answers pings itself; the ping is still forwarded, so its sender may see a second,
+//! unsolicited pong (allowed by RFC 6455 section 5.5.3).
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::context::{Context, Facts};
+use crate::error::{ProtocolError, Side};
+use crate::flow::{WebSocketFlow, WebSocketMessage};
+use crate::io::{BoxStream, BufIo};
+use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
+
+/// Read buffer per side: small, since a proxy holds many idle sockets (tungstenite's default is 128 KiB).
+const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Largest message relayed; a bigger one ends the session (tungstenite's default).
+const WS_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Relays the WebSocket session of an upgraded HTTP exchange.
+pub struct WebsocketLayer {
+    ctx: Arc<Context>,
+    server: BufIo<BoxStream>,
+    server_host: String,
+    flow: WebSocketFlow,
+}
+
+impl WebsocketLayer {
+    /// `server` is the upgraded server connection; `url` the `ws://` or `wss://` URL of the handshake.
+    pub fn new(parent: &Arc<Context>, server: BufIo<BoxStream>, server_host: String, url: String) -> Self {
+        let ctx = parent.push(LayerKind::Websocket, Facts::default());
+        let flow = WebSocketFlow::new(ctx.client_addr(), url);
+        WebsocketLayer { ctx, server, server_host, flow }
+    }
+
+    async fn relay(mut self, client: ClientIo) -> Result<(), ProtocolError> {
+        tracing::debug!(stack = %self.ctx.stack(), url = %self.flow.url, "websocket");
+        let config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER_BYTES)
+            .write_buffer_size(0)
+            .max_message_size(Some(WS_MAX_MESSAGE_BYTES));
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Server, Some(config)).await;
+        let mut server = WebSocketStream::from_raw_socket(self.server, Role::Client, Some(config)).await;
+        let flows = &self.ctx.root().flows;
+        let closing_timeout = self.ctx.config().timeouts.read;
+        let host = self.server_host.clone();
+        let mut closing = false;
+
+        loop {
+            let next = async {
+                tokio::select! {
+                    m = client.next() => (Side::Client, m),
+                    m = server.next() => (Side::Server, m),
+                }
+            };
+            // Once a close frame has passed, the other side gets a read timeout to answer it.
+            let (from, message) = if closing {
+                match timeout(closing_timeout, next).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            } else {
+                next.await
+            };
+            let message = match message {
+                Some(Ok(message)) => message,
+                None => break,
+                Some(Err(e)) if closing || is_ordinary_ws_end(&e) => break,
+                Some(Err(e)) => return Err(ws_error(from, &host, e)),
+            };
+            closing |= matches!(message, Message::Close(_));
+            let record = WebSocketMessage::from_message(from == Side::Client, &message);
+            self.flow.record(&record);
+            flows.websocket_message(&self.flow, &record);
+            let sent = match from {
+                Side::Client => server.send(message).await,
+                Side::Server => client.send(message).await,
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e) if closing || is_ordinary_ws_end(&e) => {}
+                Err(e) => return Err(ws_error(if from == Side::Client { Side::Server } else { Side::Client }, &host, e)),
+            }
+        }
+        let _ = client.close(None).await;
+        let _ = server.close(None).await;
+        self.flow.finish();
+        flows.websocket_end(&self.flow);
+        Ok(())
+    }
+}
+
+impl Layer for WebsocketLayer {
+    fn run(self: Box<Self>, io: ClientIo) -> BoxFuture<'static, Result<(), ProtocolError>> {
+        Box::pin(self.relay(io))
+    }
+}
+
+/// Endings that are not failures: the peer closed (with or without the close handshake) or reset.
+fn is_ordinary_ws_end(e: &WsError) -> bool {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => true,
+        WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => true,
+        WsError::Io(io) => crate::error::is_ordinary_io(io),
+        _ => false,
+    }
+}
+
+fn ws_error(side: Side, host: &str, e: WsError) -> ProtocolError {
+    let io = match e {
+        WsError::Io(io) => io,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidData, format!("websocket: {other}")),
+    };
+    match side {
+        Side::Client => ProtocolError::ClientIo(io),
+        Side::Server => ProtocolError::server_io(host, io),
+    }
+}
