@@ -7,24 +7,94 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::layers::http1::Headers;
+use crate::config::Scheme;
+use crate::layers::http1::{Headers, Version};
 
-/// One finished HTTP exchange, as the log prints it.
+/// The request of an HTTP flow, as forwarded (hop-by-hop fields removed).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub scheme: Scheme,
+    /// Host as the URL shows it (the Host header's name inside a tunnel).
+    pub host: String,
+    pub port: u16,
+    /// origin-form target: path and query (`*` for `OPTIONS *`).
+    pub path: String,
+    pub version: Version,
+    pub headers: Headers,
+    /// The body, when a feature needed it kept (HAR, replay, body filters, modification); `None` if it
+    /// was only streamed.
+    pub body: Option<Vec<u8>>,
+    /// Body bytes seen, kept or not.
+    pub body_len: u64,
+}
+
+impl Request {
+    /// Absolute URL, with the port only when it is not the scheme's default.
+    pub fn url(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let path = if self.path == "*" { "" } else { self.path.as_str() };
+        if self.port == self.scheme.default_port() {
+            format!("{}://{host}{path}", self.scheme.as_str())
+        } else {
+            format!("{}://{host}:{}{path}", self.scheme.as_str(), self.port)
+        }
+    }
+}
+
+/// The response of an HTTP flow.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub version: Version,
+    pub headers: Headers,
+    /// The body, when kept (see `Request::body`).
+    pub body: Option<Vec<u8>>,
+    /// Payload bytes relayed (after removing chunked framing).
+    pub body_len: u64,
+}
+
+/// One HTTP exchange (and, after an upgrade, its WebSocket session).
 #[derive(Debug, Clone)]
 pub struct HttpFlow {
     pub client_addr: SocketAddr,
-    pub method: String,
-    /// Absolute URL, with the port only when it is not the scheme's default.
-    pub url: String,
-    pub request_headers: Headers,
-    pub status: u16,
-    pub response_headers: Headers,
-    /// Response payload bytes relayed (after removing chunked framing).
-    pub response_bytes: u64,
-    pub started: Instant,
-    pub duration: Duration,
+    /// The server's IP address and port, once connected.
+    pub server_addr: Option<SocketAddr>,
+    pub request: Request,
+    pub response: Option<Response>,
+    /// Why the exchange failed, if it did (the client then got an error response or a closed connection).
+    pub error: Option<String>,
+    /// The messages of a WebSocket session that followed a 101, when kept.
+    pub websocket: Option<Vec<WebSocketMessage>>,
+    /// Wall-clock start, for records such as HAR.
+    pub started_at: SystemTime,
+    pub timings: Timings,
+}
+
+/// Where the time of an exchange went (HAR's `timings`), in milliseconds; -1 when it does not apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub connect_ms: f64,
+    pub send_ms: f64,
+    pub wait_ms: f64,
+    pub receive_ms: f64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings { connect_ms: -1.0, send_ms: 0.0, wait_ms: 0.0, receive_ms: 0.0 }
+    }
+}
+
+impl Timings {
+    /// The whole exchange.
+    pub fn total(&self) -> Duration {
+        let ms = self.connect_ms.max(0.0) + self.send_ms + self.wait_ms + self.receive_ms;
+        Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+    }
 }
 
 /// One finished TCP relay.
@@ -123,18 +193,22 @@ impl FlowLog {
         if self.detail == 0 {
             return;
         }
+        let (status, size) = match &flow.response {
+            Some(response) => (response.status.to_string(), pretty_size(response.body_len)),
+            None => ("<error>".to_string(), format!("({})", flow.error.as_deref().unwrap_or("no response"))),
+        };
         let mut out = format!(
-            "{} {} {} -> {} {} {}\n",
+            "{} {} {} -> {status} {size} {}\n",
             flow.client_addr,
-            flow.method,
-            flow.url,
-            flow.status,
-            pretty_size(flow.response_bytes),
-            pretty_duration(flow.duration)
+            flow.request.method,
+            flow.request.url(),
+            pretty_duration(flow.timings.total())
         );
         if self.detail >= 2 {
-            write_headers(&mut out, "    >> ", &flow.request_headers);
-            write_headers(&mut out, "    << ", &flow.response_headers);
+            write_headers(&mut out, "    >> ", &flow.request.headers);
+            if let Some(response) = &flow.response {
+                write_headers(&mut out, "    << ", &response.headers);
+            }
         }
         emit(&out);
     }

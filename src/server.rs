@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -43,6 +44,8 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
         let addr = listener.local_addr().map_err(|source| ConfigError::Bind { addr: spec.addr.to_string(), source })?;
         listeners.push((listener, addr, spec.mode.clone()));
     }
+    // Handlers go in before the `listening on` line, so a signal sent on seeing it is always handled.
+    let signals = ShutdownSignals::install();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let root = Arc::new(RootContext {
         flows: FlowLog::new(config.flow_detail),
@@ -63,7 +66,7 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
     }
     drop(alive);
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     accept_loops.shutdown().await;
     let _ = shutdown_tx.send(true);
@@ -136,14 +139,25 @@ async fn serve_connection(root: Arc<RootContext>, mode: Mode, socket: TcpStream,
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct ShutdownSignals(Option<(Signal, Signal)>);
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => ShutdownSignals(Some((term, int))),
+            _ => {
+                tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+                ShutdownSignals(None)
+            }
+        }
+    }
+
+    async fn wait(self) {
+        let Some((mut term, mut int)) = self.0 else { return std::future::pending().await };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }

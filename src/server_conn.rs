@@ -86,6 +86,8 @@ pub struct ServerConnection {
     via: Option<Address>,
     purpose: Purpose,
     stream: Option<BufIo<BoxStream>>,
+    /// The server's socket address, once connected.
+    peer_addr: Option<SocketAddr>,
     /// True once the open stream has carried a complete exchange (it may have gone stale since).
     reused: bool,
 }
@@ -97,7 +99,7 @@ impl ServerConnection {
             ModeKind::Upstream(proxy) => Some(Address::new(proxy.host.clone(), proxy.port)),
             _ => None,
         };
-        ServerConnection { root: ctx.root().clone(), address, tls, via, purpose, stream: None, reused: false }
+        ServerConnection { root: ctx.root().clone(), address, tls, via, purpose, stream: None, peer_addr: None, reused: false }
     }
 
     /// True if requests go to an upstream proxy as they are, so their target must be absolute-form.
@@ -141,6 +143,7 @@ impl ServerConnection {
     /// Closes the connection, if open.
     pub fn disconnect(&mut self) {
         self.stream = None;
+        self.peer_addr = None;
         self.reused = false;
     }
 
@@ -151,11 +154,17 @@ impl ServerConnection {
                 status: 400,
                 reason: "no server address known for this request".into(),
             })?;
-            let stream = self.open(&address).await?;
+            let (stream, peer_addr) = self.open(&address).await?;
             self.stream = Some(BufIo::new(stream));
+            self.peer_addr = Some(peer_addr);
             self.reused = false;
         }
         Ok(self.stream.as_mut().expect("connected above"))
+    }
+
+    /// The address of the server (or upstream proxy) strata is connected to.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
     }
 
     /// Takes the open connection away (for a layer that now owns it, e.g. after an upgrade).
@@ -170,21 +179,33 @@ impl ServerConnection {
     }
 
     /// Dials the server (or the upstream proxy, tunnelling through it when needed) and adds TLS.
-    async fn open(&self, address: &Address) -> Result<BoxStream, ProtocolError> {
-        let tcp: BoxStream = match &self.via {
-            None => Box::new(self.dial(address).await?),
-            Some(proxy) if self.is_forwarded_to_proxy() => Box::new(self.dial(proxy).await?),
-            Some(proxy) => Box::new(self.open_tunnel(proxy, address).await?),
+    async fn open(&self, address: &Address) -> Result<(BoxStream, SocketAddr), ProtocolError> {
+        let unknown = || SocketAddr::from(([0, 0, 0, 0], 0));
+        let (tcp, peer): (BoxStream, SocketAddr) = match &self.via {
+            None => {
+                let tcp = self.dial(address).await?;
+                let peer = tcp.peer_addr().unwrap_or_else(|_| unknown());
+                (Box::new(tcp), peer)
+            }
+            Some(proxy) => {
+                let tcp = self.dial(proxy).await?;
+                let peer = tcp.peer_addr().unwrap_or_else(|_| unknown());
+                if self.is_forwarded_to_proxy() {
+                    (Box::new(tcp), peer)
+                } else {
+                    (Box::new(self.open_tunnel(tcp, proxy, address).await?), peer)
+                }
+            }
         };
         match &self.tls {
-            Some(tls) => Ok(Box::new(self.handshake(tcp, address, tls).await?)),
-            None => Ok(tcp),
+            Some(tls) => Ok((Box::new(self.handshake(tcp, address, tls).await?), peer)),
+            None => Ok((tcp, peer)),
         }
     }
 
     /// Asks the upstream proxy for a tunnel to `address`. Bytes the proxy sent after its 200 stay buffered.
-    async fn open_tunnel(&self, proxy: &Address, address: &Address) -> Result<BufIo<TcpStream>, ProtocolError> {
-        let mut stream = BufIo::new(self.dial(proxy).await?);
+    async fn open_tunnel(&self, tcp: TcpStream, proxy: &Address, address: &Address) -> Result<BufIo<TcpStream>, ProtocolError> {
+        let mut stream = BufIo::new(tcp);
         let host = proxy.to_string();
         let request = format!("CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n\r\n");
         stream.write_all(request.as_bytes()).await.map_err(|e| ProtocolError::server_io(&host, e))?;

@@ -7,7 +7,7 @@
 //! place, `error_response`, and only while no response head has gone out.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -16,7 +16,7 @@ use crate::addons::{onboarding, LocalResponse};
 use crate::config::{split_host_port, ModeKind, Scheme};
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
-use crate::flow::HttpFlow;
+use crate::flow::{HttpFlow, Request, Response, Timings};
 use crate::layer::{run_next_layer, ClientIo, LayerKind};
 use crate::layers::http1::{
     self, copy_body, read_head, request_framing, response_framing, write_request_head, write_response_head,
@@ -61,29 +61,18 @@ struct Target {
     tls: Option<ServerTls>,
 }
 
-impl Target {
-    fn url(&self) -> String {
-        let host = if self.display_host.contains(':') {
-            format!("[{}]", self.display_host)
-        } else {
-            self.display_host.clone()
-        };
-        let path = if self.path == "*" { "" } else { self.path.as_str() };
-        if self.address.port == self.scheme.default_port() {
-            format!("{}://{host}{path}", self.scheme.as_str())
-        } else {
-            format!("{}://{host}:{}{path}", self.scheme.as_str(), self.address.port)
-        }
-    }
-}
-
-/// Progress of one exchange, for logging and for deciding whether an error can still be answered.
+/// One exchange in progress: its flow record, and whether the client has seen any of the response (after
+/// which an error can only close the connection).
 struct Exchange {
     started: Instant,
-    method: String,
-    url: String,
-    request_headers: Headers,
     response_started: bool,
+    flow: HttpFlow,
+}
+
+impl Exchange {
+    fn elapsed_ms(since: Instant) -> f64 {
+        since.elapsed().as_secs_f64() * 1000.0
+    }
 }
 
 impl HttpLayer {
@@ -162,21 +151,65 @@ impl HttpLayer {
 
     /// One request and its response. On failure before the response head went out, the client gets the
     /// error response and the connection closes.
-    async fn exchange(&mut self, client: &mut ClientIo, head: RequestHead) -> Result<Next, ProtocolError> {
+    async fn exchange(&mut self, client: &mut ClientIo, mut head: RequestHead) -> Result<Next, ProtocolError> {
+        let resolved = self.resolve_target(&head).and_then(|target| {
+            let framing = request_framing(&head).map_err(ProtocolError::BadRequest)?;
+            Ok((target, framing))
+        });
+        let (target, framing) = match resolved {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                send_error_response(client, &error).await;
+                return Err(error);
+            }
+        };
+        let request = Request {
+            method: std::mem::take(&mut head.method),
+            scheme: target.scheme,
+            host: target.display_host.clone(),
+            port: target.address.port,
+            path: target.path.clone(),
+            version: head.version,
+            headers: Headers::default(),
+            body: None,
+            body_len: 0,
+        };
+        head.method.clone_from(&request.method);
         let mut exchange = Exchange {
             started: Instant::now(),
-            method: head.method.clone(),
-            url: String::new(),
-            request_headers: Headers::default(),
             response_started: false,
+            flow: HttpFlow {
+                client_addr: self.ctx.client_addr(),
+                server_addr: None,
+                request,
+                response: None,
+                error: None,
+                websocket: None,
+                started_at: SystemTime::now(),
+                timings: Timings::default(),
+            },
         };
-        let result = self.forward(client, head, &mut exchange).await;
+        let result = self.forward(client, head, target, framing, &mut exchange).await;
         if let Err(error) = &result {
             if !exchange.response_started {
                 send_error_response(client, error).await;
-                if let (Some((status, _)), false) = (error_response(error), exchange.url.is_empty()) {
-                    self.log(&exchange, status, Headers::default(), 0);
+                if let Some((status, reason)) = error_response(error) {
+                    exchange.flow.response = Some(Response {
+                        status,
+                        reason: reason.to_string(),
+                        version: Version::Http11,
+                        headers: Headers::default(),
+                        body: None,
+                        body_len: 0,
+                    });
                 }
+            }
+            exchange.flow.error = Some(error.to_string());
+            // The exchange ended here: whatever time no phase accounts for was spent failing.
+            let accounted = exchange.flow.timings.total().as_secs_f64() * 1000.0;
+            exchange.flow.timings.receive_ms += (Exchange::elapsed_ms(exchange.started) - accounted).max(0.0);
+            if error_response(error).is_some() || exchange.response_started {
+                self.log(&exchange);
             }
             self.server.disconnect();
         }
@@ -187,13 +220,13 @@ impl HttpLayer {
         &mut self,
         client: &mut ClientIo,
         mut head: RequestHead,
+        target: Target,
+        framing: Framing,
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
-        let target = self.resolve_target(&head)?;
-        exchange.url = target.url();
-        let framing = request_framing(&head).map_err(ProtocolError::BadRequest)?;
         let client_wants_close = wants_close(head.version, &head.headers);
         if onboarding::is_onboarding_host(&target.address.host) {
+            exchange.flow.request.headers = std::mem::take(&mut head.headers);
             let response = onboarding::answer(&target.path, &self.ctx.root().ca);
             return self.answer_locally(client, framing, client_wants_close, response, exchange).await;
         }
@@ -209,7 +242,7 @@ impl HttpLayer {
         } else {
             write_request_head(&head, &target.path, &mut out);
         }
-        exchange.request_headers = std::mem::take(&mut head.headers);
+        exchange.flow.request.headers = std::mem::take(&mut head.headers);
 
         // Like mitmproxy, answer `Expect: 100-continue` here and forward the request without it: the body
         // then flows in one go and no server has to support the expectation.
@@ -218,7 +251,7 @@ impl HttpLayer {
             client.flush().await.map_err(ProtocolError::ClientIo)?;
         }
 
-        let response = self.send_request(client, &out, framing).await?;
+        let response = self.send_request(client, &out, framing, exchange).await?;
         self.relay_response(client, &head, response, client_wants_close, is_upgrade, exchange).await
     }
 
@@ -230,24 +263,38 @@ impl HttpLayer {
         client: &mut ClientIo,
         request_head: &[u8],
         framing: Framing,
+        exchange: &mut Exchange,
     ) -> Result<ResponseHead, ProtocolError> {
         let host = self.server.host();
         let timeouts = self.ctx.config().timeouts;
         let limits = self.ctx.config().limits;
         loop {
             let reused = self.server.is_reused();
-            let server = self.server.connect().await?;
+            let dialled = !self.server.is_connected();
+            let connect_started = Instant::now();
+            self.server.connect().await?;
+            let timings = &mut exchange.flow.timings;
+            timings.connect_ms = if dialled { Exchange::elapsed_ms(connect_started) } else { -1.0 };
+            exchange.flow.server_addr = self.server.peer_addr();
+            let send_started = Instant::now();
+            let server = self.server.stream().expect("connected above");
             let sent = server.write_all(request_head).await;
             let sent = match sent {
-                Ok(()) if framing != Framing::Empty => copy_body(client, server, framing, timeouts.read)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| request_body_error(e, &host)),
-                Ok(()) => server.flush().await.map_err(|e| ProtocolError::server_io(&host, e)),
+                Ok(()) if framing != Framing::Empty => {
+                    copy_body(client, server, framing, timeouts.read).await.map_err(|e| request_body_error(e, &host))
+                }
+                Ok(()) => server.flush().await.map(|()| 0).map_err(|e| ProtocolError::server_io(&host, e)),
                 Err(e) => Err(ProtocolError::server_io(&host, e)),
             };
             let response = match sent {
-                Ok(()) => read_final_response(server, client, &limits, timeouts.read, &host).await,
+                Ok(body_len) => {
+                    exchange.flow.request.body_len = body_len;
+                    exchange.flow.timings.send_ms = Exchange::elapsed_ms(send_started);
+                    let wait_started = Instant::now();
+                    let head = read_final_response(server, client, &limits, timeouts.read, &host).await;
+                    exchange.flow.timings.wait_ms = Exchange::elapsed_ms(wait_started);
+                    head
+                }
                 Err(e) => Err(e),
             };
             match response {
@@ -293,17 +340,30 @@ impl HttpLayer {
         let mut out = Vec::with_capacity(512);
         write_response_head(&response, &mut out);
         exchange.response_started = true;
+        let receive_started = Instant::now();
+        exchange.flow.response = Some(Response {
+            status: response.status,
+            reason: response.reason,
+            version: response.version,
+            headers: response.headers,
+            body: None,
+            body_len: 0,
+        });
         client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
         let server = self.server.stream().expect("a response was read from it");
         let bytes = copy_body(server, client, framing, read_timeout).await.map_err(|e| response_body_error(e, &host))?;
         client.flush().await.map_err(ProtocolError::ClientIo)?;
+        exchange.flow.timings.receive_ms = Exchange::elapsed_ms(receive_started);
+        if let Some(response) = &mut exchange.flow.response {
+            response.body_len = bytes;
+        }
 
         if server_keeps_open {
             self.server.mark_reusable();
         } else {
             self.server.disconnect();
         }
-        self.log(exchange, response.status, response.headers, bytes);
+        self.log(exchange);
         Ok(if keep_client { Next::KeepAlive } else { Next::Close })
     }
 
@@ -340,7 +400,15 @@ impl HttpLayer {
         exchange.response_started = true;
         client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
         client.flush().await.map_err(ProtocolError::ClientIo)?;
-        self.log(exchange, head.status, head.headers, response.body.len() as u64);
+        exchange.flow.response = Some(Response {
+            status: head.status,
+            reason: head.reason,
+            version: head.version,
+            headers: head.headers,
+            body_len: response.body.len() as u64,
+            body: Some(response.body),
+        });
+        self.log(exchange);
         Ok(if client_wants_close { Next::Close } else { Next::KeepAlive })
     }
 
@@ -357,8 +425,16 @@ impl HttpLayer {
         client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
         client.flush().await.map_err(ProtocolError::ClientIo)?;
         let is_websocket = response.headers.get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
-        self.log(exchange, response.status, response.headers, 0);
-        let websocket_url = is_websocket.then(|| exchange.url.replacen("http", "ws", 1));
+        exchange.flow.response = Some(Response {
+            status: response.status,
+            reason: response.reason,
+            version: response.version,
+            headers: response.headers,
+            body: None,
+            body_len: 0,
+        });
+        self.log(exchange);
+        let websocket_url = is_websocket.then(|| exchange.flow.request.url().replacen("http", "ws", 1));
         Ok(Next::Upgraded(websocket_url))
     }
 
@@ -417,19 +493,8 @@ impl HttpLayer {
         matches!(self.ctx.mode().kind, ModeKind::Reverse(_)) && !self.ctx.config().keep_host_header
     }
 
-    fn log(&self, exchange: &Exchange, status: u16, response_headers: Headers, bytes: u64) {
-        let flow = HttpFlow {
-            client_addr: self.ctx.client_addr(),
-            method: exchange.method.clone(),
-            url: exchange.url.clone(),
-            request_headers: exchange.request_headers.clone(),
-            status,
-            response_headers,
-            response_bytes: bytes,
-            started: exchange.started,
-            duration: exchange.started.elapsed(),
-        };
-        self.ctx.root().flows.http(&flow);
+    fn log(&self, exchange: &Exchange) {
+        self.ctx.root().flows.http(&exchange.flow);
     }
 }
 
