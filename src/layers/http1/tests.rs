@@ -45,6 +45,9 @@ fn request_error(text: &[u8], limits: &Limits) -> HeadError {
     }
 }
 
+/// Header fields as a test case writes them.
+type Fields = &'static [(&'static str, &'static str)];
+
 fn headers(fields: &[(&str, &str)]) -> Headers {
     Headers(fields.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect())
 }
@@ -260,7 +263,7 @@ async fn read_head_times_out_on_a_silent_peer() {
 
 #[test]
 fn request_framing_accepts_unambiguous_messages() {
-    let cases: &[(Version, &[(&str, &str)], Framing)] = &[
+    let cases: &[(Version, Fields, Framing)] = &[
         (Version::Http11, &[], Framing::Empty),
         (Version::Http11, &[("Content-Length", "0")], Framing::Empty),
         (Version::Http11, &[("Content-Length", "42")], Framing::Length(42)),
@@ -282,7 +285,7 @@ fn request_framing_accepts_unambiguous_messages() {
 
 #[test]
 fn request_framing_refuses_ambiguous_messages() {
-    let cases: &[(Version, &[(&str, &str)])] = &[
+    let cases: &[(Version, Fields)] = &[
         (Version::Http11, &[("Transfer-Encoding", "chunked"), ("Content-Length", "5")]),
         (Version::Http11, &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")]),
         (Version::Http11, &[("Content-Length", "5"), ("Content-Length", "6")]),
@@ -326,7 +329,7 @@ fn response_framing_has_no_body_for_head_204_304_and_1xx() {
 
 #[test]
 fn response_framing_follows_length_and_transfer_encoding() {
-    let cases: &[(&[(&str, &str)], Framing)] = &[
+    let cases: &[(Fields, Framing)] = &[
         (&[("Content-Length", "10")], Framing::Length(10)),
         (&[("Content-Length", "0")], Framing::Empty),
         (&[("Content-Length", "10"), ("Content-Length", "10")], Framing::Length(10)),

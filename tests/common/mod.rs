@@ -1,0 +1,823 @@
+//! Test harness: the real `strata` binary as a child process, a small HTTP/1.1 origin server, and raw
+//! socket helpers. Everything listens on 127.0.0.1 port 0; every wait is bounded.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long the proxy may take to print its `listening on` lines.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Output a child has printed so far, with a condvar that wakes waiters on each new line.
+#[derive(Default)]
+struct Output {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+impl Output {
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.changed.notify_all();
+    }
+
+    fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn text(&self) -> String {
+        self.snapshot().join("\n")
+    }
+}
+
+/// Reads `from` line by line into `into` until end of stream; `on_line` sees each line first.
+fn collect_lines<R: Read + Send + 'static>(
+    from: R,
+    into: Arc<Output>,
+    on_line: impl Fn(&str) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+                    on_line(&text);
+                    into.push(text);
+                }
+            }
+        }
+    })
+}
+
+/// A running `strata` process. Killed on drop.
+pub struct Strata {
+    child: Child,
+    argv: Vec<String>,
+    /// The port of the first listener.
+    pub port: u16,
+    /// The ports of all listeners, in the order they were announced.
+    pub ports: Vec<u16>,
+    stdout: Arc<Output>,
+    stderr: Arc<Output>,
+    readers: Vec<thread::JoinHandle<()>>,
+    _confdir: tempfile::TempDir,
+}
+
+impl Strata {
+    /// Starts the binary with `-p 0 --confdir <tempdir>` and `args`, and waits for one `listening on`
+    /// line per `-m`/`--mode` argument (one if there are none).
+    pub fn start(args: &[&str]) -> Strata {
+        let confdir = tempfile::tempdir().expect("create temp confdir");
+        let mut argv: Vec<String> =
+            vec!["-p".into(), "0".into(), "--confdir".into(), confdir.path().display().to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let listeners = count_modes(args);
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start strata {argv:?}: {e}"));
+        let stdout = Arc::new(Output::default());
+        let stderr = Arc::new(Output::default());
+        let (ports_tx, ports_rx) = mpsc::channel::<u16>();
+        let readers = vec![
+            collect_lines(child.stdout.take().unwrap(), stdout.clone(), |_| {}),
+            collect_lines(child.stderr.take().unwrap(), stderr.clone(), move |line| {
+                if let Some(port) = parse_listening_line(line) {
+                    let _ = ports_tx.send(port);
+                }
+            }),
+        ];
+
+        let mut strata = Strata { child, argv, port: 0, ports: Vec::new(), stdout, stderr, readers, _confdir: confdir };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while strata.ports.len() < listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ports_rx.recv_timeout(left) {
+                Ok(port) => strata.ports.push(port),
+                Err(_) => {
+                    let status = strata.child.try_wait().ok().flatten();
+                    strata.fail(&format!(
+                        "expected {listeners} `listening on` lines within {STARTUP_TIMEOUT:?}, got {:?} (exit status: {status:?})",
+                        strata.ports
+                    ));
+                }
+            }
+        }
+        strata.port = strata.ports[0];
+        strata
+    }
+
+    /// `http://127.0.0.1:PORT`, for `curl -x` and ureq.
+    pub fn proxy_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.snapshot()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Waits until a stdout line (already printed or new) satisfies `pred` and returns it.
+    pub fn wait_for_stdout_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.stdout.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(lines);
+                self.fail(&format!("no matching stdout line within {timeout:?}"));
+            }
+            lines = self.stdout.changed.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; then all its output has been collected.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match wait_with_timeout(&mut self.child, timeout) {
+            Some(status) => {
+                // The pipes reach end of stream once the process is gone.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                status
+            }
+            None => self.fail(&format!("still running after {timeout:?}")),
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped while we hold `child`.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// A field of /proc/PID/status, as the kernel prints it (without the name).
+    pub fn proc_status(&self, field: &str) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status:\n{status}"))
+    }
+
+    /// A memory field of /proc/PID/status (VmRSS, VmHWM, ...) in kB.
+    pub fn proc_status_kb(&self, field: &str) -> u64 {
+        let value = self.proc_status(field);
+        value.trim_end_matches("kB").trim().parse().unwrap_or_else(|_| panic!("{field}: {value:?} is not in kB"))
+    }
+
+    /// Waits until the process catches `signal` (its bit in SigCgt of /proc/PID/status is set), so that a
+    /// test about handling a signal is not about when the handler is installed.
+    pub fn wait_until_catching(&self, signal: i32, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let caught = u64::from_str_radix(&self.proc_status("SigCgt"), 16).expect("SigCgt mask");
+            if caught & (1 << (signal - 1)) != 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("signal {signal} not caught after {timeout:?} (SigCgt {caught:x})"));
+            }
+            // The kernel offers no notification for this; poll briefly.
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Panics with `what`, the command line, and everything printed so far.
+    pub fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what}\n--- argv: {} {:?}\n--- stdout:\n{}\n--- stderr:\n{}\n---",
+            env!("CARGO_BIN_EXE_strata"),
+            self.argv,
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+
+    /// Like `assert!`, with the proxy's argv and output in the message.
+    #[track_caller]
+    pub fn check(&self, ok: bool, what: impl AsRef<str>) {
+        if !ok {
+            self.fail(what.as_ref());
+        }
+    }
+}
+
+impl Drop for Strata {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Number of listeners a command line asks for: one per `-m`/`--mode`, at least one.
+fn count_modes(args: &[&str]) -> usize {
+    let n = args
+        .iter()
+        .filter(|a| matches!(**a, "-m" | "--mode") || a.starts_with("--mode=") || (a.starts_with("-m") && a.len() > 2))
+        .count();
+    n.max(1)
+}
+
+/// The port of a `listening on HOST:PORT (MODE)` line.
+fn parse_listening_line(line: &str) -> Option<u16> {
+    let rest = line.strip_prefix("listening on ")?;
+    let (addr, mode) = rest.split_once(' ')?;
+    if !(mode.starts_with('(') && mode.ends_with(')')) {
+        return None;
+    }
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        // No portable way to block on a child with a timeout; poll often enough not to matter.
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a finished process printed.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command to completion within `timeout`, capturing its output; panics (with the output) if it
+/// does not finish in time.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Finished {
+    let description = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {description}: {e}"));
+    let stdout = read_all_in_background(child.stdout.take().unwrap());
+    let stderr = read_all_in_background(child.stderr.take().unwrap());
+    let status = wait_with_timeout(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = String::from_utf8_lossy(&stdout.join().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    match status {
+        Some(status) => Finished { status, stdout, stderr },
+        None => panic!("{description} did not finish within {timeout:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"),
+    }
+}
+
+fn read_all_in_background<R: Read + Send + 'static>(mut from: R) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = from.read_to_end(&mut out);
+        out
+    })
+}
+
+/// Runs the strata binary with `args` (and a temp confdir) expecting it to exit by itself.
+pub fn run_strata_to_exit(args: &[&str], timeout: Duration) -> Finished {
+    let confdir = tempfile::tempdir().expect("create temp confdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--confdir").arg(confdir.path()).args(args);
+    run_with_timeout(cmd, timeout)
+}
+
+/// `curl` through `proxy` with `args`; bounded by `--max-time` and a process timeout.
+pub fn curl(proxy: &Strata, args: &[&str]) -> Finished {
+    let mut cmd = Command::new("/usr/bin/curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "60", "--noproxy", "", "-x"])
+        .arg(proxy.proxy_url())
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    let done = run_with_timeout(cmd, Duration::from_secs(90));
+    if !done.status.success() {
+        proxy.fail(&format!(
+            "curl {args:?} failed with {}\n--- curl stdout:\n{}\n--- curl stderr:\n{}",
+            done.status, done.stdout, done.stderr
+        ));
+    }
+    done
+}
+
+/// A ureq agent that sends everything through `proxy`.
+pub fn ureq_agent(proxy: &Strata) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .proxy(ureq::Proxy::new(proxy.proxy_url()).expect("proxy URL"))
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
+// ---- raw sockets ----
+
+/// Connects to 127.0.0.1:`port` with read and write timeouts of `timeout`.
+pub fn connect(port: u16, timeout: Duration) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to port {port}: {e}"));
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.set_write_timeout(Some(timeout)).unwrap();
+    stream
+}
+
+/// What came back on a raw connection.
+#[derive(Debug)]
+pub struct Reply {
+    pub bytes: Vec<u8>,
+    /// True if the peer closed (or reset) the connection; false if the timeout ended the read.
+    pub closed: bool,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// Sends `request` to 127.0.0.1:`port` and reads the reply until the peer closes or `timeout` passes
+/// without a byte. A write error (the peer may close early, e.g. after refusing a huge head) is not
+/// fatal: the reply is still read.
+pub fn raw_exchange(port: u16, request: &[u8], timeout: Duration) -> Reply {
+    let mut stream = connect(port, timeout);
+    let _ = stream.write_all(request);
+    read_until_close(&mut stream)
+}
+
+/// Reads until the peer closes or a read times out.
+pub fn read_until_close(stream: &mut TcpStream) -> Reply {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Reply { bytes, closed: true },
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Reply { bytes, closed: false }
+            }
+            Err(_) => return Reply { bytes, closed: true },
+        }
+    }
+}
+
+/// A client connection for keep-alive and pipelining tests: send bytes, read whole responses one by one.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(port: u16, timeout: Duration) -> Conn {
+        Conn { reader: BufReader::new(connect(port, timeout)) }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("write to proxy");
+    }
+
+    /// Reads one response to a request that is not HEAD: head, then a body framed by Content-Length, by
+    /// chunking (returned with its framing and trailers as received), or by the close; none for 1xx, 204
+    /// and 304. Returns the response exactly as received.
+    pub fn read_response(&mut self) -> String {
+        self.read_response_inner(false)
+    }
+
+    /// Reads one response to a HEAD request: the head only.
+    pub fn read_head_response(&mut self) -> String {
+        self.read_response_inner(true)
+    }
+
+    fn read_response_inner(&mut self, head_request: bool) -> String {
+        let head = read_head(&mut self.reader).expect("a response head before end of stream or timeout");
+        let mut out = head.clone();
+        let lower = head.to_ascii_lowercase();
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+        let length = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse::<usize>().expect("content-length"));
+        if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+            // no body
+        } else if lower.contains("\r\ntransfer-encoding: chunked\r\n") {
+            out.push_str(&String::from_utf8_lossy(&read_chunked_raw(&mut self.reader)));
+        } else if let Some(n) = length {
+            let mut body = vec![0; n];
+            self.reader.read_exact(&mut body).expect("response body");
+            out.push_str(&String::from_utf8_lossy(&body));
+        } else {
+            let mut body = Vec::new();
+            self.reader.read_to_end(&mut body).expect("close-delimited body");
+            out.push_str(&String::from_utf8_lossy(&body));
+        }
+        out
+    }
+
+    /// Reads until the peer closes or a read times out.
+    pub fn read_until_close(&mut self) -> Reply {
+        let mut bytes = self.reader.buffer().to_vec();
+        self.reader.consume(bytes.len());
+        let mut rest = read_until_close(self.reader.get_mut());
+        bytes.append(&mut rest.bytes);
+        rest.bytes = bytes;
+        rest
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.reader.get_mut()
+    }
+}
+
+// ---- the origin server ----
+
+/// Block of bytes `/size/N` repeats.
+const PATTERN: &[u8; 64 * 1024] = &{
+    let mut block = [0u8; 64 * 1024];
+    let mut i = 0;
+    while i < block.len() {
+        block[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    block
+};
+
+/// A small HTTP/1.1 server on 127.0.0.1:0, one thread per connection, keep-alive honoured. Routes:
+///
+/// - `/hello`: `hello, world\n` with Content-Length.
+/// - `/size/N`: N bytes (`abc...z` repeated) with Content-Length, streamed from one fixed block.
+/// - `/chunked`: `hello, world` in two chunks, then the trailer `x-checksum: 42`.
+/// - `/echo`: the request body (Content-Length or chunked) as the response body; the request line in
+///   `x-request-line`, the request's header names (lower case, in order, comma-separated) in
+///   `x-seen-headers`.
+/// - `/count`: reads the request body (Content-Length or chunked) without keeping it, answers its length.
+/// - `/close`: a body without length or chunking, ended by closing the connection.
+/// - `/then-close`: `bye` with Content-Length and no `Connection: close`, then closes anyway.
+/// - `/http10`: an HTTP/1.0 response with Content-Length, then closes.
+/// - `/upgrade`: `101 Switching Protocols` to `line-echo`, then echoes lines until the client closes.
+/// - `/head`: `Content-Length: 1234`, with the body only for GET.
+/// - `/status/N`: status N with no body (304 also carries a would-be `Content-Length: 100`).
+/// - `/slow`: never answers (the connection stays open until the client closes it).
+/// - anything else: 404.
+pub struct Origin {
+    pub port: u16,
+    accepts: Arc<AtomicUsize>,
+    /// Notified after each accept, for `wait_for_accepts`.
+    accepted: Arc<(Mutex<()>, Condvar)>,
+}
+
+impl Origin {
+    pub fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let port = listener.local_addr().unwrap().port();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new((Mutex::new(()), Condvar::new()));
+        let (counter, notify) = (accepts.clone(), accepted.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                {
+                    let _guard = notify.0.lock().unwrap();
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                notify.1.notify_all();
+                thread::spawn(move || serve_origin_connection(stream));
+            }
+        });
+        Origin { port, accepts, accepted }
+    }
+
+    /// Waits until at least `n` connections have been accepted; panics after `timeout`.
+    pub fn wait_for_accepts(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.accepted.0.lock().unwrap();
+        while self.accepts() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "origin accepted {} connections, expected {n}, within {timeout:?}",
+                self.accepts()
+            );
+            guard = self.accepted.1.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn authority(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// A request as the origin read it.
+struct OriginRequest {
+    method: String,
+    path: String,
+    version: String,
+    line: String,
+    headers: Vec<(String, String)>,
+}
+
+impl OriginRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    fn wants_close(&self) -> bool {
+        if self.version == "HTTP/1.0" {
+            !self.has_token("connection", "keep-alive")
+        } else {
+            self.has_token("connection", "close")
+        }
+    }
+}
+
+fn serve_origin_connection(stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some(request) = read_origin_request(&mut reader) {
+        match respond(&request, &mut reader, &mut writer) {
+            Ok(true) if !request.wants_close() => continue,
+            _ => break,
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// Reads a head up to and including the empty line; `None` at a clean end of stream.
+fn read_head(reader: &mut impl BufRead) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        head.push_str(&line);
+        if line == "\r\n" || line == "\n" {
+            return Some(head);
+        }
+    }
+}
+
+fn read_origin_request(reader: &mut impl BufRead) -> Option<OriginRequest> {
+    let head = read_head(reader)?;
+    let mut lines = head.lines();
+    let line = lines.next()?.to_string();
+    let mut parts = line.split(' ');
+    let (method, path, version) = (parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string());
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_string(), v.trim().to_string()))
+        .collect();
+    Some(OriginRequest { method, path, version, line, headers })
+}
+
+/// Reads a request body (Content-Length or chunked) in pieces, passing each to `sink`. None if the body
+/// is malformed or truncated.
+fn read_request_body(request: &OriginRequest, reader: &mut impl BufRead, mut sink: impl FnMut(&[u8])) -> Option<()> {
+    if let Some(n) = request.header("content-length") {
+        let n: u64 = n.parse().ok()?;
+        return copy_exact(reader, n, &mut sink);
+    }
+    if !request.has_token("transfer-encoding", "chunked") {
+        return Some(());
+    }
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).ok()?;
+        let size = u64::from_str_radix(size_line.trim().split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            // Trailer fields up to the empty line.
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).ok()? == 0 {
+                    return None;
+                }
+                if line == "\r\n" {
+                    return Some(());
+                }
+            }
+        }
+        copy_exact(reader, size, &mut sink)?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf).ok()?;
+        if &crlf != b"\r\n" {
+            return None;
+        }
+    }
+}
+
+fn copy_exact(reader: &mut impl BufRead, mut n: u64, sink: &mut impl FnMut(&[u8])) -> Option<()> {
+    while n > 0 {
+        let buf = reader.fill_buf().ok()?;
+        if buf.is_empty() {
+            return None;
+        }
+        let take = (buf.len() as u64).min(n) as usize;
+        sink(&buf[..take]);
+        reader.consume(take);
+        n -= take as u64;
+    }
+    Some(())
+}
+
+/// Reads a chunked body and returns it exactly as framed on the wire.
+fn read_chunked_raw(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut raw = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).expect("chunk size line");
+        raw.extend_from_slice(size_line.as_bytes());
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap().trim(), 16).expect("chunk size");
+        if size == 0 {
+            loop {
+                let mut line = String::new();
+                assert!(reader.read_line(&mut line).expect("trailer line") > 0, "end of stream in trailers");
+                raw.extend_from_slice(line.as_bytes());
+                if line == "\r\n" {
+                    return raw;
+                }
+            }
+        }
+        let mut data = vec![0; size + 2];
+        reader.read_exact(&mut data).expect("chunk data");
+        raw.extend_from_slice(&data);
+    }
+}
+
+/// Writes the response to `request`. Ok(true) if the connection can carry another request.
+fn respond(request: &OriginRequest, reader: &mut impl BufRead, w: &mut TcpStream) -> std::io::Result<bool> {
+    let close = if request.wants_close() { "Connection: close\r\n" } else { "" };
+    let path = request.path.as_str();
+    if path == "/hello" {
+        write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n{close}\r\nhello, world\n")?;
+    } else if let Some(n) = path.strip_prefix("/size/") {
+        let mut left: u64 = n.parse().unwrap_or(0);
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {left}\r\n{close}\r\n"
+        )?;
+        while left > 0 {
+            let take = left.min(PATTERN.len() as u64) as usize;
+            w.write_all(&PATTERN[..take])?;
+            left -= take as u64;
+        }
+    } else if path == "/chunked" {
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n{close}\r\n\
+             5\r\nhello\r\n7\r\n, world\r\n0\r\nx-checksum: 42\r\n\r\n"
+        )?;
+    } else if path == "/echo" {
+        let mut body = Vec::new();
+        if read_request_body(request, reader, |piece| body.extend_from_slice(piece)).is_none() {
+            return Ok(false);
+        }
+        let names: Vec<String> = request.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nx-request-line: {}\r\nx-seen-headers: {}\r\n{close}\r\n",
+            body.len(),
+            request.line,
+            names.join(",")
+        )?;
+        w.write_all(&body)?;
+    } else if path == "/count" {
+        let mut count = 0u64;
+        if read_request_body(request, reader, |piece| count += piece.len() as u64).is_none() {
+            return Ok(false);
+        }
+        let body = count.to_string();
+        write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{close}\r\n{body}", body.len())?;
+    } else if path == "/then-close" {
+        write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye")?;
+        w.flush()?;
+        return Ok(false);
+    } else if path == "/http10" {
+        write!(w, "HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nold ok")?;
+        w.flush()?;
+        return Ok(false);
+    } else if path == "/upgrade" {
+        write!(w, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: line-echo\r\n\r\n")?;
+        w.flush()?;
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            write!(w, "echo: {line}")?;
+            w.flush()?;
+            line.clear();
+        }
+        return Ok(false);
+    } else if path == "/close" {
+        write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthis body ends when the connection closes\n")?;
+        w.flush()?;
+        return Ok(false);
+    } else if path == "/head" {
+        write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n{close}\r\n")?;
+        if request.method != "HEAD" {
+            w.write_all(&[b'x'; 1234])?;
+        }
+    } else if path == "/status/204" {
+        write!(w, "HTTP/1.1 204 No Content\r\nX-Status: 204\r\n{close}\r\n")?;
+    } else if path == "/status/304" {
+        write!(w, "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 100\r\n{close}\r\n")?;
+    } else if path == "/slow" {
+        // Never answer; hold the connection until the other side gives up.
+        let mut sink = Vec::new();
+        let _ = reader.read_to_end(&mut sink);
+        return Ok(false);
+    } else {
+        write!(w, "HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n{close}\r\nnot found\n")?;
+    }
+    w.flush()?;
+    Ok(true)
+}
+
+/// A TCP server that reads one line per connection and writes it back, then closes. Returns its port.
+pub fn start_line_echo_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo server");
+    let port = listener.local_addr().unwrap().port();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counter = accepts.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut writer = stream.try_clone().unwrap();
+                let mut line = Vec::new();
+                if BufReader::new(stream).read_until(b'\n', &mut line).is_ok() {
+                    let _ = writer.write_all(b"echo: ");
+                    let _ = writer.write_all(&line);
+                }
+                let _ = writer.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (port, accepts)
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn unused_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().unwrap().port()
+}
