@@ -7,6 +7,7 @@ pub mod cli; // command-line flags (clap)
 pub mod config; // checked configuration: modes, listen addresses, limits
 pub mod context; // RootContext and the read-only context chain
 pub mod error; // ProtocolError, ConfigError, Side
+pub mod filter; // flow filter expressions (mitmproxy syntax)
 pub mod flow; // flow records and the stdout flow log
 pub mod io; // buffered stream that keeps peeked bytes
 pub mod layer; // Layer trait and next_layer()
