@@ -1,0 +1,600 @@
+#!/usr/bin/env bash
+# bench/run.sh: strata against the client straight to the origin ("direct"), nginx as a reverse proxy, and
+# mitmdump, back to back on this machine, on loopback only. Prints a markdown table of medians (and ratios to
+# direct) and writes it to bench/last-run.md.
+#
+#   bench/run.sh                 # full run: RUNS=3, DURATION=5 (well under 10 minutes on 2 cores)
+#   QUICK=1 bench/run.sh         # smoke run: 1 run of 2 s per cell, a 256 MiB "large" file
+#   RUNS=5 DURATION=10 bench/run.sh
+#
+# Environment: RUNS (repetitions per cell, median reported), DURATION (seconds per load run), CONNS (concurrent
+# connections in scenarios 1-3, default 64), HS_CONNS (concurrent connections in scenario 4, default 16),
+# IDLE_CONNS (scenario 6, default 2000), BIG_SIZE (size of the large file, default 1G), SCENARIOS (which to
+# run, default "1 2 3 4 5 6"), TARGETS (default "direct nginx mitmdump strata"), KEEP_TMP=1 (keep the temp
+# dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
+#
+# What it does:
+#  1. Installs what is missing: nginx-light and wrk (Debian packages, apt-get), mitmproxy (pip, into the
+#     venv bench/.venv, which it creates), then builds strata and the load client (`cargo build --release`,
+#     `cargo build --release --example loadgen`).
+#  2. Makes a temp dir with a self-signed test CA and a leaf for 127.0.0.1 (ECDSA P-256, openssl), a 1 KiB
+#     file and a sparse 1 GiB file, and starts the origin: nginx with a plain and a TLS server block,
+#     keep-alive on, sendfile on, no access log.
+#  3. Runs the scenarios, each against the four targets, starting each proxy fresh for each scenario:
+#       1. reverse proxy, HTTP, 1 KiB, keep-alive, CONNS connections (wrk -t2);
+#       2. explicit proxy, plain HTTP, absolute-form `GET http://127.0.0.1:ORIGIN/1k` with keep-alive (wrk with
+#          a Lua script; nginx accepts absolute-form requests too);
+#       3. explicit proxy, HTTPS through CONNECT with interception, keep-alive (examples/loadgen.rs);
+#       4. TLS handshakes: new TCP + CONNECT + full TLS handshake (no resumption) per request (loadgen);
+#       5. the large file through the proxy with curl, plain and intercepted: MB/s (curl's speed_download,
+#          10^6 bytes) and the proxy's peak RSS (VmHWM, proxy restarted for each run);
+#       6. IDLE_CONNS keep-alive client connections that each sent one request and stay open: (RSS after -
+#          RSS before) / IDLE_CONNS, RSS of the proxy's processes (nginx: master and workers), proxy restarted
+#          for each run (bench/idle_conns.py is the client; direct has no proxy, so n/a).
+#     Targets: "direct" is the client straight to the origin (plain or TLS port); "nginx" is a second nginx
+#     instance as reverse proxy (upstream keepalive 128; in 3-5 it terminates TLS with the test leaf and
+#     re-encrypts to the origin's TLS port, the closest it comes to interception); "mitmdump" runs from the
+#     venv (`--mode regular` or `--mode reverse:`, `-q`, `--ssl-insecure`, confdir in the temp dir,
+#     stream_large_bodies=1m so that the large file is streamed, not buffered); "strata" is
+#     target/release/strata (`-q`, `--confdir` temp, `--upstream-ca` the test CA). A mode strata refuses
+#     (exit code 2, "not supported") is shown as n/a.
+#  Everything binds 127.0.0.1 and only talks to 127.0.0.1; every process it starts is killed on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if [[ -n "${QUICK:-}" ]]; then
+    RUNS=${RUNS:-1} DURATION=${DURATION:-2} BIG_SIZE=${BIG_SIZE:-256M}
+fi
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-64}
+HS_CONNS=${HS_CONNS:-16}
+IDLE_CONNS=${IDLE_CONNS:-2000}
+BIG_SIZE=${BIG_SIZE:-1G}
+SCENARIOS=${SCENARIOS:-1 2 3 4 5 6}
+TARGETS=${TARGETS:-direct nginx mitmdump strata}
+NGINX=/usr/sbin/nginx
+VENV=$ROOT/bench/.venv
+STRATA=$ROOT/target/release/strata
+LOADGEN=$ROOT/target/release/examples/loadgen
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------- install
+sudo_() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+install_deps() {
+    local missing=()
+    [[ -x $NGINX ]] || missing+=(nginx-light)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v openssl >/dev/null || missing+=(openssl)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} (apt-get)"
+        sudo_ apt-get update -qq
+        sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if [[ ! -x $VENV/bin/mitmdump ]]; then
+        log "installing mitmproxy into $VENV (pip)"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q mitmproxy
+    fi
+}
+
+build() {
+    log "building strata and loadgen (cargo build --release)"
+    cargo build --release --quiet
+    cargo build --release --quiet --example loadgen
+}
+
+[[ -n "${NO_INSTALL:-}" ]] || install_deps
+[[ -n "${NO_BUILD:-}" ]] || build
+[[ -x $STRATA && -x $LOADGEN ]] || die "missing $STRATA or $LOADGEN (build failed?)"
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(($(ulimit -n) > IDLE_CONNS * 2 + 100)) || die "open file limit $(ulimit -n) too low for IDLE_CONNS=$IDLE_CONNS"
+
+# ---------------------------------------------------------------------------------------------- processes
+TMP=$(mktemp -d /tmp/strata-bench.XXXXXX)
+chmod 755 "$TMP"   # nginx workers may run as another user
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.3
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    if [[ -n "${KEEP_TMP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Kills one process this script started and waits for it.
+stop() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+free_ports() { # N: prints N currently free loopback ports
+    python3 -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+# Waits until PORT accepts connections while PID lives; returns 2 if the process exited with 2 (refused).
+wait_port() {
+    local port=$1 pid=$2 rc
+    for _ in $(seq 300); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" && rc=0 || rc=$?
+            return $((rc == 2 ? 2 : 1))
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+rss_kb() { # PID: VmRSS of it and its children, KiB
+    local total=0 p v
+    for p in "$1" $(pgrep -P "$1" || true); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+hwm_kb() { # PID: VmHWM (peak RSS) of it and its children, KiB
+    local total=0 p v
+    for p in "$1" $(pgrep -P "$1" || true); do
+        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# ---------------------------------------------------------------------------------------------- origin
+read -r ORIGIN ORIGIN_TLS NGX NGX_TLS MITM_PORT STRATA_PORT < <(free_ports 6)
+
+log "test CA, leaf and files in $TMP"
+(
+    cd "$TMP"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+        -days 30 -subj "/CN=strata bench test CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr \
+        -subj "/CN=127.0.0.1" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >leaf.ext
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile leaf.ext \
+        -out leaf.pem 2>/dev/null
+    cat leaf.pem ca.pem >leaf-chain.pem
+    mkdir www
+    head -c 1024 /dev/zero | tr '\0' x >www/1k
+    truncate -s "$BIG_SIZE" www/1g
+    cat www/1g >/dev/null   # page the holes in once, or the first download pays for it
+)
+BIG_BYTES=$(stat -c %s "$TMP/www/1g")
+
+NGINX_USER=""
+[[ $(id -u) == 0 ]] && NGINX_USER="user root root;"
+
+nginx_conf() { # NAME SERVERS...: writes $TMP/NAME.conf around the server blocks given
+    local name=$1; shift
+    mkdir -p "$TMP/$name"
+    cat >"$TMP/$name.conf" <<EOF
+$NGINX_USER
+daemon off;
+worker_processes auto;
+worker_rlimit_nofile 20000;
+pid $TMP/$name/nginx.pid;
+error_log $TMP/$name/error.log warn;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    client_body_temp_path $TMP/$name/body;
+    proxy_temp_path $TMP/$name/proxy;
+    fastcgi_temp_path $TMP/$name/fastcgi;
+    uwsgi_temp_path $TMP/$name/uwsgi;
+    scgi_temp_path $TMP/$name/scgi;
+    ssl_protocols TLSv1.2 TLSv1.3;
+$*
+}
+EOF
+}
+
+nginx_conf origin "
+    server {
+        listen 127.0.0.1:$ORIGIN;
+        root $TMP/www;
+    }
+    server {
+        listen 127.0.0.1:$ORIGIN_TLS ssl;
+        ssl_certificate $TMP/leaf-chain.pem;
+        ssl_certificate_key $TMP/leaf.key;
+        root $TMP/www;
+    }"
+
+nginx_conf nginxproxy "
+    upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
+    upstream origin_tls { server 127.0.0.1:$ORIGIN_TLS; keepalive 128; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection \"\";
+    proxy_max_temp_file_size 0;
+    server {
+        listen 127.0.0.1:$NGX;
+        location / { proxy_pass http://origin; }
+    }
+    server {
+        listen 127.0.0.1:$NGX_TLS ssl;
+        ssl_certificate $TMP/leaf-chain.pem;
+        ssl_certificate_key $TMP/leaf.key;
+        location / {
+            proxy_pass https://origin_tls;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $TMP/ca.pem;
+            proxy_ssl_name localhost;   # nginx matches DNS names only, not IP SANs
+            proxy_ssl_session_reuse on;
+        }
+    }"
+
+start_nginx() { # NAME PORT: starts nginx with $TMP/NAME.conf, sets PID
+    "$NGINX" -p "$TMP/$1" -c "$TMP/$1.conf" -e "$TMP/$1/error.log" &
+    PID=$!
+    PIDS+=("$PID")
+    wait_port "$2" "$PID" || { cat "$TMP/$1/error.log" >&2; die "nginx $1 did not start"; }
+}
+
+log "origin nginx on 127.0.0.1:$ORIGIN (http) and :$ORIGIN_TLS (https)"
+start_nginx origin "$ORIGIN"
+ORIGIN_PID=$PID
+wait_port "$ORIGIN_TLS" "$ORIGIN_PID" || die "origin TLS port"
+curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN/1k" || die "origin does not serve /1k"
+curl -sf -o /dev/null --cacert "$TMP/ca.pem" "https://127.0.0.1:$ORIGIN_TLS/1k" || die "origin TLS does not serve /1k"
+
+# ---------------------------------------------------------------------------------------------- proxies
+# Per target: TPID (0 for direct), TCA (the CA a client must trust for intercepted TLS), and the ports a
+# client uses: HTTP_PORT[t] (reverse proxy or origin), TLS_PORT[t] (TLS straight to it: direct, nginx),
+# PROXY[t] (explicit proxy port: mitmdump, strata).
+declare -A TPID TCA HTTP_PORT TLS_PORT PROXY
+HTTP_PORT=([direct]=$ORIGIN [nginx]=$NGX [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
+TLS_PORT=([direct]=$ORIGIN_TLS [nginx]=$NGX_TLS)
+PROXY=([mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
+
+# start_target TARGET MODE (regular|reverse); returns 2 when the target refuses the mode (n/a).
+start_target() {
+    local target=$1 mode=$2 rc=0 args pid=0 ca=$TMP/ca.pem
+    case $target in
+    direct) ;;
+    nginx)
+        start_nginx nginxproxy "$NGX"
+        pid=$PID
+        wait_port "$NGX_TLS" "$pid" || die "nginx proxy TLS port"
+        ;;
+    mitmdump)
+        rm -rf "$TMP/mitm" && mkdir -p "$TMP/mitm"
+        args=(--listen-host 127.0.0.1 -p "$MITM_PORT" -q --ssl-insecure --set "confdir=$TMP/mitm"
+            --set stream_large_bodies=1m)
+        [[ $mode == reverse ]] && args+=(--mode "reverse:http://127.0.0.1:$ORIGIN") || args+=(--mode regular)
+        "$VENV/bin/mitmdump" "${args[@]}" >"$TMP/mitm.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        wait_port "$MITM_PORT" "$pid" || { tail "$TMP/mitm.log" >&2; die "mitmdump did not start"; }
+        ca=$TMP/mitm/mitmproxy-ca-cert.pem
+        ;;
+    strata)
+        rm -rf "$TMP/strata" && mkdir -p "$TMP/strata"
+        args=(--listen-host 127.0.0.1 -p "$STRATA_PORT" -q --confdir "$TMP/strata" --upstream-ca "$TMP/ca.pem")
+        [[ $mode == reverse ]] && args+=(-m "reverse:http://127.0.0.1:$ORIGIN")
+        "$STRATA" "${args[@]}" >"$TMP/strata.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        wait_port "$STRATA_PORT" "$pid" || rc=$?
+        if ((rc == 2)) && grep -qi 'not supported' "$TMP/strata.log"; then
+            log "strata refuses mode $mode: $(tail -1 "$TMP/strata.log")"
+            TPID[$target]=0
+            return 2
+        fi
+        ((rc == 0)) || { tail "$TMP/strata.log" >&2; die "strata did not start"; }
+        ca=$TMP/strata/strata-ca-cert.pem
+        ;;
+    esac
+    TPID[$target]=$pid
+    TCA[$target]=$ca
+    [[ -s $ca ]] || die "$target: no CA file $ca"
+    return 0
+}
+
+stop_target() { if ((${TPID[$1]:-0})); then stop "${TPID[$1]}"; fi; TPID[$1]=0; }
+
+# ---------------------------------------------------------------------------------------------- clients
+cat >"$TMP/absolute.lua" <<EOF
+-- absolute-form requests, as a browser sends them to an explicit proxy
+wrk.path = "http://127.0.0.1:$ORIGIN/1k"
+wrk.headers["Host"] = "127.0.0.1:$ORIGIN"
+EOF
+
+to_ms() { # wrk latency (123.45us, 1.23ms, 1.02s, 2.00m) -> ms
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+NOTES=()
+note() { NOTES+=("$*"); log "note: $*"; }
+
+# Result store: VAL[key] holds space-separated values of the runs; key = "row|target".
+declare -A VAL
+
+# wrk_run ROW TARGET URL [SCRIPT]: one wrk run, records req/s in ROW and p99 in ROW.p99
+wrk_run() {
+    local row=$1 target=$2 url=$3 script=${4:-} out rps p99 extra=()
+    [[ -n $script ]] && extra=(-s "$script")
+    out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "${extra[@]}" "$url" 2>&1) || true
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    if [[ -z $rps || -z $p99 ]]; then
+        note "$row $target: wrk failed: $(tr '\n' ' ' <<<"$out" | tail -c 300)"
+        return
+    fi
+    grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out" &&
+        note "$row $target: $(grep -e 'Non-2xx' -e 'Socket errors' <<<"$out" | tr '\n' ' ')"
+    VAL["$row|$target"]+="$rps "
+    VAL["$row.p99|$target"]+="$(to_ms "$p99") "
+    log "  $row $target: $rps req/s, p99 $p99"
+}
+
+# loadgen_run ROW TARGET ARGS...: one loadgen run
+loadgen_run() {
+    local row=$1 target=$2 out rps p99 errors bad
+    shift 2
+    out=$("$LOADGEN" --duration "$DURATION" "$@" 2>&1) || true
+    rps=$(grep -o 'rps=[0-9.]*' <<<"$out" | cut -d= -f2)
+    p99=$(grep -o 'p99_ms=[0-9.a-zA-Z]*' <<<"$out" | cut -d= -f2)
+    errors=$(grep -o 'errors=[0-9]*' <<<"$out" | cut -d= -f2)
+    bad=$(grep -o 'bad_status=[0-9]*' <<<"$out" | cut -d= -f2)
+    if [[ -z $rps ]]; then
+        note "$row $target: loadgen failed: $(tr '\n' ' ' <<<"$out" | tail -c 300)"
+        return
+    fi
+    ((${errors:-0} + ${bad:-0} == 0)) || note "$row $target: $errors errors, $bad non-2xx responses"
+    VAL["$row|$target"]+="$rps "
+    VAL["$row.p99|$target"]+="$p99 "
+    log "  $row $target: $out"
+}
+
+# curl_run ROW TARGET CURL-ARGS...: downloads the large file, records MB/s in ROW and peak RSS in ROW.rss
+curl_run() {
+    local row=$1 target=$2 out speed code size rc=0
+    shift 2
+    out=$(curl -sS --max-time 300 -o /dev/null -w '%{speed_download} %{http_code} %{size_download}' "$@" 2>&1) ||
+        rc=$?
+    read -r speed code size <<<"$(tail -1 <<<"$out")"
+    if ((rc != 0)) || [[ $code != 200 || $size != "$BIG_BYTES" ]]; then
+        note "$row $target: curl exit $rc, status $code, $size of $BIG_BYTES bytes: $(head -1 <<<"$out")"
+        [[ $code == 200 && -n $size ]] || return 0
+    fi
+    VAL["$row|$target"]+="$(awk -v s="$speed" 'BEGIN {printf "%.1f", s / 1e6}') "
+    local pid=${TPID[$target]:-0}
+    if ((pid)); then VAL["$row.rss|$target"]+="$(awk -v k="$(hwm_kb "$pid")" 'BEGIN {printf "%.1f", k / 1024}') "; fi
+    log "  $row $target: $(awk -v s="$speed" 'BEGIN {printf "%.1f", s / 1e6}') MB/s"
+}
+
+# ---------------------------------------------------------------------------------------------- scenarios
+# One measurement of scenarios 1-4 against one running target; ROW names the result.
+measure1() { wrk_run "$2" "$1" "http://127.0.0.1:${HTTP_PORT[$1]}/1k"; }
+measure2() {
+    case $1 in
+    direct) wrk_run "$2" "$1" "http://127.0.0.1:$ORIGIN/1k" ;;
+    *) wrk_run "$2" "$1" "http://127.0.0.1:${HTTP_PORT[$1]}/" "$TMP/absolute.lua" ;;
+    esac
+}
+tls_client_args() { # TARGET: loadgen arguments to reach the TLS origin through TARGET
+    case $1 in
+    direct | nginx) echo "--target 127.0.0.1:${TLS_PORT[$1]} --tls --cacert ${TCA[$1]}" ;;
+    *) echo "--proxy 127.0.0.1:${PROXY[$1]} --target 127.0.0.1:$ORIGIN_TLS --tls --cacert ${TCA[$1]}" ;;
+    esac
+}
+# shellcheck disable=SC2046
+measure3() { loadgen_run "$2" "$1" $(tls_client_args "$1") --connections "$CONNS"; }
+# shellcheck disable=SC2046
+measure4() { loadgen_run "$2" "$1" $(tls_client_args "$1") --connections "$HS_CONNS" --new-connection-per-request; }
+
+# load_scenario N MODE: starts every target, warms each up for 1 s, then runs RUNS rounds, each measuring
+# every target once in turn (so that a disturbance on the machine spreads over all of them).
+load_scenario() {
+    local n=$1 mode=$2 t up=()
+    for t in $TARGETS; do
+        if start_target "$t" "$mode"; then up+=("$t"); else VAL["s$n|$t"]=na; fi
+    done
+    for t in "${up[@]}"; do (DURATION=1 "measure$n" "$t" warmup >/dev/null 2>&1) || true; done
+    for r in $(seq "$RUNS"); do
+        for t in "${up[@]}"; do "measure$n" "$t" "s$n"; done
+    done
+    for t in "${up[@]}"; do stop_target "$t"; done
+}
+scenario1() { load_scenario 1 reverse; }
+scenario2() { load_scenario 2 regular; }
+scenario3() { load_scenario 3 regular; }
+scenario4() { load_scenario 4 regular; }
+
+# Scenario 5: each download with a freshly started proxy, so that VmHWM is this download's peak.
+scenario5() {
+    local t kind r
+    declare -A refused=()
+    for r in $(seq "$RUNS"); do
+        for kind in plain tls; do
+            for t in $TARGETS; do
+                [[ -n ${refused[$t]:-} ]] && continue
+                start_target "$t" regular || { refused[$t]=1 VAL["s5plain|$t"]=na VAL["s5tls|$t"]=na; continue; }
+                case $t:$kind in
+                direct:plain | nginx:plain) curl_run s5plain "$t" "http://127.0.0.1:${HTTP_PORT[$t]}/1g" ;;
+                direct:tls | nginx:tls) curl_run s5tls "$t" --cacert "${TCA[$t]}" "https://127.0.0.1:${TLS_PORT[$t]}/1g" ;;
+                *:plain) curl_run s5plain "$t" -x "http://127.0.0.1:${PROXY[$t]}" "http://127.0.0.1:$ORIGIN/1g" ;;
+                *:tls)
+                    curl_run s5tls "$t" -x "http://127.0.0.1:${PROXY[$t]}" --cacert "${TCA[$t]}" \
+                        "https://127.0.0.1:$ORIGIN_TLS/1g"
+                    ;;
+                esac
+                stop_target "$t"
+            done
+        done
+    done
+}
+
+# Scenario 6: RSS per idle keep-alive connection (no proxy, so nothing to measure, for direct).
+scenario6() {
+    local t before after client pid
+    for t in $TARGETS; do
+        [[ $t == direct ]] && { VAL["s6|$t"]=na; continue; }
+        for _ in $(seq "$RUNS"); do
+            # a fresh proxy each round: memory freed by the last round's connections may not go back to the OS
+            start_target "$t" regular || { VAL["s6|$t"]=na; break; }
+            pid=${TPID[$t]}
+            # a warm-up request first, so that state made on first use (pools, buffers) is not counted
+            python3 "$ROOT/bench/idle_conns.py" --port "${HTTP_PORT[$t]}" --origin "127.0.0.1:$ORIGIN" \
+                --connections 1 --hold 0 >/dev/null 2>&1 || true
+            sleep 0.5
+            before=$(rss_kb "$pid")
+            rm -f "$TMP/idle.ready"
+            python3 "$ROOT/bench/idle_conns.py" --port "${HTTP_PORT[$t]}" --origin "127.0.0.1:$ORIGIN" \
+                --connections "$IDLE_CONNS" --hold 300 --ready-file "$TMP/idle.ready" >"$TMP/idle.out" 2>&1 &
+            client=$!
+            PIDS+=("$client")
+            for _ in $(seq 1200); do
+                if [[ -e $TMP/idle.ready ]] || ! kill -0 "$client" 2>/dev/null; then break; fi
+                sleep 0.1
+            done
+            if [[ ! -e $TMP/idle.ready ]]; then
+                note "s6 $t: idle client failed: $(tail -1 "$TMP/idle.out")"
+                stop "$client"
+                stop_target "$t"
+                continue
+            fi
+            sleep 1
+            after=$(rss_kb "$pid")
+            stop "$client"
+            grep -q 'errors=0' "$TMP/idle.out" || note "s6 $t: $(head -1 "$TMP/idle.out")"
+            VAL["s6|$t"]+="$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN {printf "%.2f", (a - b) / n}') "
+            log "  s6 $t: RSS $before KiB -> $after KiB with $IDLE_CONNS idle connections"
+            stop_target "$t"
+        done
+    done
+}
+
+# The load client's own ceiling: loadgen against the origin, plain HTTP (wrk's direct numbers compare).
+ceiling() {
+    local out
+    out=$("$LOADGEN" --duration "$DURATION" --target "127.0.0.1:$ORIGIN" --connections "$CONNS" 2>&1)
+    CEILING_PLAIN=$(grep -o 'rps=[0-9.]*' <<<"$out" | cut -d= -f2)
+    log "loadgen ceiling, plain HTTP direct to nginx: $out"
+}
+
+busy_note() { # notes other CPU-heavy processes (builds, tests) that make the numbers noisy
+    local others
+    others=$(ps -eo pid=,pcpu=,comm= --sort=-pcpu | awk -v me=$$ '$2 > 20 && $3 !~ /^(nginx|mitmdump|strata|loadgen|wrk|curl|python3|ps)$/ {print $3 "(" $2 "%)"}' | head -5 | tr '\n' ' ')
+    [[ -z $others ]] || note "$1: other busy processes on the machine: $others(results are noisy)"
+}
+
+START=$SECONDS
+log "runs=$RUNS duration=${DURATION}s conns=$CONNS hs_conns=$HS_CONNS idle=$IDLE_CONNS big=$BIG_SIZE"
+log "targets: $TARGETS; scenarios: $SCENARIOS"
+CEILING_PLAIN=""
+[[ $TARGETS == *direct* ]] && ceiling
+for s in $SCENARIOS; do
+    log "scenario $s"
+    "scenario$s"
+    busy_note "after scenario $s"
+done
+
+# ---------------------------------------------------------------------------------------------- report
+median() { # values... -> median, or n/a
+    local vals=("$@")
+    [[ ${#vals[@]} -gt 0 && ${vals[0]} != na ]] || { echo na; return; }
+    printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR] = $1} END {
+        if (NR % 2) m = a[(NR + 1) / 2]; else m = (a[NR / 2] + a[NR / 2 + 1]) / 2
+        printf "%.6g", m }'
+}
+med() { # key
+    # shellcheck disable=SC2086
+    median ${VAL[$1]:-}
+}
+fmt() { # number -> human (thousands separators for big numbers)
+    [[ $1 == na ]] && { echo "n/a"; return; }
+    awk -v v="$1" 'BEGIN {
+        if (v >= 1000) { s = sprintf("%.0f", v); o = ""
+            while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+            print s o }
+        else if (v >= 100) printf "%.0f\n", v; else if (v >= 10) printf "%.1f\n", v; else printf "%.2f\n", v }'
+}
+# row LABEL KEY RATIO(yes|no)
+row() {
+    local label=$1 key=$2 ratio=$3 line d t m cell
+    d=$(med "$key|direct")
+    line="| $label |"
+    for t in direct nginx mitmdump strata; do
+        m=$(med "$key|$t")
+        cell=$(fmt "$m")
+        if [[ $ratio == yes && $m != na && $d != na && $t != direct ]]; then
+            cell+=" ($(awk -v a="$m" -v b="$d" 'BEGIN {printf "%.2fx", a / b}'))"
+        fi
+        line+=" $cell |"
+    done
+    echo "$line"
+}
+
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+{
+    echo "| scenario | direct | nginx | mitmdump | strata |"
+    echo "|---|---|---|---|---|"
+    if has 1; then
+        row "1. reverse proxy, HTTP 1 KiB, $CONNS conns: req/s" s1 yes
+        row "1. p99 latency, ms" s1.p99 no
+    fi
+    if has 2; then
+        row "2. explicit proxy, HTTP 1 KiB, absolute-form: req/s" s2 yes
+        row "2. p99 latency, ms" s2.p99 no
+    fi
+    if has 3; then
+        row "3. HTTPS via CONNECT, intercepted, keep-alive, $CONNS conns: req/s" s3 yes
+        row "3. p99 latency, ms" s3.p99 no
+    fi
+    if has 4; then
+        row "4. new CONNECT + TLS handshake per request, $HS_CONNS conns: req/s" s4 yes
+    fi
+    if has 5; then
+        row "5. $BIG_SIZE download, plain: MB/s" s5plain yes
+        row "5. plain: proxy peak RSS, MiB" s5plain.rss no
+        row "5. $BIG_SIZE download, intercepted TLS: MB/s" s5tls yes
+        row "5. intercepted: proxy peak RSS, MiB" s5tls.rss no
+    fi
+    if has 6; then
+        row "6. $IDLE_CONNS idle keep-alive conns: KiB RSS per conn" s6 no
+    fi
+    echo
+    echo "Medians of $RUNS run(s) of ${DURATION}s; ratios to direct in parentheses. $(nproc) cores," \
+        "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)."
+    [[ -n $CEILING_PLAIN ]] && echo "loadgen ceiling (plain HTTP 1 KiB straight to the origin, $CONNS conns):" \
+        "$(fmt "$CEILING_PLAIN") req/s; its TLS ceiling is the direct column of rows 3 and 4."
+    if ((${#NOTES[@]})); then
+        echo
+        echo "Notes:"
+        printf -- '- %s\n' "${NOTES[@]}"
+    fi
+} | tee "$ROOT/bench/last-run.md"
+log "done in $((SECONDS - START)) s"
