@@ -69,6 +69,85 @@ pub struct Cli {
     #[arg(long)]
     pub keep_host_header: bool,
 
+    /// Record every HTTP flow (and WebSocket messages) to FILE as HAR 1.2. The file is rewritten atomically
+    /// at most once a second and at shutdown, so it is always a complete HAR document.
+    #[arg(long, value_name = "FILE")]
+    pub save_har: Option<PathBuf>,
+
+    /// Answer requests from the responses recorded in FILE.har instead of asking servers. Repeatable.
+    #[arg(short = 'S', long, value_name = "FILE")]
+    pub server_replay: Vec<PathBuf>,
+
+    /// Server replay: ignore this query parameter when matching requests. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub server_replay_ignore_params: Vec<String>,
+
+    /// Server replay: ignore the host (and port) when matching requests.
+    #[arg(long)]
+    pub server_replay_ignore_host: bool,
+
+    /// Server replay: ignore request bodies when matching requests.
+    #[arg(long)]
+    pub server_replay_ignore_content: bool,
+
+    /// Server replay: use each recorded response any number of times instead of once.
+    #[arg(long)]
+    pub server_replay_reuse: bool,
+
+    /// Server replay: what to do with requests that match no recorded one: forward, kill, 204, 400, 404
+    /// or 500.
+    #[arg(long, value_name = "ACTION", default_value = "forward")]
+    pub server_replay_extra: String,
+
+    /// Re-send the requests recorded in FILE.har to their servers, one at a time, then exit (0 if all got
+    /// a response).
+    #[arg(short = 'C', long, value_name = "FILE")]
+    pub client_replay: Option<PathBuf>,
+
+    /// Set or remove a header: /FILTER/NAME/VALUE or /NAME/VALUE (any first character is the separator;
+    /// an empty VALUE removes; @path reads the value from a file). Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub modify_headers: Vec<String>,
+
+    /// Replace in bodies: /FILTER/REGEX/REPLACEMENT or /REGEX/REPLACEMENT (@path reads the replacement from
+    /// a file). Bodies over --body-size-limit stream unmodified. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub modify_body: Vec<String>,
+
+    /// Send requests elsewhere: |FILTER|URL-REGEX|REPLACEMENT, rewriting the URL. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub map_remote: Vec<String>,
+
+    /// Answer requests from local files: |FILTER|URL-REGEX|PATH (a file, or a directory the rest of the URL
+    /// path is looked up in; `..` never leaves it). Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub map_local: Vec<String>,
+
+    /// Answer matching requests with a status: :FILTER:STATUS (444 closes the connection). Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub block_list: Vec<String>,
+
+    /// Remove If-None-Match and If-Modified-Since, so servers send full responses.
+    #[arg(long)]
+    pub anticache: bool,
+
+    /// Ask servers for uncompressed responses (Accept-Encoding: identity).
+    #[arg(long)]
+    pub anticomp: bool,
+
+    /// Largest body held in memory for HAR, replay or modification (e.g. 32m, 512k); larger bodies stream
+    /// through unrecorded and unmodified.
+    #[arg(long, value_name = "SIZE", default_value = "32m")]
+    pub body_size_limit: String,
+
+    /// Require proxy credentials: USER:PASS, @htpasswd-file (bcrypt and {SHA} entries), or `any`.
+    #[arg(long, value_name = "SPEC")]
+    pub proxyauth: Option<String>,
+
+    /// Only print flows matching this filter expression (mitmproxy syntax, e.g. `~d example.org & ~s`).
+    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    pub filter: Vec<String>,
+
     /// Seconds to wait for a server connection to be established.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,

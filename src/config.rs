@@ -9,11 +9,13 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 use rustls::pki_types::CertificateDer;
 
+use crate::addons::Addons;
 use crate::cli::Cli;
 use crate::error::ConfigError;
 
@@ -257,6 +259,8 @@ pub struct Config {
     pub upstream_tls: UpstreamTls,
     /// Reverse mode: forward the client's Host header unchanged.
     pub keep_host_header: bool,
+    /// Hooks: filters, replay, modification, proxy authentication, HAR.
+    pub addons: Arc<Addons>,
 }
 
 impl Config {
@@ -296,6 +300,7 @@ impl Config {
             },
             hosts: host_rules(cli)?,
             keep_host_header: cli.keep_host_header,
+            addons: Arc::new(Addons::from_cli(cli)?),
             upstream_tls: UpstreamTls {
                 insecure: cli.ssl_insecure,
                 extra_roots: cli.upstream_ca.iter().map(|p| read_ca_certs(p)).collect::<Result<Vec<_>, _>>()?.concat(),

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode, Scheme};
-use crate::flow::FlowLog;
+use crate::addons::har::HarRecorder;
+use crate::flow::{FlowLog, HttpFlow, TcpFlow};
 use crate::layer::LayerKind;
 
 /// A server address as a client named it: host name or IP literal, and port.
@@ -54,6 +55,31 @@ pub struct RootContext {
     pub tls_server_base: Arc<rustls::ServerConfig>,
     /// Becomes true when the proxy shuts down; idle connections close on it.
     pub shutdown: watch::Receiver<bool>,
+    /// `--save-har`: where finished HTTP flows are recorded.
+    pub har: Option<Arc<HarRecorder>>,
+}
+
+impl RootContext {
+    /// Prints a finished (or upgraded) HTTP flow, if the view filter shows it.
+    pub fn log_http(&self, flow: &HttpFlow) {
+        if self.config.addons.is_shown(flow.into()) {
+            self.flows.http(flow);
+        }
+    }
+
+    /// Records a finished HTTP flow (with its WebSocket messages, if any) in the HAR file.
+    pub fn record_http(&self, flow: &HttpFlow) {
+        if let Some(har) = &self.har {
+            har.record(flow);
+        }
+    }
+
+    /// Prints a finished TCP flow, if the view filter shows it.
+    pub fn log_tcp(&self, flow: &TcpFlow) {
+        if self.config.addons.is_shown(flow.into()) {
+            self.flows.tcp(flow);
+        }
+    }
 }
 
 /// The facts one layer adds. Unset fields fall through to the enclosing layers.

@@ -44,6 +44,29 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Points the request at an absolute `http://` or `https://` URL (map-remote, replay). Returns false,
+    /// changing nothing, if `url` is not one.
+    pub fn set_url(&mut self, url: &str) -> bool {
+        let Some((scheme, rest)) = url.split_once("://") else { return false };
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            _ => return false,
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let Some((host, port)) = crate::config::split_host_port(authority) else { return false };
+        self.scheme = scheme;
+        self.host = host;
+        self.port = port.unwrap_or(scheme.default_port());
+        self.path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+        true
+    }
+}
+
 /// The response of an HTTP flow.
 #[derive(Debug, Clone)]
 pub struct Response {

@@ -56,6 +56,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BufIo<S> {
         }
     }
 
+    /// Makes room for reads of up to `bytes` at a time (used when relaying bodies).
+    pub fn reserve_read(&mut self, bytes: usize) {
+        if self.buf.capacity() < bytes {
+            self.buf.reserve_exact(bytes - self.buf.len());
+        }
+    }
+
     /// Frees the buffer's memory if it holds nothing: called before a connection idles.
     pub fn release_if_empty(&mut self) {
         if self.buffered().is_empty() {

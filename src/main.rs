@@ -20,7 +20,8 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     match runtime.block_on(strata::server::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => fail(&e),
     }
 }

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::addons::client_replay;
+use crate::addons::har::HarRecorder;
 use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode, ModeKind};
 use crate::context::RootContext;
@@ -32,12 +34,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long the accept loop pauses after an accept error (e.g. out of file descriptors) instead of spinning.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Runs the proxy until SIGINT or SIGTERM. Errors are startup problems (confdir, bind).
-pub async fn run(config: Config) -> Result<(), ConfigError> {
+/// Runs the proxy until SIGINT or SIGTERM (or, with `--client-replay`, until the replay is done).
+/// Returns false if the replay had failures. Errors are startup problems (confdir, bind).
+pub async fn run(config: Config) -> Result<bool, ConfigError> {
     prepare_confdir(&config)?;
     let ca = CertificateAuthority::load_or_create(&config.confdir)?;
+    let client_replay = config.addons.client_replay.clone();
     let mut listeners = Vec::new();
-    for spec in &config.listeners {
+    for spec in config.listeners.iter().filter(|_| client_replay.is_none()) {
         let listener = TcpListener::bind(spec.addr)
             .await
             .map_err(|source| ConfigError::Bind { addr: spec.addr.to_string(), source })?;
@@ -53,9 +57,14 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
         ca,
         upstream_tls: upstream_tls_config(&config.upstream_tls),
         tls_server_base: server_base_config(),
+        har: config.addons.save_har.as_ref().map(HarRecorder::start),
         config,
         shutdown: shutdown_rx,
     });
+    if let Some(path) = client_replay {
+        let failures = client_replay::run(root.clone(), &path).await?;
+        return Ok(failures == 0);
+    }
 
     // Every connection task holds a clone of `alive`; when all are dropped, `all_done` yields None.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
@@ -73,7 +82,10 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
     if tokio::time::timeout(SHUTDOWN_GRACE, all_done.recv()).await.is_err() {
         tracing::info!("grace period over; closing remaining connections");
     }
-    Ok(())
+    if let Some(har) = &root.har {
+        har.flush().map_err(|reason| ConfigError::File { path: har.path().display().to_string(), reason })?;
+    }
+    Ok(true)
 }
 
 /// Creates the confdir (private to the user) if it does not exist yet.

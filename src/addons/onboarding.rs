@@ -17,26 +17,22 @@ pub fn is_onboarding_host(host: &str) -> bool {
 pub fn answer(path: &str, ca: &CertificateAuthority) -> LocalResponse {
     let path = path.split(['?', '#']).next().unwrap_or("/");
     match path {
-        "/" | "/index.html" => page(200, "OK", "text/html; charset=utf-8", INDEX_HTML.as_bytes().to_vec()),
+        "/" | "/index.html" => page(200, "text/html; charset=utf-8", INDEX_HTML.as_bytes().to_vec()),
         "/cert/pem" => download(ca.cert_pem().as_bytes().to_vec(), "application/x-x509-ca-cert", "strata-ca-cert.pem"),
         "/cert/cer" => download(ca.cert_pem().as_bytes().to_vec(), "application/x-x509-ca-cert", "strata-ca-cert.cer"),
         "/cert/p12" => download(ca.cert_p12().to_vec(), "application/x-pkcs12", "strata-ca-cert.p12"),
-        _ => page(404, "Not Found", "text/plain; charset=utf-8", b"strata: no such page\n".to_vec()),
+        _ => page(404, "text/plain; charset=utf-8", b"strata: no such page\n".to_vec()),
     }
 }
 
-fn page(status: u16, reason: &'static str, content_type: &'static str, body: Vec<u8>) -> LocalResponse {
-    LocalResponse { status, reason, content_type, headers: Vec::new(), body }
+fn page(status: u16, content_type: &str, body: Vec<u8>) -> LocalResponse {
+    LocalResponse::new(status, content_type, body)
 }
 
-fn download(body: Vec<u8>, content_type: &'static str, filename: &str) -> LocalResponse {
-    LocalResponse {
-        status: 200,
-        reason: "OK",
-        content_type,
-        headers: vec![("content-disposition", format!("attachment; filename=\"{filename}\""))],
-        body,
-    }
+fn download(body: Vec<u8>, content_type: &str, filename: &str) -> LocalResponse {
+    let mut response = LocalResponse::new(200, content_type, body);
+    response.headers.append("content-disposition", format!("attachment; filename=\"{filename}\""));
+    response
 }
 
 const INDEX_HTML: &str = r#"<!doctype html>

@@ -7,20 +7,22 @@
 //! place, `error_response`, and only while no response head has gone out.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::addons::{onboarding, LocalResponse};
+use crate::addons::proxyauth::ProxyAuth;
+use crate::addons::{onboarding, LocalResponse, RequestAction};
 use crate::config::{split_host_port, ModeKind, Scheme};
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::flow::{HttpFlow, Request, Response, Timings};
 use crate::layer::{run_next_layer, ClientIo, LayerKind};
+use crate::io::{BoxStream, BufIo};
 use crate::layers::http1::{
-    self, copy_body, read_head, request_framing, response_framing, write_request_head, write_response_head,
-    BodyError, Framing, HeadError, Headers, RequestHead, ResponseHead, Version,
+    self, collect_body, copy_body, forward_partial, read_head, request_framing, response_framing, write_request_head,
+    write_response_head, BodyError, Collected, Framing, HeadError, Headers, RequestHead, ResponseHead, Rest, Version,
 };
 use crate::layer::Layer;
 use crate::layers::tcp::relay;
@@ -39,14 +41,67 @@ const HOP_BY_HOP: [&str; 7] =
 pub struct HttpLayer {
     ctx: Arc<Context>,
     server: ServerConnection,
+    /// True at the proxy's front door (regular and upstream modes, outside any tunnel), where
+    /// `--proxyauth` is checked.
+    is_proxy_facing: bool,
+}
+
+/// Where a request's body is when the request is about to be sent.
+enum RequestBody {
+    /// There is none.
+    Empty,
+    /// Read whole into the flow; sent with the head.
+    Whole,
+    /// Still in the client stream, to be streamed with this framing.
+    Stream(Framing),
+    /// Over the size limit: this prefix was read, the rest is still in the client stream.
+    Partial { prefix: Vec<u8>, rest: Rest },
+}
+
+impl RequestBody {
+    /// Streams whatever is still to be sent to the server. Returns the payload length if it was only now
+    /// known.
+    async fn send(
+        &self,
+        client: &mut ClientIo,
+        server: &mut BufIo<BoxStream>,
+        read_timeout: Duration,
+        host: &str,
+    ) -> Result<Option<u64>, ProtocolError> {
+        let sent = match self {
+            RequestBody::Empty | RequestBody::Whole => None,
+            RequestBody::Stream(framing) => Some(copy_body(client, server, *framing, read_timeout).await),
+            RequestBody::Partial { prefix, rest } => Some(forward_partial(client, server, prefix, *rest, read_timeout).await),
+        };
+        match sent {
+            Some(result) => result.map(Some).map_err(|e| request_body_error(e, host)),
+            None => server.flush().await.map(|()| None).map_err(|e| ProtocolError::server_io(host, e)),
+        }
+    }
+
+    /// True if nothing was consumed from the client that could not be sent again.
+    fn can_resend(&self) -> bool {
+        matches!(self, RequestBody::Empty | RequestBody::Whole)
+    }
+
+    /// Reads and drops what is left of the body in the client stream (for a request answered locally).
+    async fn drain(&self, client: &mut ClientIo, read_timeout: Duration) -> Result<(), ProtocolError> {
+        let mut sink = tokio::io::sink();
+        let drained = match self {
+            RequestBody::Empty | RequestBody::Whole => return Ok(()),
+            RequestBody::Stream(framing) => copy_body(client, &mut sink, *framing, read_timeout).await,
+            RequestBody::Partial { rest, .. } => forward_partial(client, &mut sink, &[], *rest, read_timeout).await,
+        };
+        drained.map(|_| ()).map_err(|e| request_body_error(e, "(local)"))
+    }
 }
 
 /// What happens to the client connection after an exchange.
 enum Next {
     KeepAlive,
     Close,
-    /// A 101 switched protocols: WebSocket (with the `ws://` URL) or something opaque (`None`).
-    Upgraded(Option<String>),
+    /// A 101 switched protocols: WebSocket (with its flow) or something opaque (`None`).
+    Upgraded(Option<Box<HttpFlow>>),
 }
 
 /// Where a request goes and how its URL reads in the log.
@@ -79,7 +134,8 @@ impl HttpLayer {
     pub fn new(parent: &Arc<Context>) -> Self {
         let ctx = parent.push(LayerKind::Http, Facts::default());
         let server = ServerConnection::new(&ctx, ctx.server().cloned(), None, Purpose::Http);
-        HttpLayer { ctx, server }
+        let is_proxy_facing = matches!(parent.layers().get(1), Some(LayerKind::RegularProxy | LayerKind::UpstreamProxy));
+        HttpLayer { ctx, server, is_proxy_facing }
     }
 
     /// Serves requests until the client or an error ends the connection.
@@ -104,7 +160,7 @@ impl HttpLayer {
                     let _ = client.shutdown().await;
                     return Ok(());
                 }
-                Next::Upgraded(websocket_url) => return self.run_upgraded(client, websocket_url).await,
+                Next::Upgraded(websocket) => return self.run_upgraded(client, websocket).await,
             }
         }
     }
@@ -143,6 +199,10 @@ impl HttpLayer {
                 return self.refuse(&mut client, error).await;
             }
         };
+        if let Some(challenge) = self.check_proxy_auth(&head.headers) {
+            write_local_response(&mut client, challenge, true).await?;
+            return Ok(());
+        }
         client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
         client.flush().await.map_err(ProtocolError::ClientIo)?;
         let ctx = self.ctx.with_facts(Facts { server: Some(address), ..Facts::default() });
@@ -209,7 +269,7 @@ impl HttpLayer {
             let accounted = exchange.flow.timings.total().as_secs_f64() * 1000.0;
             exchange.flow.timings.receive_ms += (Exchange::elapsed_ms(exchange.started) - accounted).max(0.0);
             if error_response(error).is_some() || exchange.response_started {
-                self.log(&exchange);
+                self.finish(&exchange);
             }
             self.server.disconnect();
         }
@@ -224,7 +284,12 @@ impl HttpLayer {
         framing: Framing,
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
+        let addons = self.ctx.config().addons.clone();
         let client_wants_close = wants_close(head.version, &head.headers);
+        if let Some(challenge) = self.check_proxy_auth(&head.headers) {
+            exchange.flow.request.headers = std::mem::take(&mut head.headers);
+            return self.answer_locally(client, framing, client_wants_close, challenge, exchange).await;
+        }
         if onboarding::is_onboarding_host(&target.address.host) {
             exchange.flow.request.headers = std::mem::take(&mut head.headers);
             let response = onboarding::answer(&target.path, &self.ctx.root().ca);
@@ -234,14 +299,6 @@ impl HttpLayer {
         let expects_continue = head.headers.has_token("expect", "100-continue");
         let set_host = self.rewrites_host() || split_scheme(&head.target).is_some() || !head.headers.contains("host");
         prepare_request_headers(&mut head, &target, is_upgrade, set_host);
-
-        self.server.set_server(target.address.clone(), target.tls.clone());
-        let mut out = Vec::with_capacity(512);
-        if self.server.is_forwarded_to_proxy() {
-            write_request_head(&head, &format!("http://{}{}", target.address, target.path), &mut out);
-        } else {
-            write_request_head(&head, &target.path, &mut out);
-        }
         exchange.flow.request.headers = std::mem::take(&mut head.headers);
 
         // Like mitmproxy, answer `Expect: 100-continue` here and forward the request without it: the body
@@ -250,19 +307,90 @@ impl HttpLayer {
             client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
             client.flush().await.map_err(ProtocolError::ClientIo)?;
         }
+        let mut body = self.read_request_body(client, framing, addons.keeps_request_bodies(), exchange).await?;
 
-        let response = self.send_request(client, &out, framing, exchange).await?;
+        let request = &exchange.flow.request;
+        let before = (request.scheme, request.host.clone(), request.port);
+        match addons.on_request(&mut exchange.flow) {
+            RequestAction::Forward => {}
+            RequestAction::Kill => return Err(ProtocolError::Kill),
+            RequestAction::Respond(response) => {
+                body.drain(client, self.ctx.config().timeouts.read).await?;
+                return self.answer_locally(client, Framing::Empty, client_wants_close, response, exchange).await;
+            }
+        }
+        let request = &mut exchange.flow.request;
+        let (address, tls) = if (request.scheme, &request.host, request.port) == (before.0, &before.1, before.2) {
+            (target.address, target.tls)
+        } else {
+            // A hook (map-remote) sent the request elsewhere.
+            let tls = (request.scheme == Scheme::Https).then(|| ServerTls::http1(request.host.clone()));
+            (Address::new(request.host.clone(), request.port), tls)
+        };
+        self.server.set_server(address, tls);
+
+        if let RequestBody::Whole = body {
+            let len = request.body.as_ref().map_or(0, Vec::len);
+            request.headers.remove("transfer-encoding");
+            request.headers.set("content-length", len.to_string());
+        }
+        head.method.clone_from(&request.method);
+        head.headers = request.headers.clone();
+        let mut out = Vec::with_capacity(512);
+        if self.server.is_forwarded_to_proxy() {
+            let authority = self.server.address().map(Address::to_string).unwrap_or_default();
+            write_request_head(&head, &format!("http://{authority}{}", request.path), &mut out);
+        } else {
+            write_request_head(&head, &request.path, &mut out);
+        }
+        if let (RequestBody::Whole, Some(bytes)) = (&body, &request.body) {
+            out.extend_from_slice(bytes);
+        }
+        let response = self.send_request(client, &out, &mut body, exchange).await?;
         self.relay_response(client, &head, response, client_wants_close, is_upgrade, exchange).await
     }
 
-    /// Sends the request head and body and reads the final response head (forwarding 1xx interim
-    /// responses). A reused server connection that turns out to be closed is redialled once, if the
-    /// request had no body to replay.
+    /// Reads the request body into the flow if hooks or the HAR file want it (up to the size limit);
+    /// otherwise leaves it to be streamed.
+    async fn read_request_body(
+        &self,
+        client: &mut ClientIo,
+        framing: Framing,
+        keep: bool,
+        exchange: &mut Exchange,
+    ) -> Result<RequestBody, ProtocolError> {
+        if framing == Framing::Empty {
+            exchange.flow.request.body = Some(Vec::new());
+            return Ok(RequestBody::Empty);
+        }
+        if !keep {
+            return Ok(RequestBody::Stream(framing));
+        }
+        let config = self.ctx.config();
+        let collected = collect_body(client, framing, config.addons.body_size_limit, config.timeouts.read)
+            .await
+            .map_err(|e| request_body_error(e, "(client)"))?;
+        Ok(match collected {
+            Collected::Complete(bytes) => {
+                exchange.flow.request.body_len = bytes.len() as u64;
+                exchange.flow.request.body = Some(bytes);
+                RequestBody::Whole
+            }
+            Collected::Partial { prefix, rest } => {
+                tracing::info!(url = %exchange.flow.request.url(), "request body over --body-size-limit: streamed, not recorded");
+                RequestBody::Partial { prefix, rest }
+            }
+        })
+    }
+
+    /// Sends the request head (with a whole body, if read) and streams the rest of the body, then reads
+    /// the final response head (forwarding 1xx interim responses). A reused server connection that turns
+    /// out to be closed is redialled once, if the body can be sent again.
     async fn send_request(
         &mut self,
         client: &mut ClientIo,
         request_head: &[u8],
-        framing: Framing,
+        body: &mut RequestBody,
         exchange: &mut Exchange,
     ) -> Result<ResponseHead, ProtocolError> {
         let host = self.server.host();
@@ -278,17 +406,15 @@ impl HttpLayer {
             exchange.flow.server_addr = self.server.peer_addr();
             let send_started = Instant::now();
             let server = self.server.stream().expect("connected above");
-            let sent = server.write_all(request_head).await;
-            let sent = match sent {
-                Ok(()) if framing != Framing::Empty => {
-                    copy_body(client, server, framing, timeouts.read).await.map_err(|e| request_body_error(e, &host))
-                }
-                Ok(()) => server.flush().await.map(|()| 0).map_err(|e| ProtocolError::server_io(&host, e)),
+            let sent = match server.write_all(request_head).await {
+                Ok(()) => body.send(client, server, timeouts.read, &host).await,
                 Err(e) => Err(ProtocolError::server_io(&host, e)),
             };
             let response = match sent {
-                Ok(body_len) => {
-                    exchange.flow.request.body_len = body_len;
+                Ok(streamed) => {
+                    if let Some(len) = streamed {
+                        exchange.flow.request.body_len = len;
+                    }
                     exchange.flow.timings.send_ms = Exchange::elapsed_ms(send_started);
                     let wait_started = Instant::now();
                     let head = read_final_response(server, client, &limits, timeouts.read, &host).await;
@@ -298,7 +424,7 @@ impl HttpLayer {
                 Err(e) => Err(e),
             };
             match response {
-                Err(e) if reused && framing == Framing::Empty && is_stale_connection(&e) => {
+                Err(e) if reused && body.can_resend() && is_stale_connection(&e) => {
                     tracing::debug!(%host, "reused server connection was closed; redialling");
                     self.server.disconnect();
                 }
@@ -317,54 +443,116 @@ impl HttpLayer {
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
         let host = self.server.host();
-        let read_timeout = self.ctx.config().timeouts.read;
+        let config = self.ctx.config();
+        let addons = config.addons.clone();
         let framing = response_framing(&request.method, &response)
             .map_err(|reason| ProtocolError::BadResponse { host: host.clone(), reason })?;
 
         if response.status == 101 && is_upgrade {
             return self.relay_upgrade(client, response, exchange).await;
         }
-
         let server_keeps_open = !wants_close(response.version, &response.headers) && framing != Framing::Close;
-        let keep_client = !client_wants_close && framing != Framing::Close;
         strip_hop_by_hop(&mut response.headers);
-        // RFC 9110 section 6.2: an intermediary sends its own version, so the client reads the connection
-        // state from the Connection header set here, not from the server's version.
-        response.version = Version::Http11;
-        if !keep_client {
-            response.headers.append("connection", "close");
-        } else if request.version == Version::Http10 {
-            response.headers.append("connection", "keep-alive");
-        }
-
-        let mut out = Vec::with_capacity(512);
-        write_response_head(&response, &mut out);
-        exchange.response_started = true;
         let receive_started = Instant::now();
         exchange.flow.response = Some(Response {
             status: response.status,
-            reason: response.reason,
+            reason: std::mem::take(&mut response.reason),
             version: response.version,
-            headers: response.headers,
-            body: None,
+            headers: std::mem::take(&mut response.headers),
+            body: (framing == Framing::Empty).then(Vec::new),
             body_len: 0,
         });
-        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+
+        // Read the body now if a hook or the HAR file wants it whole.
         let server = self.server.stream().expect("a response was read from it");
-        let bytes = copy_body(server, client, framing, read_timeout).await.map_err(|e| response_body_error(e, &host))?;
-        client.flush().await.map_err(ProtocolError::ClientIo)?;
-        exchange.flow.timings.receive_ms = Exchange::elapsed_ms(receive_started);
-        if let Some(response) = &mut exchange.flow.response {
-            response.body_len = bytes;
+        let mut partial = None;
+        if framing != Framing::Empty && addons.keeps_response_bodies() {
+            let collected = collect_body(server, framing, addons.body_size_limit, config.timeouts.read)
+                .await
+                .map_err(|e| response_body_error(e, &host))?;
+            let flow_response = exchange.flow.response.as_mut().expect("set above");
+            match collected {
+                Collected::Complete(bytes) => flow_response.body = Some(bytes),
+                Collected::Partial { prefix, rest } => partial = Some((prefix, rest)),
+            }
         }
+        addons.on_response(&mut exchange.flow);
+
+        let flow_response = exchange.flow.response.as_mut().expect("set above");
+        let whole_body = framing != Framing::Empty && flow_response.body.is_some();
+        if whole_body {
+            // Sent with a Content-Length, so even a close-delimited body leaves the client connection usable.
+            let len = flow_response.body.as_ref().map_or(0, Vec::len);
+            flow_response.headers.remove("transfer-encoding");
+            flow_response.headers.set("content-length", len.to_string());
+        }
+        let keep_client = !client_wants_close && (framing != Framing::Close || whole_body);
+        // RFC 9110 section 6.2: an intermediary sends its own version, so the client reads the connection
+        // state from the Connection header set here, not from the server's version.
+        let mut out_head = ResponseHead {
+            version: Version::Http11,
+            status: flow_response.status,
+            reason: flow_response.reason.clone(),
+            headers: flow_response.headers.clone(),
+        };
+        if !keep_client {
+            out_head.headers.append("connection", "close");
+        } else if request.version == Version::Http10 {
+            out_head.headers.append("connection", "keep-alive");
+        }
+        let mut out = Vec::with_capacity(512);
+        write_response_head(&out_head, &mut out);
+        exchange.response_started = true;
+
+        let server = self.server.stream().expect("a response was read from it");
+        let bytes = match (&flow_response.body, partial) {
+            (Some(body), _) => {
+                out.extend_from_slice(body);
+                client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+                body.len() as u64
+            }
+            (None, Some((prefix, rest))) => {
+                tracing::info!(url = %exchange.flow.request.url(), "response body over --body-size-limit: streamed, not recorded");
+                client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+                forward_partial(server, client, &prefix, rest, config.timeouts.read).await.map_err(|e| response_body_error(e, &host))?
+            }
+            (None, None) => {
+                // One write for head and body when the whole body is already buffered.
+                let small = match framing {
+                    Framing::Length(n) if n <= server.buffered().len() as u64 => Some(n as usize),
+                    _ => None,
+                };
+                match small {
+                    Some(n) => {
+                        out.extend_from_slice(&server.buffered()[..n]);
+                        server.consume(n);
+                        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+                        n as u64
+                    }
+                    None => {
+                        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+                        copy_body(server, client, framing, config.timeouts.read).await.map_err(|e| response_body_error(e, &host))?
+                    }
+                }
+            }
+        };
+        client.flush().await.map_err(ProtocolError::ClientIo)?;
+        flow_response.body_len = bytes;
+        exchange.flow.timings.receive_ms = Exchange::elapsed_ms(receive_started);
 
         if server_keeps_open {
             self.server.mark_reusable();
         } else {
             self.server.disconnect();
         }
-        self.log(exchange);
+        self.finish(exchange);
         Ok(if keep_client { Next::KeepAlive } else { Next::Close })
+    }
+
+    /// With `--proxyauth`, the 407 for a request at the proxy's front door that lacks valid credentials.
+    fn check_proxy_auth(&self, headers: &Headers) -> Option<LocalResponse> {
+        let auth = self.ctx.config().addons.proxyauth.as_ref()?;
+        (self.is_proxy_facing && !auth.accepts_headers(headers)).then(ProxyAuth::challenge)
     }
 
     /// Answers with a response made here; the request body, if any, is read and dropped.
@@ -380,35 +568,18 @@ impl HttpLayer {
         copy_body(client, &mut tokio::io::sink(), request_framing, read_timeout)
             .await
             .map_err(|e| request_body_error(e, "(local)"))?;
-        let mut head = ResponseHead {
-            version: Version::Http11,
-            status: response.status,
-            reason: response.reason.to_string(),
-            headers: Headers::default(),
-        };
-        head.headers.append("content-type", response.content_type);
-        head.headers.append("content-length", response.body.len().to_string());
-        for (name, value) in response.headers {
-            head.headers.append(name, value);
-        }
-        if client_wants_close {
-            head.headers.append("connection", "close");
-        }
-        let mut out = Vec::with_capacity(256 + response.body.len());
-        write_response_head(&head, &mut out);
-        out.extend_from_slice(&response.body);
         exchange.response_started = true;
-        client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
-        client.flush().await.map_err(ProtocolError::ClientIo)?;
+        let body_len = response.body.len() as u64;
+        let head = write_local_response(client, response, client_wants_close).await?;
         exchange.flow.response = Some(Response {
             status: head.status,
             reason: head.reason,
-            version: head.version,
+            version: Version::Http11,
             headers: head.headers,
-            body_len: response.body.len() as u64,
-            body: Some(response.body),
+            body_len,
+            body: Some(head.body),
         });
-        self.log(exchange);
+        self.finish(exchange);
         Ok(if client_wants_close { Next::Close } else { Next::KeepAlive })
     }
 
@@ -433,19 +604,29 @@ impl HttpLayer {
             body: None,
             body_len: 0,
         });
-        self.log(exchange);
-        let websocket_url = is_websocket.then(|| exchange.flow.request.url().replacen("http", "ws", 1));
-        Ok(Next::Upgraded(websocket_url))
+        self.ctx.root().log_http(&exchange.flow);
+        if is_websocket {
+            // The flow is recorded (HAR) when the session ends, with its messages.
+            return Ok(Next::Upgraded(Some(Box::new(exchange.flow.clone()))));
+        }
+        self.ctx.root().record_http(&exchange.flow);
+        Ok(Next::Upgraded(None))
     }
 
     /// Runs what follows a 101: the WebSocket layer, or a raw relay for any other protocol.
-    async fn run_upgraded(mut self, mut client: ClientIo, websocket_url: Option<String>) -> Result<(), ProtocolError> {
+    async fn run_upgraded(mut self, mut client: ClientIo, websocket: Option<Box<HttpFlow>>) -> Result<(), ProtocolError> {
         let host = self.server.host();
         let mut server = self.server.take_stream().expect("a 101 was read from it");
-        match websocket_url {
-            Some(url) => Box::new(WebsocketLayer::new(&self.ctx, server, host, url)).run(client).await,
+        match websocket {
+            Some(flow) => Box::new(WebsocketLayer::new(&self.ctx, server, host, *flow)).run(client).await,
             None => relay(&mut client, &mut server).await.map(|_| ()).map_err(|e| ProtocolError::server_io(&host, e)),
         }
+    }
+
+    /// The exchange is complete: log it (if the view filter shows it) and record it.
+    fn finish(&self, exchange: &Exchange) {
+        self.ctx.root().log_http(&exchange.flow);
+        self.ctx.root().record_http(&exchange.flow);
     }
 
     /// Where the request goes: the absolute-form URL, or inside a tunnel the tunnel's server.
@@ -493,9 +674,27 @@ impl HttpLayer {
         matches!(self.ctx.mode().kind, ModeKind::Reverse(_)) && !self.ctx.config().keep_host_header
     }
 
-    fn log(&self, exchange: &Exchange) {
-        self.ctx.root().flows.http(&exchange.flow);
+}
+
+/// Sends a response made by strata, with its Content-Length (and `Connection: close` if `close`), in one
+/// write. Returns it, with the headers as sent.
+async fn write_local_response(client: &mut ClientIo, mut response: LocalResponse, close: bool) -> Result<LocalResponse, ProtocolError> {
+    response.headers.set("content-length", response.body.len().to_string());
+    if close {
+        response.headers.append("connection", "close");
     }
+    let head = ResponseHead {
+        version: Version::Http11,
+        status: response.status,
+        reason: std::mem::take(&mut response.reason),
+        headers: std::mem::take(&mut response.headers),
+    };
+    let mut out = Vec::with_capacity(256 + response.body.len());
+    write_response_head(&head, &mut out);
+    out.extend_from_slice(&response.body);
+    client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
+    client.flush().await.map_err(ProtocolError::ClientIo)?;
+    Ok(LocalResponse { status: head.status, reason: head.reason, headers: head.headers, body: response.body })
 }
 
 /// Reads response heads until a final one, passing 1xx interim responses (other than 101) to the client.

@@ -384,6 +384,104 @@ where
     Ok(n)
 }
 
+/// A body read into memory by `collect_body`, whole or up to the limit.
+#[derive(Debug)]
+pub enum Collected {
+    /// The whole payload (chunked framing and trailers removed).
+    Complete(Vec<u8>),
+    /// The body is larger than the limit: the payload read so far, and where the rest stands in the
+    /// stream. `forward_partial` sends both on.
+    Partial { prefix: Vec<u8>, rest: Rest },
+}
+
+/// What is left of a body after `collect_body` stopped at its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rest {
+    /// This many bytes of a Content-Length body.
+    Length(u64),
+    /// A chunked body, inside a chunk of this many unread bytes.
+    Chunked { in_chunk: u64 },
+    /// Everything until the sender closes.
+    Close,
+}
+
+/// Reads a body with `framing` into memory if its payload fits in `limit` bytes. A Content-Length body
+/// over the limit is not read at all; others are read until the limit shows they do not fit.
+pub async fn collect_body<R>(src: &mut BufIo<R>, framing: Framing, limit: usize, read_timeout: Duration) -> Result<Collected, BodyError>
+where
+    R: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut sink = tokio::io::sink();
+    let mut reader = BodyCopier { src, dst: &mut sink, read_timeout };
+    let mut body = Vec::new();
+    match framing {
+        Framing::Empty => {}
+        Framing::Length(n) if n > limit as u64 => return Ok(Collected::Partial { prefix: body, rest: Rest::Length(n) }),
+        Framing::Length(n) => reader.take_exact(n, &mut body).await?,
+        Framing::Close => loop {
+            if reader.src.buffered().is_empty() && !reader.read_more(RELAY_BUF_BYTES).await? {
+                break;
+            }
+            body.extend_from_slice(reader.src.buffered());
+            let len = reader.src.buffered().len();
+            reader.src.consume(len);
+            if body.len() > limit {
+                return Ok(Collected::Partial { prefix: body, rest: Rest::Close });
+            }
+        },
+        Framing::Chunked => loop {
+            let size = reader.read_chunk_size().await?;
+            if size == 0 {
+                // Trailers are dropped: a collected body is sent on with a Content-Length.
+                while !reader.read_line().await?.is_empty() {}
+                break;
+            }
+            if body.len() as u64 + size > limit as u64 {
+                return Ok(Collected::Partial { prefix: body, rest: Rest::Chunked { in_chunk: size } });
+            }
+            reader.take_exact(size, &mut body).await?;
+            reader.read_chunk_end().await?;
+        },
+    }
+    Ok(Collected::Complete(body))
+}
+
+/// Sends on a body that `collect_body` found too large: `prefix` (framed as the original was), then the
+/// rest straight from `src`. Returns the payload bytes sent, prefix included.
+pub async fn forward_partial<R, W>(
+    src: &mut BufIo<R>,
+    dst: &mut W,
+    prefix: &[u8],
+    rest: Rest,
+    read_timeout: Duration,
+) -> Result<u64, BodyError>
+where
+    R: AsyncRead + AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut copier = BodyCopier { src, dst, read_timeout };
+    let sent = match rest {
+        Rest::Length(n) => {
+            copier.write(prefix).await?;
+            copier.copy_exact(n - prefix.len() as u64).await?
+        }
+        Rest::Close => {
+            copier.write(prefix).await?;
+            copier.copy_to_end().await?
+        }
+        Rest::Chunked { in_chunk } => {
+            if !prefix.is_empty() {
+                copier.write(format!("{:x}\r\n", prefix.len()).as_bytes()).await?;
+                copier.write(prefix).await?;
+                copier.write(b"\r\n").await?;
+            }
+            copier.copy_chunked_from(Some(in_chunk)).await?
+        }
+    };
+    copier.dst.flush().await.map_err(BodyError::Write)?;
+    Ok(prefix.len() as u64 + sent)
+}
+
 struct BodyCopier<'a, R, W> {
     src: &'a mut BufIo<R>,
     dst: &'a mut W,
@@ -397,6 +495,7 @@ where
 {
     /// Reads more into the source buffer (up to `limit` bytes buffered). False at end of stream.
     async fn read_more(&mut self, limit: usize) -> Result<bool, BodyError> {
+        self.src.reserve_read(limit);
         match timeout(self.read_timeout, self.src.fill_more(limit)).await {
             Err(_) => Err(BodyError::Timeout),
             Ok(Err(e)) => Err(BodyError::Read(e)),
@@ -427,6 +526,18 @@ where
             n -= take as u64;
         }
         Ok(total)
+    }
+
+    /// Reads exactly `n` payload bytes into `out`.
+    async fn take_exact(&mut self, mut n: u64, out: &mut Vec<u8>) -> Result<(), BodyError> {
+        while n > 0 {
+            self.need().await?;
+            let take = (self.src.buffered().len() as u64).min(n) as usize;
+            out.extend_from_slice(&self.src.buffered()[..take]);
+            self.src.consume(take);
+            n -= take as u64;
+        }
+        Ok(())
     }
 
     async fn copy_to_end(&mut self) -> Result<u64, BodyError> {
@@ -460,18 +571,38 @@ where
     }
 
     async fn copy_chunked(&mut self) -> Result<u64, BodyError> {
+        self.copy_chunked_from(None).await
+    }
+
+    /// Reads a chunk-size line, consuming it.
+    async fn read_chunk_size(&mut self) -> Result<u64, BodyError> {
+        let line = self.read_line().await?;
+        parse_chunk_size(&line).map_err(BodyError::Malformed)
+    }
+
+    /// Consumes the CRLF that ends a chunk's data.
+    async fn read_chunk_end(&mut self) -> Result<(), BodyError> {
+        if !self.read_line().await?.is_empty() {
+            return Err(BodyError::Malformed("chunk data not followed by CRLF".into()));
+        }
+        Ok(())
+    }
+
+    /// Copies chunks until the last one and the trailers; `current` is the size of a chunk whose size line
+    /// was already consumed (when resuming after `collect_body`).
+    async fn copy_chunked_from(&mut self, mut current: Option<u64>) -> Result<u64, BodyError> {
         let mut total = 0u64;
         loop {
-            let line = self.read_line().await?;
-            let size = parse_chunk_size(&line).map_err(BodyError::Malformed)?;
+            let size = match current.take() {
+                Some(size) => size,
+                None => self.read_chunk_size().await?,
+            };
             if size == 0 {
                 break;
             }
             self.write(format!("{size:x}\r\n").as_bytes()).await?;
             total += self.copy_exact(size).await?;
-            if !self.read_line().await?.is_empty() {
-                return Err(BodyError::Malformed("chunk data not followed by CRLF".into()));
-            }
+            self.read_chunk_end().await?;
             self.write(b"\r\n").await?;
         }
         // Last chunk, then trailer fields up to the empty line (RFC 9112 section 7.1.2).

@@ -1,4 +1,5 @@
-//! `Socks5Layer`: the SOCKS5 handshake of a `-m socks5` listener (RFC 1928, no authentication).
+//! `Socks5Layer`: the SOCKS5 handshake of a `-m socks5` listener (RFC 1928; with `--proxyauth`, the
+//! username/password method of RFC 1929, else no authentication).
 //!
 //! It reads the client's greeting and CONNECT request, answers success at once (the server connection
 //! stays lazy, as after an HTTP CONNECT), records the requested address as the server, and hands the
@@ -18,7 +19,10 @@ use crate::layer::{run_next_layer, BoxFuture, ClientIo, Layer, LayerKind};
 
 const VERSION: u8 = 5;
 const METHOD_NO_AUTH: u8 = 0x00;
+const METHOD_USER_PASS: u8 = 0x02;
 const METHOD_NONE_ACCEPTABLE: u8 = 0xFF;
+/// Version byte of the username/password subnegotiation (RFC 1929).
+const USER_PASS_VERSION: u8 = 0x01;
 const CMD_CONNECT: u8 = 0x01;
 const REPLY_SUCCEEDED: u8 = 0x00;
 const REPLY_COMMAND_NOT_SUPPORTED: u8 = 0x07;
@@ -50,11 +54,22 @@ impl Socks5Layer {
 
     async fn handshake(self, mut client: ClientIo) -> Result<(), ProtocolError> {
         let methods = self.read_message(&mut client, parse_greeting).await?;
-        if !methods.contains(&METHOD_NO_AUTH) {
+        let auth = self.ctx.config().addons.proxyauth.as_ref();
+        let method = if auth.is_some() { METHOD_USER_PASS } else { METHOD_NO_AUTH };
+        if !methods.contains(&method) {
             let _ = client.write_all(&[VERSION, METHOD_NONE_ACCEPTABLE]).await;
-            return Err(ProtocolError::BadRequest("SOCKS5 client offers no method strata accepts (no auth)".into()));
+            return Err(ProtocolError::BadRequest(format!("SOCKS5 client does not offer method {method} (strata requires it)")));
         }
-        client.write_all(&[VERSION, METHOD_NO_AUTH]).await.map_err(ProtocolError::ClientIo)?;
+        client.write_all(&[VERSION, method]).await.map_err(ProtocolError::ClientIo)?;
+        if let Some(auth) = auth {
+            let (user, password) = self.read_message(&mut client, parse_user_pass).await?;
+            let accepted = auth.accepts(&user, &password);
+            let status = if accepted { 0 } else { 1 };
+            client.write_all(&[USER_PASS_VERSION, status]).await.map_err(ProtocolError::ClientIo)?;
+            if !accepted {
+                return Err(ProtocolError::BadRequest(format!("SOCKS5 credentials for '{user}' refused")));
+            }
+        }
         let address = self.read_message(&mut client, parse_request).await?;
         client.write_all(&reply(REPLY_SUCCEEDED)).await.map_err(ProtocolError::ClientIo)?;
         let ctx = self.ctx.with_facts(Facts { server: Some(address), ..Facts::default() });
@@ -122,6 +137,23 @@ pub fn parse_greeting(buf: &[u8]) -> Parsed<Vec<u8>, Socks5Error> {
     }
 }
 
+/// Parses the username/password subnegotiation `VER ULEN UNAME PLEN PASSWD` (RFC 1929).
+pub fn parse_user_pass(buf: &[u8]) -> Parsed<(String, String), Socks5Error> {
+    let Some(&version) = buf.first() else { return Ok(None) };
+    if version != USER_PASS_VERSION {
+        return Err(Socks5Error::Malformed("not username/password version 1"));
+    }
+    let Some(&user_len) = buf.get(1) else { return Ok(None) };
+    let user_end = 2 + user_len as usize;
+    let Some(&pass_len) = buf.get(user_end) else { return Ok(None) };
+    let end = user_end + 1 + pass_len as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| Socks5Error::Malformed("credentials are not UTF-8"));
+    Ok(Some(((text(&buf[2..user_end])?, text(&buf[user_end + 1..end])?), end)))
+}
+
 /// Parses the request `VER CMD RSV ATYP DST.ADDR DST.PORT`: the CONNECT target, or `None` if incomplete.
 pub fn parse_request(buf: &[u8]) -> Parsed<Address, Socks5Error> {
     if buf.len() < 5 {
@@ -181,6 +213,16 @@ mod tests {
         for split in 0..name.len() {
             assert_eq!(parse_request(&name[..split]), Ok(None), "split at {split}");
         }
+    }
+
+    #[test]
+    fn username_password_subnegotiation() {
+        let message = [1, 5, b'a', b'l', b'i', b'c', b'e', 2, b'p', b'w'];
+        for split in 0..message.len() {
+            assert_eq!(parse_user_pass(&message[..split]), Ok(None));
+        }
+        assert_eq!(parse_user_pass(&message), Ok(Some((("alice".into(), "pw".into()), 10))));
+        assert!(parse_user_pass(&[5, 0, 0]).is_err());
     }
 
     #[test]

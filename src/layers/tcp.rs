@@ -32,7 +32,7 @@ impl TcpLayer {
         let host = server.host();
         let stream = server.connect().await?;
         let (up, down) = relay(&mut client, stream).await.map_err(|e| ProtocolError::server_io(&host, e))?;
-        self.ctx.root().flows.tcp(&TcpFlow {
+        self.ctx.root().log_tcp(&TcpFlow {
             client_addr: self.ctx.client_addr(),
             server: host,
             bytes_to_server: up,

@@ -19,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
-use crate::flow::{WebSocketFlow, WebSocketMessage};
+use crate::flow::{HttpFlow, WebSocketFlow, WebSocketMessage};
 use crate::io::{BoxStream, BufIo};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 
@@ -35,14 +35,20 @@ pub struct WebsocketLayer {
     server: BufIo<BoxStream>,
     server_host: String,
     flow: WebSocketFlow,
+    /// The handshake's HTTP flow; its messages are kept on it only when a HAR file records them.
+    http_flow: HttpFlow,
 }
 
 impl WebsocketLayer {
-    /// `server` is the upgraded server connection; `url` the `ws://` or `wss://` URL of the handshake.
-    pub fn new(parent: &Arc<Context>, server: BufIo<BoxStream>, server_host: String, url: String) -> Self {
+    /// `server` is the upgraded server connection; `http_flow` the handshake's flow.
+    pub fn new(parent: &Arc<Context>, server: BufIo<BoxStream>, server_host: String, mut http_flow: HttpFlow) -> Self {
         let ctx = parent.push(LayerKind::Websocket, Facts::default());
+        let url = http_flow.request.url().replacen("http", "ws", 1);
         let flow = WebSocketFlow::new(ctx.client_addr(), url);
-        WebsocketLayer { ctx, server, server_host, flow }
+        if ctx.root().har.is_some() {
+            http_flow.websocket = Some(Vec::new());
+        }
+        WebsocketLayer { ctx, server, server_host, flow, http_flow }
     }
 
     async fn relay(mut self, client: ClientIo) -> Result<(), ProtocolError> {
@@ -57,6 +63,7 @@ impl WebsocketLayer {
         let closing_timeout = self.ctx.config().timeouts.read;
         let host = self.server_host.clone();
         let mut closing = false;
+        let shown = self.ctx.config().addons.is_shown((&self.http_flow).into());
 
         loop {
             let next = async {
@@ -83,7 +90,12 @@ impl WebsocketLayer {
             closing |= matches!(message, Message::Close(_));
             let record = WebSocketMessage::from_message(from == Side::Client, &message);
             self.flow.record(&record);
-            flows.websocket_message(&self.flow, &record);
+            if shown {
+                flows.websocket_message(&self.flow, &record);
+            }
+            if let Some(messages) = &mut self.http_flow.websocket {
+                messages.push(record);
+            }
             let sent = match from {
                 Side::Client => server.send(message).await,
                 Side::Server => client.send(message).await,
@@ -97,7 +109,10 @@ impl WebsocketLayer {
         let _ = client.close(None).await;
         let _ = server.close(None).await;
         self.flow.finish();
-        flows.websocket_end(&self.flow);
+        if shown {
+            flows.websocket_end(&self.flow);
+        }
+        self.ctx.root().record_http(&self.http_flow);
         Ok(())
     }
 }

@@ -1,0 +1,93 @@
+//! `--modify-headers /FILTER/NAME/VALUE` and `--modify-body /FILTER/REGEX/REPLACEMENT`, as in mitmproxy:
+//! each rule runs on the request and again on the response, whenever its filter matches the flow at
+//! that moment (so `~q` limits a rule to requests, `~s` to responses). An empty header VALUE removes the
+//! header. Body rules see only bodies that were kept (up to `--body-size-limit`); larger ones stream
+//! through unmodified and a log line says so.
+
+use regex::bytes::Regex;
+
+use crate::addons::{invalid, parse_spec};
+use crate::error::ConfigError;
+use crate::filter::Filter;
+use crate::flow::HttpFlow;
+use crate::layers::http1::Headers;
+
+/// One header rule.
+#[derive(Debug)]
+pub struct ModifyHeaders {
+    filter: Filter,
+    name: String,
+    /// `None` removes the header.
+    value: Option<String>,
+}
+
+impl ModifyHeaders {
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let (filter, name, value) = parse_spec("--modify-headers", spec)?;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(invalid("--modify-headers", format!("'{spec}': '{name}' is not a header name")));
+        }
+        if value.contains(['\r', '\n']) {
+            return Err(invalid("--modify-headers", format!("'{spec}': the value contains a line break")));
+        }
+        Ok(ModifyHeaders { filter, name, value: (!value.is_empty()).then_some(value) })
+    }
+
+    /// Sets or removes the header on the side the flow is at (response if there is one).
+    pub fn apply(&self, flow: &mut HttpFlow) {
+        if !self.filter.matches((&*flow).into()) {
+            return;
+        }
+        let headers = current_headers(flow);
+        headers.remove(&self.name);
+        if let Some(value) = &self.value {
+            headers.append(&self.name, value.as_bytes());
+        }
+    }
+}
+
+/// One body rule.
+#[derive(Debug)]
+pub struct ModifyBody {
+    filter: Filter,
+    pattern: Regex,
+    replacement: Vec<u8>,
+}
+
+impl ModifyBody {
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let (filter, pattern, replacement) = parse_spec("--modify-body", spec)?;
+        let pattern =
+            Regex::new(&pattern).map_err(|e| invalid("--modify-body", format!("'{spec}': bad regex '{pattern}': {e}")))?;
+        Ok(ModifyBody { filter, pattern, replacement: replacement.into_bytes() })
+    }
+
+    /// Replaces every match in the kept body of the side the flow is at.
+    pub fn apply(&self, flow: &mut HttpFlow) {
+        if !self.filter.matches((&*flow).into()) {
+            return;
+        }
+        let (body, body_len) = match &mut flow.response {
+            Some(response) => (&mut response.body, &mut response.body_len),
+            None => (&mut flow.request.body, &mut flow.request.body_len),
+        };
+        match body {
+            Some(bytes) => {
+                let replaced = self.pattern.replace_all(bytes, self.replacement.as_slice()).into_owned();
+                *body_len = replaced.len() as u64;
+                *bytes = replaced;
+            }
+            None if *body_len > 0 => {
+                tracing::info!(url = %flow.request.url(), "body over --body-size-limit streamed unmodified");
+            }
+            None => {}
+        }
+    }
+}
+
+fn current_headers(flow: &mut HttpFlow) -> &mut Headers {
+    match &mut flow.response {
+        Some(response) => &mut response.headers,
+        None => &mut flow.request.headers,
+    }
+}
