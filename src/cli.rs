@@ -160,6 +160,10 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub idle_timeout: f64,
 
+    /// Most client connections served at once; further clients wait in the listen backlog until one ends.
+    #[arg(long, value_name = "COUNT", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// Largest request or response head accepted, in bytes; a larger request head gets 431.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub max_head_size: usize,

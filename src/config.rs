@@ -206,6 +206,8 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Most header fields in one head.
     pub max_headers: usize,
+    /// Most client connections served at once.
+    pub max_connections: usize,
 }
 
 /// Which servers get which treatment, by regexes over `host:port` (mitmproxy's ignore/allow/tcp hosts).
@@ -297,6 +299,7 @@ impl Config {
             limits: Limits {
                 max_head_bytes: at_least("--max-head-size", cli.max_head_size, 1024)?,
                 max_headers: at_least("--max-headers", cli.max_headers, 1)?,
+                max_connections: at_least("--max-connections", cli.max_connections, 1)?,
             },
             hosts: host_rules(cli)?,
             keep_host_header: cli.keep_host_header,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -69,9 +69,10 @@ pub async fn run(config: Config) -> Result<bool, ConfigError> {
     // Every connection task holds a clone of `alive`; when all are dropped, `all_done` yields None.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let mut accept_loops = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(root.config.limits.max_connections));
     for (listener, addr, mode) in listeners {
         eprintln!("listening on {addr} ({mode})");
-        accept_loops.spawn(accept_loop(listener, mode, root.clone(), alive.clone()));
+        accept_loops.spawn(accept_loop(listener, mode, root.clone(), alive.clone(), slots.clone()));
     }
     drop(alive);
 
@@ -102,8 +103,17 @@ fn prepare_confdir(config: &Config) -> Result<(), ConfigError> {
     builder.create(dir).map_err(|e| fail(format!("cannot create: {e}")))
 }
 
-async fn accept_loop(listener: TcpListener, mode: Mode, root: Arc<RootContext>, alive: mpsc::Sender<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    mode: Mode,
+    root: Arc<RootContext>,
+    alive: mpsc::Sender<()>,
+    slots: Arc<Semaphore>,
+) {
     loop {
+        // At --max-connections, stop accepting until a connection ends: new clients wait in the backlog
+        // instead of the process running out of file descriptors.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let (socket, client_addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -118,7 +128,7 @@ async fn accept_loop(listener: TcpListener, mode: Mode, root: Arc<RootContext>, 
         tokio::spawn(
             async move {
                 serve_connection(root, mode, socket, client_addr).await;
-                drop(alive);
+                drop((alive, slot));
             }
             .instrument(span),
         );

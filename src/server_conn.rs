@@ -138,6 +138,9 @@ impl ServerConnection {
     /// Records that an exchange on the open connection finished and it may be used again.
     pub fn mark_reusable(&mut self) {
         self.reused = true;
+        if let Some(stream) = &mut self.stream {
+            stream.release_if_empty();
+        }
     }
 
     /// Closes the connection, if open.
