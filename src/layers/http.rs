@@ -21,8 +21,8 @@ use crate::flow::{HttpFlow, Request, Response, Timings};
 use crate::layer::{run_next_layer, ClientIo, LayerKind};
 use crate::io::{BoxStream, BufIo};
 use crate::layers::http1::{
-    self, collect_body, copy_body, forward_partial, read_head, request_framing, response_framing, write_request_head,
-    write_response_head, BodyError, Collected, Framing, HeadError, Headers, RequestHead, ResponseHead, Rest, Version,
+    self, collect_body, copy_body, forward_partial, read_head, request_framing, response_framing, write_request_line,
+    write_response_head, write_status_line, BodyError, Collected, Framing, HeadError, Headers, RequestHead, ResponseHead, Rest, Version,
 };
 use crate::layer::Layer;
 use crate::layers::tcp::relay;
@@ -334,15 +334,15 @@ impl HttpLayer {
             request.headers.remove("transfer-encoding");
             request.headers.set("content-length", len.to_string());
         }
-        head.method.clone_from(&request.method);
-        head.headers = request.headers.clone();
         let mut out = Vec::with_capacity(512);
         if self.server.is_forwarded_to_proxy() {
             let authority = self.server.address().map(Address::to_string).unwrap_or_default();
-            write_request_head(&head, &format!("http://{authority}{}", request.path), &mut out);
+            write_request_line(&request.method, &format!("http://{authority}{}", request.path), request.version, &mut out);
         } else {
-            write_request_head(&head, &request.path, &mut out);
+            write_request_line(&request.method, &request.path, request.version, &mut out);
         }
+        request.headers.write_to(&mut out);
+        out.extend_from_slice(b"\r\n");
         if let (RequestBody::Whole, Some(bytes)) = (&body, &request.body) {
             out.extend_from_slice(bytes);
         }
@@ -489,19 +489,15 @@ impl HttpLayer {
         let keep_client = !client_wants_close && (framing != Framing::Close || whole_body);
         // RFC 9110 section 6.2: an intermediary sends its own version, so the client reads the connection
         // state from the Connection header set here, not from the server's version.
-        let mut out_head = ResponseHead {
-            version: Version::Http11,
-            status: flow_response.status,
-            reason: flow_response.reason.clone(),
-            headers: flow_response.headers.clone(),
-        };
-        if !keep_client {
-            out_head.headers.append("connection", "close");
-        } else if request.version == Version::Http10 {
-            out_head.headers.append("connection", "keep-alive");
-        }
         let mut out = Vec::with_capacity(512);
-        write_response_head(&out_head, &mut out);
+        write_status_line(Version::Http11, flow_response.status, &flow_response.reason, &mut out);
+        flow_response.headers.write_to(&mut out);
+        if !keep_client {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if request.version == Version::Http10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         exchange.response_started = true;
 
         let server = self.server.stream().expect("a response was read from it");

@@ -113,7 +113,8 @@ impl Headers {
         Ok(Headers(out))
     }
 
-    fn write_to(&self, out: &mut Vec<u8>) {
+    /// Appends each field as `name: value CRLF`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         for (name, value) in &self.0 {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
@@ -212,8 +213,9 @@ where
 
 /// Parses a request head from the start of `buf`: the head and its length, or `None` if incomplete.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed<RequestHead, HeadError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut slots);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let mut req = httparse::Request::new(header_slots(&mut stack, &mut heap, limits.max_headers));
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -232,8 +234,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed<RequestHead, HeadErr
 
 /// Parses a response head from the start of `buf`: the head and its length, or `None` if incomplete.
 pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut res = httparse::Response::new(&mut slots);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let mut res = httparse::Response::new(header_slots(&mut stack, &mut heap, limits.max_headers));
     let len = match res.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -247,6 +250,23 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadE
         headers: Headers::from_parsed(res.headers).map_err(HeadError::Malformed)?,
     };
     Ok(Some((head, len)))
+}
+
+/// Header slots parsed on the stack; a larger `--max-headers` uses the heap.
+const STACK_HEADER_SLOTS: usize = 128;
+
+/// `count` httparse slots: on the stack when they fit, else in `heap`.
+fn header_slots<'a, 'h>(
+    stack: &'a mut [httparse::Header<'h>; STACK_HEADER_SLOTS],
+    heap: &'a mut Vec<httparse::Header<'h>>,
+    count: usize,
+) -> &'a mut [httparse::Header<'h>] {
+    if count <= STACK_HEADER_SLOTS {
+        &mut stack[..count]
+    } else {
+        heap.resize(count, httparse::EMPTY_HEADER);
+        heap
+    }
 }
 
 /// Requests must end their lines with CRLF: a bare LF can make two parsers disagree on where a head ends
@@ -326,24 +346,42 @@ fn content_length(h: &Headers) -> Result<Option<u64>, String> {
 
 /// Appends a request head, with `target` as its request target, to `out`.
 pub fn write_request_head(head: &RequestHead, target: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(head.method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(head.version.as_str().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write_request_line(&head.method, target, head.version, out);
     head.headers.write_to(out);
     out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a response head to `out`.
 pub fn write_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
-    out.extend_from_slice(head.version.as_str().as_bytes());
-    out.extend_from_slice(format!(" {} ", head.status).as_bytes());
-    out.extend_from_slice(head.reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write_status_line(head.version, head.status, &head.reason, out);
     head.headers.write_to(out);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `METHOD TARGET VERSION CRLF`; header fields and the empty line follow.
+pub fn write_request_line(method: &str, target: &str, version: Version, out: &mut Vec<u8>) {
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(version.as_str().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `VERSION STATUS REASON CRLF`; header fields and the empty line follow.
+pub fn write_status_line(version: Version, status: u16, reason: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(version.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(itoa3(status).as_slice());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The three digits of a status code (codes are 100..=999 once parsed; others are clamped).
+fn itoa3(status: u16) -> [u8; 3] {
+    let status = status.clamp(100, 999);
+    [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8]
 }
 
 /// Why a body could not be relayed; the caller knows which side each direction is.
@@ -556,7 +594,8 @@ where
     /// Reads one CRLF-terminated line (without the CRLF) of at most `MAX_CHUNK_LINE_BYTES`, consuming it.
     async fn read_line(&mut self) -> Result<Vec<u8>, BodyError> {
         loop {
-            if let Some(end) = self.src.buffered().windows(2).position(|w| w == b"\r\n") {
+            let window = &self.src.buffered()[..self.src.buffered().len().min(MAX_CHUNK_LINE_BYTES + 2)];
+            if let Some(end) = window.windows(2).position(|w| w == b"\r\n") {
                 let line = self.src.buffered()[..end].to_vec();
                 self.src.consume(end + 2);
                 return Ok(line);

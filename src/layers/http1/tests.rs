@@ -4,7 +4,7 @@ use super::*;
 
 use tokio::io::AsyncReadExt;
 
-const LIMITS: Limits = Limits { max_head_bytes: 64 * 1024, max_headers: 100 };
+const LIMITS: Limits = Limits { max_head_bytes: 64 * 1024, max_headers: 100, max_connections: 10 };
 
 const REQUEST: &[u8] = b"POST http://example.com:8080/upload?x=1 HTTP/1.1\r\n\
 Host: example.com:8080\r\n\
