@@ -92,6 +92,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BufIo<S> {
         self.inner.read_buf(&mut self.buf).await
     }
 
+    /// Waits for the next bytes of an idle stream without holding a buffer while waiting: the read goes
+    /// to a stack array that exists only during each poll, and only what arrived is copied to the heap.
+    /// This is what keeps an idle keep-alive connection small. Returns false at end of stream.
+    pub async fn fill_idle(&mut self) -> io::Result<bool> {
+        if !self.buffered().is_empty() {
+            return Ok(true);
+        }
+        std::future::poll_fn(|cx| {
+            let mut stack = [0u8; FIRST_READ_BYTES];
+            let mut read = ReadBuf::new(&mut stack);
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut read))?;
+            self.buf.clear();
+            self.pos = 0;
+            self.buf.extend_from_slice(read.filled());
+            Poll::Ready(Ok(!read.filled().is_empty()))
+        })
+        .await
+    }
+
     /// Makes sure at least one byte is buffered, reading with a buffer of up to `read_size` bytes.
     /// Returns false at end of stream.
     pub async fn fill(&mut self, read_size: usize) -> io::Result<bool> {

@@ -21,8 +21,8 @@ use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
 /// Replays every exchange in `path`; returns the number of failures (each already reported on stderr).
 pub async fn run(root: Arc<RootContext>, path: &Path) -> Result<usize, ConfigError> {
-    let recorded = read_har(path)
-        .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: format!("{e} (--client-replay)") })?;
+    let recorded =
+        read_har(path).map_err(|e| ConfigError::InvalidValue { flag: "--client-replay", reason: e.to_string() })?;
     let facts = Facts {
         client_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         mode: Some(Mode { kind: ModeKind::Regular, listen_host: None, listen_port: None }),

@@ -66,8 +66,7 @@ impl ServerReplay {
     }
 
     fn load(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let recorded = read_har(path)
-            .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: format!("{e} (--server-replay)") })?;
+        let recorded = read_har(path).map_err(|e| invalid("--server-replay", e.to_string()))?;
         let keyed: Vec<(String, RecordedExchange)> = recorded
             .into_iter()
             .map(|e| (self.key(&e.method, e.scheme.as_str(), &e.host, e.port, &e.path, &e.request_body), e))

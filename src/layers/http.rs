@@ -154,7 +154,8 @@ impl HttpLayer {
             if head.method == "CONNECT" {
                 return self.open_tunnel(client, head).await;
             }
-            match self.exchange(&mut client, head).await? {
+            // Boxed, so an idle connection's task does not carry the exchange's (large) state machine.
+            match Box::pin(self.exchange(&mut client, head)).await? {
                 Next::KeepAlive => continue,
                 Next::Close => {
                     let _ = client.shutdown().await;
@@ -175,7 +176,7 @@ impl HttpLayer {
         let mut shutdown = self.ctx.root().shutdown.clone();
         let idle = self.ctx.config().timeouts.idle;
         tokio::select! {
-            read = timeout(idle, client.fill(4096)) => match read {
+            read = timeout(idle, client.fill_idle()) => match read {
                 Ok(Ok(more)) => Ok(more),
                 Ok(Err(e)) => Err(ProtocolError::ClientIo(e)),
                 Err(_) => Ok(false),
