@@ -821,3 +821,429 @@ pub fn unused_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().unwrap().port()
 }
+
+// ---- more process helpers: a chosen confdir, environment, stderr waits, curl without checks ----
+
+impl Strata {
+    /// Like `start`, but with `--confdir confdir` (kept after the process ends, so a second start can reuse
+    /// it) and extra environment variables.
+    pub fn start_in(confdir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Strata {
+        let mut argv: Vec<String> = vec!["-p".into(), "0".into(), "--confdir".into(), confdir.display().to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let listeners = count_modes(args);
+
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command.args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start strata {argv:?}: {e}"));
+        let stdout = Arc::new(Output::default());
+        let stderr = Arc::new(Output::default());
+        let (ports_tx, ports_rx) = mpsc::channel::<u16>();
+        let readers = vec![
+            collect_lines(child.stdout.take().unwrap(), stdout.clone(), |_| {}),
+            collect_lines(child.stderr.take().unwrap(), stderr.clone(), move |line| {
+                if let Some(port) = parse_listening_line(line) {
+                    let _ = ports_tx.send(port);
+                }
+            }),
+        ];
+        // The struct owns a temp dir; this one stays empty, the caller owns the real confdir.
+        let unused = tempfile::tempdir().expect("create temp dir");
+        let mut strata = Strata { child, argv, port: 0, ports: Vec::new(), stdout, stderr, readers, _confdir: unused };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while strata.ports.len() < listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ports_rx.recv_timeout(left) {
+                Ok(port) => strata.ports.push(port),
+                Err(_) => {
+                    let status = strata.child.try_wait().ok().flatten();
+                    strata.fail(&format!(
+                        "expected {listeners} `listening on` lines within {STARTUP_TIMEOUT:?}, got {:?} (exit status: {status:?})",
+                        strata.ports
+                    ));
+                }
+            }
+        }
+        strata.port = strata.ports[0];
+        strata
+    }
+
+    /// The `--confdir` this process runs with.
+    pub fn confdir(&self) -> std::path::PathBuf {
+        let i = self.argv.iter().position(|a| a == "--confdir").expect("--confdir in argv");
+        std::path::PathBuf::from(&self.argv[i + 1])
+    }
+
+    /// `<confdir>/strata-ca-cert.pem`, for `curl --cacert` and `--upstream-ca`.
+    pub fn ca_cert_path(&self) -> std::path::PathBuf {
+        self.confdir().join("strata-ca-cert.pem")
+    }
+
+    /// Waits until a stderr line (already printed or new) satisfies `pred` and returns it.
+    pub fn wait_for_stderr_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.stderr.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(lines);
+                self.fail(&format!("no matching stderr line within {timeout:?}"));
+            }
+            lines = self.stderr.changed.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+}
+
+/// `curl --silent --show-error --max-time 60 ARGS` with no proxy from the environment, whatever its exit
+/// status (the caller adds `-x`, `--socks5-hostname` or nothing, and checks the result).
+pub fn curl_unchecked(args: &[&str]) -> Finished {
+    let mut cmd = Command::new("/usr/bin/curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "60"]).args(args);
+    for name in
+        ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"]
+    {
+        cmd.env_remove(name);
+    }
+    cmd.env_remove("SSLKEYLOGFILE");
+    run_with_timeout(cmd, Duration::from_secs(90))
+}
+
+// ---- counting events across threads ----
+
+/// A counter that can be waited on: how many times something happened (an accept, a handshake).
+#[derive(Default)]
+pub struct EventCount {
+    n: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl EventCount {
+    pub fn bump(&self) {
+        *self.n.lock().unwrap() += 1;
+        self.changed.notify_all();
+    }
+
+    pub fn get(&self) -> usize {
+        *self.n.lock().unwrap()
+    }
+
+    /// Waits until the count reaches `n`; false if `timeout` passes first.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut count = self.n.lock().unwrap();
+        while *count < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            count = self.changed.wait_timeout(count, left).unwrap().0;
+        }
+        true
+    }
+}
+
+// ---- a test certificate authority ----
+
+/// A throwaway CA (rcgen, ECDSA P-256) for TLS test servers, its certificate written to a temp PEM file
+/// for `--upstream-ca` and `curl --cacert`.
+pub struct TestCa {
+    pub cert_pem: String,
+    /// The CA's private key, PKCS#8 PEM.
+    pub key_pem: String,
+    pub cert_der: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new(common_name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        let dir = tempfile::tempdir().expect("temp dir for the test CA");
+        std::fs::write(dir.path().join("testca.pem"), cert.pem()).expect("write testca.pem");
+        TestCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+            dir,
+        }
+    }
+
+    /// The CA certificate as a PEM file.
+    pub fn pem_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("testca.pem")
+    }
+
+    /// A rustls server configuration with a fresh leaf for `names` (DNS names or IP literals), signed by
+    /// this CA, serving the chain leaf + CA. No ALPN.
+    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("leaf params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        let chain = vec![leaf.der().clone(), self.cert_der.clone()];
+        let key_der =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .expect("server certificate");
+        Arc::new(config)
+    }
+}
+
+/// A rustls client configuration trusting exactly `roots` (DER certificates).
+pub fn client_config_trusting(roots: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).expect("usable root certificate");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// The first certificate in a PEM file, DER-encoded.
+pub fn read_pem_cert(path: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
+    let pem = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let first = rustls_pemfile::certs(&mut pem.as_slice()).next();
+    first.unwrap_or_else(|| panic!("no certificate in {}", path.display())).expect("valid PEM certificate")
+}
+
+// ---- async test servers (HTTP over TLS or not, WebSocket echo), each on its own runtime thread ----
+
+/// Binds 127.0.0.1:0 and runs `serve(listener)` on a single-threaded tokio runtime in a background thread
+/// (alive for the rest of the test process). Returns the port.
+fn spawn_async_server<F, Fut>(serve: F) -> u16
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).expect("nonblocking listener");
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            serve(listener).await;
+        });
+    });
+    port
+}
+
+/// A boxed async byte stream: a TCP stream, or TLS over one.
+pub trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+/// What a test server saw, for assertions.
+#[derive(Default)]
+pub struct ServerEvents {
+    /// TCP connections accepted.
+    pub accepts: EventCount,
+    /// TLS handshakes completed (TLS servers only).
+    pub handshakes: EventCount,
+    /// TLS handshakes that failed, e.g. because the client rejected the certificate.
+    pub handshake_failures: EventCount,
+    /// HTTP request heads read, or WebSocket handshakes accepted.
+    pub requests: EventCount,
+    /// WebSocket sessions that ended with the close handshake (WebSocket servers only).
+    pub clean_closes: EventCount,
+    /// Host header of each request, in order.
+    pub hosts: Mutex<Vec<String>>,
+}
+
+/// Accepts connections forever, completing TLS first when `tls` is set, and hands each stream to `handle`.
+async fn accept_loop<H, Fut>(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    events: Arc<ServerEvents>,
+    handle: H,
+) where
+    H: Fn(Box<dyn AsyncStream>, Arc<ServerEvents>) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        events.accepts.bump();
+        let (acceptor, events, handle) = (acceptor.clone(), events.clone(), handle.clone());
+        tokio::task::spawn_local(async move {
+            let stream: Box<dyn AsyncStream> = match acceptor {
+                None => Box::new(tcp),
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        events.handshakes.bump();
+                        Box::new(tls)
+                    }
+                    _ => {
+                        events.handshake_failures.bump();
+                        return;
+                    }
+                },
+            };
+            handle(stream, events).await;
+        });
+    }
+}
+
+/// Runs `accept_loop` inside a `LocalSet` on a fresh server thread.
+fn spawn_server<H, Fut>(tls: Option<Arc<rustls::ServerConfig>>, handle: H) -> (u16, Arc<ServerEvents>)
+where
+    H: Fn(Box<dyn AsyncStream>, Arc<ServerEvents>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let events = Arc::new(ServerEvents::default());
+    let for_server = events.clone();
+    let port = spawn_async_server(move |listener| async move {
+        tokio::task::LocalSet::new().run_until(accept_loop(listener, tls, for_server, handle)).await;
+    });
+    (port, events)
+}
+
+/// An HTTP/1.1 origin, over TLS with a certificate from a `TestCa` for `localhost` and `127.0.0.1`, or
+/// plain. Keep-alive honoured. Routes:
+///
+/// - `/hello`: `hello from the test origin\n`.
+/// - `/host`: the request's Host header, then `\n`.
+/// - `/abrupt`: `bye\n` with `Connection: close`, then the connection is dropped (over TLS: without
+///   close_notify, as many servers do).
+/// - anything else: 404.
+pub struct HttpsOrigin {
+    pub port: u16,
+    pub events: Arc<ServerEvents>,
+}
+
+/// The body of the test origins' `/hello`.
+pub const TEST_ORIGIN_HELLO: &str = "hello from the test origin\n";
+
+impl HttpsOrigin {
+    pub fn start(ca: &TestCa) -> HttpsOrigin {
+        let (port, events) = spawn_server(Some(ca.server_config(&["localhost", "127.0.0.1"])), serve_http);
+        HttpsOrigin { port, events }
+    }
+
+    pub fn start_plain() -> HttpsOrigin {
+        let (port, events) = spawn_server(None, serve_http);
+        HttpsOrigin { port, events }
+    }
+
+    /// `https://localhost:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+}
+
+async fn serve_http(stream: Box<dyn AsyncStream>, events: Arc<ServerEvents>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut stream = tokio::io::BufReader::new(stream);
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            match tokio::time::timeout(Duration::from_secs(60), stream.read_line(&mut line)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    // The client is done: close our side too (over TLS, with close_notify).
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        events.requests.bump();
+        let Some(request_line) = head.first() else { return };
+        let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+        let header = |name: &str| {
+            head.iter().skip(1).find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        };
+        let host = header("host").unwrap_or_default();
+        events.hosts.lock().unwrap().push(host.clone());
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if path == "/abrupt" {
+            // Answer, then drop the connection: over TLS, without close_notify.
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbye\n").await;
+            let _ = stream.flush().await;
+            return;
+        }
+        let (status, body) = match path.as_str() {
+            "/hello" => ("200 OK", TEST_ORIGIN_HELLO.to_string()),
+            "/host" => ("200 OK", format!("{host}\n")),
+            _ => ("404 Not Found", "not found\n".to_string()),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() || stream.flush().await.is_err() || close {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A WebSocket echo server (tokio-tungstenite), over TLS with a certificate from a `TestCa` for
+/// `localhost` and `127.0.0.1`, or plain. Echoes text and binary messages; answers the close handshake.
+pub struct WsEcho {
+    pub port: u16,
+    pub events: Arc<ServerEvents>,
+}
+
+impl WsEcho {
+    pub fn start(ca: Option<&TestCa>) -> WsEcho {
+        let tls = ca.map(|ca| ca.server_config(&["localhost", "127.0.0.1"]));
+        let (port, events) = spawn_server(tls, serve_ws_echo);
+        WsEcho { port, events }
+    }
+}
+
+async fn serve_ws_echo(stream: Box<dyn AsyncStream>, events: Arc<ServerEvents>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+    let seen = events.clone();
+    // The error type is tungstenite's `Callback` signature, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let record_host = move |request: &Request, response: Response| {
+        let host = request.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+        seen.hosts.lock().unwrap().push(host);
+        Ok(response)
+    };
+    let accepted =
+        tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::accept_hdr_async(stream, record_host));
+    let Ok(Ok(mut ws)) = accepted.await else { return };
+    events.requests.bump();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+        if message.is_close() {
+            // tungstenite queued the close reply; flushing sends it.
+            let _ = ws.flush().await;
+            events.clean_closes.bump();
+        } else if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            return;
+        }
+    }
+}
