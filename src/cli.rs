@@ -82,7 +82,7 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub server_replay_ignore_params: Vec<String>,
 
-    /// Server replay: ignore the host (and port) when matching requests.
+    /// Server replay: ignore the host (not the port) when matching requests.
     #[arg(long)]
     pub server_replay_ignore_host: bool,
 

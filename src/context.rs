@@ -14,6 +14,7 @@ use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode, Scheme};
 use crate::addons::har::HarRecorder;
 use crate::flow::{FlowLog, HttpFlow, TcpFlow};
+use crate::server_conn::ConnectionPool;
 use crate::layer::LayerKind;
 
 /// A server address as a client named it: host name or IP literal, and port.
@@ -57,6 +58,8 @@ pub struct RootContext {
     pub shutdown: watch::Receiver<bool>,
     /// `--save-har`: where finished HTTP flows are recorded.
     pub har: Option<Arc<HarRecorder>>,
+    /// Idle server connections, reused across clients.
+    pub pool: ConnectionPool,
 }
 
 impl RootContext {

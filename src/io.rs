@@ -175,6 +175,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for BufIo<S> {
     }
 }
 
+/// A stream whose "closed without TLS close_notify" read error counts as a plain end of stream. Used by
+/// raw relays: many servers close TLS that way, and a relay has no message framing that truncation
+/// could fake (HTTP bodies are framed and checked elsewhere).
+pub struct LenientEof<S>(pub S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for LenientEof<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match ready!(Pin::new(&mut self.0).poll_read(cx, out)) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+            other => Poll::Ready(other),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for LenientEof<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

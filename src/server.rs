@@ -26,7 +26,7 @@ use crate::io::BufIo;
 use crate::layer::Layer;
 use crate::layers::mode::{original_destination, ModeLayer};
 use crate::layers::tls::server_base_config;
-use crate::server_conn::upstream_tls_config;
+use crate::server_conn::{upstream_tls_config, ConnectionPool};
 
 /// How long live connections may go on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -58,6 +58,7 @@ pub async fn run(config: Config) -> Result<bool, ConfigError> {
         upstream_tls: upstream_tls_config(&config.upstream_tls),
         tls_server_base: server_base_config(),
         har: config.addons.save_har.as_ref().map(HarRecorder::start),
+        pool: ConnectionPool::default(),
         config,
         shutdown: shutdown_rx,
     });

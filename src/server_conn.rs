@@ -6,10 +6,13 @@
 //! asks for TLS, it completes a rustls handshake with the SNI and ALPN the client asked for, verifying the
 //! server's certificate against the built-in roots plus `--upstream-ca` (or not at all with `-k`). In
 //! upstream mode it dials the next proxy instead: plain HTTP is forwarded to it as absolute-form
-//! requests, everything else goes through a CONNECT tunnel it opens there.
+//! requests, everything else goes through a CONNECT tunnel it opens there. Idle HTTP connections go to a
+//! `ConnectionPool` shared by all clients when their client leaves, and are reused for a while.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -30,7 +33,7 @@ use crate::layers::http1::{self, read_head};
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// TLS parameters for a server connection: the name to send and verify, and the ALPN list to offer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerTls {
     /// SNI and the name the certificate must match; an IP literal sends no SNI and is matched as an IP.
     pub server_name: String,
@@ -90,6 +93,59 @@ pub struct ServerConnection {
     peer_addr: Option<SocketAddr>,
     /// True once the open stream has carried a complete exchange (it may have gone stale since).
     reused: bool,
+    /// True while the open stream sits between exchanges, so it may be handed to the pool.
+    idle: bool,
+}
+
+/// How long an idle server connection waits in the pool. Short, because servers close idle connections
+/// on their own schedule (Node's default is 5 s), and a request that cannot be resent would fail on a
+/// connection closed under it.
+const POOL_IDLE_LIMIT: Duration = Duration::from_secs(4);
+
+/// Most idle connections kept per server.
+const POOL_PER_SERVER: usize = 64;
+
+/// Idle server connections shared by all clients (HTTP only), keyed by where they lead: a client that
+/// opens a new connection for each request does not cost a new server connection (and TLS handshake)
+/// each time.
+#[derive(Default)]
+pub struct ConnectionPool {
+    idle: Mutex<HashMap<PoolKey, Vec<Pooled>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    address: Address,
+    tls: Option<ServerTls>,
+    via: Option<Address>,
+}
+
+struct Pooled {
+    stream: BufIo<BoxStream>,
+    peer_addr: SocketAddr,
+    since: Instant,
+}
+
+impl ConnectionPool {
+    fn take(&self, key: &PoolKey) -> Option<Pooled> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.get_mut(key)?;
+        list.retain(|p| p.since.elapsed() < POOL_IDLE_LIMIT);
+        let found = list.pop();
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        found
+    }
+
+    fn put(&self, key: PoolKey, pooled: Pooled) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.entry(key).or_default();
+        list.retain(|p| p.since.elapsed() < POOL_IDLE_LIMIT);
+        if list.len() < POOL_PER_SERVER {
+            list.push(pooled);
+        }
+    }
 }
 
 impl ServerConnection {
@@ -99,7 +155,17 @@ impl ServerConnection {
             ModeKind::Upstream(proxy) => Some(Address::new(proxy.host.clone(), proxy.port)),
             _ => None,
         };
-        ServerConnection { root: ctx.root().clone(), address, tls, via, purpose, stream: None, peer_addr: None, reused: false }
+        ServerConnection {
+            root: ctx.root().clone(),
+            address,
+            tls,
+            via,
+            purpose,
+            stream: None,
+            peer_addr: None,
+            reused: false,
+            idle: false,
+        }
     }
 
     /// True if requests go to an upstream proxy as they are, so their target must be absolute-form.
@@ -119,7 +185,7 @@ impl ServerConnection {
     /// Points at a new server, with or without TLS. An open connection to a different server is closed.
     pub fn set_server(&mut self, address: Address, tls: Option<ServerTls>) {
         if self.address.as_ref() != Some(&address) || self.tls != tls {
-            self.disconnect();
+            self.release();
             self.address = Some(address);
             self.tls = tls;
         }
@@ -138,6 +204,7 @@ impl ServerConnection {
     /// Records that an exchange on the open connection finished and it may be used again.
     pub fn mark_reusable(&mut self) {
         self.reused = true;
+        self.idle = true;
         if let Some(stream) = &mut self.stream {
             stream.release_if_empty();
         }
@@ -148,6 +215,22 @@ impl ServerConnection {
         self.stream = None;
         self.peer_addr = None;
         self.reused = false;
+        self.idle = false;
+    }
+
+    /// Lets go of the connection: an idle HTTP connection goes to the pool, anything else is closed.
+    fn release(&mut self) {
+        if let (true, Purpose::Http, Some(key)) = (self.idle, self.purpose, self.pool_key()) {
+            if let (Some(stream), Some(peer_addr)) = (self.stream.take(), self.peer_addr) {
+                self.root.pool.put(key, Pooled { stream, peer_addr, since: Instant::now() });
+            }
+        }
+        self.disconnect();
+    }
+
+    fn pool_key(&self) -> Option<PoolKey> {
+        let address = self.address.clone()?;
+        Some(PoolKey { address, tls: self.tls.clone(), via: self.via.clone() })
     }
 
     /// The open connection, dialling the server first if there is none.
@@ -157,11 +240,25 @@ impl ServerConnection {
                 status: 400,
                 reason: "no server address known for this request".into(),
             })?;
-            let (stream, peer_addr) = self.open(&address).await?;
-            self.stream = Some(BufIo::new(stream));
-            self.peer_addr = Some(peer_addr);
-            self.reused = false;
+            let pooled = match (self.purpose, self.pool_key()) {
+                (Purpose::Http, Some(key)) => self.root.pool.take(&key),
+                _ => None,
+            };
+            match pooled {
+                Some(pooled) => {
+                    self.stream = Some(pooled.stream);
+                    self.peer_addr = Some(pooled.peer_addr);
+                    self.reused = true;
+                }
+                None => {
+                    let (stream, peer_addr) = self.open(&address).await?;
+                    self.stream = Some(BufIo::new(stream));
+                    self.peer_addr = Some(peer_addr);
+                    self.reused = false;
+                }
+            }
         }
+        self.idle = false;
         Ok(self.stream.as_mut().expect("connected above"))
     }
 
@@ -173,6 +270,7 @@ impl ServerConnection {
     /// Takes the open connection away (for a layer that now owns it, e.g. after an upgrade).
     pub fn take_stream(&mut self) -> Option<BufIo<BoxStream>> {
         self.reused = false;
+        self.idle = false;
         self.stream.take()
     }
 
@@ -292,6 +390,12 @@ impl ServerConnection {
 
 fn is_local(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback() || addr.ip().is_unspecified()
+}
+
+impl Drop for ServerConnection {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// The rustls error inside an IO error, described for a human (e.g. "invalid peer certificate: UnknownIssuer").

@@ -1493,7 +1493,6 @@ const ESCAPES: [&str; 4] = [
 ];
 
 #[test]
-#[ignore = "bug: a `..` path under a --map-local directory is forwarded upstream (502 here) instead of answered 404"]
 fn map_local_answers_404_for_paths_that_leave_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let www = dir.path().join("www");

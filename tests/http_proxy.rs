@@ -332,7 +332,9 @@ fn changing_origin_on_a_keep_alive_connection_connects_to_the_new_one() {
         conn.send(format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.url("/hello"), origin.authority()).as_bytes());
         assert_eq!(body_of(&conn.read_response()), "hello, world\n");
     }
-    assert_eq!((first.accepts(), second.accepts()), (2, 1));
+    // The idle connection to the first origin waits in the shared pool while the second is asked, and is
+    // reused for the third request.
+    assert_eq!((first.accepts(), second.accepts()), (1, 1));
 }
 
 #[test]

@@ -291,7 +291,6 @@ fn websocket_echo_over_connect_and_intercepted_tls_logs_messages_at_detail_2() {
 }
 
 #[test]
-#[ignore = "bug: the server's reply to a client's close frame is neither relayed nor recorded"]
 fn websocket_close_reply_of_the_server_is_relayed_and_recorded() {
     let echo = WsEcho::start(None);
     let proxy = Strata::start(&["--flow-detail", "2"]);
@@ -313,7 +312,6 @@ fn websocket_close_reply_of_the_server_is_relayed_and_recorded() {
 }
 
 #[test]
-#[ignore = "bug: after a WebSocket session over intercepted TLS, strata closes the client connection without close_notify"]
 fn websocket_over_tls_ends_with_close_notify() {
     let ca = TestCa::new("strata test origin CA");
     let echo = WsEcho::start(Some(&ca));

@@ -179,7 +179,6 @@ fn tcp_hosts_relays_decrypted_bytes_and_logs_a_tcp_flow() {
 }
 
 #[test]
-#[ignore = "bug: a --tcp-hosts relay fails when the TLS server closes without close_notify, and logs no TCP flow"]
 fn tcp_hosts_relay_logs_a_flow_when_the_server_closes_without_close_notify() {
     let ca = TestCa::new("strata test origin CA");
     let origin = HttpsOrigin::start(&ca);

@@ -80,7 +80,11 @@ impl MapLocal {
         let url = flow.request.url();
         let found = self.pattern.find(&url)?;
         let path = match self.source.is_dir() {
-            true => join_inside(&self.source, url_path(&url[found.end()..]))?,
+            true => match join_inside(&self.source, url_path(&url[found.end()..])) {
+                Some(path) => path,
+                // The rule matched: a path that would leave the directory is refused, never forwarded.
+                None => return Some(LocalResponse::text(404, "strata: no such file for --map-local\n")),
+            },
             false => self.source.clone(),
         };
         let path = if path.is_dir() { path.join("index.html") } else { path };

@@ -77,9 +77,7 @@ impl ModifyBody {
                 *body_len = replaced.len() as u64;
                 *bytes = replaced;
             }
-            None if *body_len > 0 => {
-                tracing::info!(url = %flow.request.url(), "body over --body-size-limit streamed unmodified");
-            }
+            // Not kept: over --body-size-limit (HttpLayer logs that it streamed through unmodified).
             None => {}
         }
     }

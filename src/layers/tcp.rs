@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::context::{Context, Facts};
 use crate::error::ProtocolError;
 use crate::flow::TcpFlow;
-use crate::io::{Stream, RELAY_BUF_BYTES};
+use crate::io::{LenientEof, Stream, RELAY_BUF_BYTES};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 use crate::server_conn::{Purpose, ServerConnection};
 
@@ -52,5 +52,6 @@ impl Layer for TcpLayer {
 /// Copies both directions until both are closed, passing each EOF on as a write shutdown. Returns the
 /// bytes sent client to server and server to client.
 pub async fn relay<C: Stream + ?Sized, S: Stream + ?Sized>(client: &mut C, server: &mut S) -> std::io::Result<(u64, u64)> {
-    tokio::io::copy_bidirectional_with_sizes(client, server, RELAY_BUF_BYTES, RELAY_BUF_BYTES).await
+    let (mut client, mut server) = (LenientEof(client), LenientEof(server));
+    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, RELAY_BUF_BYTES, RELAY_BUF_BYTES).await
 }

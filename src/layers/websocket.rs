@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -65,14 +66,16 @@ impl WebsocketLayer {
         let mut closing = false;
         let shown = self.ctx.config().addons.is_shown((&self.http_flow).into());
 
-        loop {
+        // A side is done once its stream ended; after a close frame the other side still gets a read
+        // timeout to send its own close, which is relayed and recorded too.
+        let (mut client_done, mut server_done) = (false, false);
+        while !(client_done && server_done) {
             let next = async {
                 tokio::select! {
-                    m = client.next() => (Side::Client, m),
-                    m = server.next() => (Side::Server, m),
+                    m = client.next(), if !client_done => (Side::Client, m),
+                    m = server.next(), if !server_done => (Side::Server, m),
                 }
             };
-            // Once a close frame has passed, the other side gets a read timeout to answer it.
             let (from, message) = if closing {
                 match timeout(closing_timeout, next).await {
                     Ok(next) => next,
@@ -83,6 +86,10 @@ impl WebsocketLayer {
             };
             let message = match message {
                 Some(Ok(message)) => message,
+                None if closing => {
+                    *(if from == Side::Client { &mut client_done } else { &mut server_done }) = true;
+                    continue;
+                }
                 None => break,
                 Some(Err(e)) if closing || is_ordinary_ws_end(&e) => break,
                 Some(Err(e)) => return Err(ws_error(from, &host, e)),
@@ -108,6 +115,9 @@ impl WebsocketLayer {
         }
         let _ = client.close(None).await;
         let _ = server.close(None).await;
+        // End the transports too (a TLS close_notify, a TCP FIN), not just the WebSocket protocol.
+        let _ = client.get_mut().shutdown().await;
+        let _ = server.get_mut().shutdown().await;
         self.flow.finish();
         if shown {
             flows.websocket_end(&self.flow);

@@ -52,8 +52,9 @@ fn collect_lines<R: Read + Send + 'static>(
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+                    // Stored first, so whoever `on_line` wakes finds the line in the output already.
+                    into.push(text.clone());
                     on_line(&text);
-                    into.push(text);
                 }
             }
         }
