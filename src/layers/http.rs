@@ -300,6 +300,10 @@ impl HttpLayer {
         let expects_continue = head.headers.has_token("expect", "100-continue");
         let set_host = self.rewrites_host() || split_scheme(&head.target).is_some() || !head.headers.contains("host");
         prepare_request_headers(&mut head, &target, is_upgrade, set_host);
+        // Repeated (equal) Content-Length fields are sent on as one (RFC 9110 section 8.6).
+        if let Framing::Length(n) = framing {
+            head.headers.set("content-length", n.to_string());
+        }
         exchange.flow.request.headers = std::mem::take(&mut head.headers);
 
         // Like mitmproxy, answer `Expect: 100-continue` here and forward the request without it: the body
@@ -454,6 +458,9 @@ impl HttpLayer {
         }
         let server_keeps_open = !wants_close(response.version, &response.headers) && framing != Framing::Close;
         strip_hop_by_hop(&mut response.headers);
+        if let Framing::Length(n) = framing {
+            response.headers.set("content-length", n.to_string());
+        }
         let receive_started = Instant::now();
         exchange.flow.response = Some(Response {
             status: response.status,

@@ -243,6 +243,9 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadE
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
+    if res.code.unwrap_or_default() < 100 {
+        return Err(HeadError::Malformed(format!("status code {:03} is not a valid status", res.code.unwrap_or_default())));
+    }
     let head = ResponseHead {
         version: Version::from_minor(res.version.unwrap_or(1)),
         status: res.code.unwrap_or_default(),
@@ -651,7 +654,8 @@ where
             if line.is_empty() {
                 break;
             }
-            if line[0] == b' ' || line[0] == b'\t' || !line.contains(&b':') {
+            let bad_byte = line.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
+            if line[0] == b' ' || line[0] == b'\t' || !line.contains(&b':') || bad_byte {
                 return Err(BodyError::Malformed("invalid trailer field".into()));
             }
             tail.extend_from_slice(&line);
