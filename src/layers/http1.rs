@@ -216,12 +216,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed<RequestHead, HeadErr
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
     let mut heap = Vec::new();
     let mut req = httparse::Request::new(header_slots(&mut stack, &mut heap, limits.max_headers));
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-        Err(e) => return Err(HeadError::Malformed(e.to_string())),
-    };
+    let Some(len) = head_length(req.parse(buf))? else { return Ok(None) };
     check_line_endings(&buf[..len])?;
     let head = RequestHead {
         method: req.method.unwrap_or_default().to_string(),
@@ -237,12 +232,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadE
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
     let mut heap = Vec::new();
     let mut res = httparse::Response::new(header_slots(&mut stack, &mut heap, limits.max_headers));
-    let len = match res.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-        Err(e) => return Err(HeadError::Malformed(e.to_string())),
-    };
+    let Some(len) = head_length(res.parse(buf))? else { return Ok(None) };
     if res.code.unwrap_or_default() < 100 {
         return Err(HeadError::Malformed(format!("status code {:03} is not a valid status", res.code.unwrap_or_default())));
     }
@@ -253,6 +243,16 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadE
         headers: Headers::from_parsed(res.headers).map_err(HeadError::Malformed)?,
     };
     Ok(Some((head, len)))
+}
+
+/// The length of a complete head from httparse's answer, `None` if incomplete.
+fn head_length(parsed: httparse::Result<usize>) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        Err(e) => Err(HeadError::Malformed(e.to_string())),
+    }
 }
 
 /// Header slots parsed on the stack; a larger `--max-headers` uses the heap.

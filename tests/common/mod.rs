@@ -80,18 +80,23 @@ impl Strata {
     /// line per `-m`/`--mode` argument (one if there are none).
     pub fn start(args: &[&str]) -> Strata {
         let confdir = tempfile::tempdir().expect("create temp confdir");
-        let mut argv: Vec<String> =
-            vec!["-p".into(), "0".into(), "--confdir".into(), confdir.path().display().to_string()];
+        let path = confdir.path().to_path_buf();
+        Strata::launch(&path, &[], args, confdir)
+    }
+
+    /// Runs the binary with `-p 0 --confdir confdir`, `env` and `args`, and waits for its `listening on`
+    /// lines; `owned` is a temp dir the process struct keeps alive (and removes) with it.
+    fn launch(confdir: &std::path::Path, env: &[(&str, &str)], args: &[&str], owned: tempfile::TempDir) -> Strata {
+        let mut argv: Vec<String> = vec!["-p".into(), "0".into(), "--confdir".into(), confdir.display().to_string()];
         argv.extend(args.iter().map(|a| a.to_string()));
         let listeners = count_modes(args);
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start strata {argv:?}: {e}"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command.args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start strata {argv:?}: {e}"));
         let stdout = Arc::new(Output::default());
         let stderr = Arc::new(Output::default());
         let (ports_tx, ports_rx) = mpsc::channel::<u16>();
@@ -104,7 +109,7 @@ impl Strata {
             }),
         ];
 
-        let mut strata = Strata { child, argv, port: 0, ports: Vec::new(), stdout, stderr, readers, _confdir: confdir };
+        let mut strata = Strata { child, argv, port: 0, ports: Vec::new(), stdout, stderr, readers, _confdir: owned };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while strata.ports.len() < listeners {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -829,46 +834,9 @@ impl Strata {
     /// Like `start`, but with `--confdir confdir` (kept after the process ends, so a second start can reuse
     /// it) and extra environment variables.
     pub fn start_in(confdir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Strata {
-        let mut argv: Vec<String> = vec!["-p".into(), "0".into(), "--confdir".into(), confdir.display().to_string()];
-        argv.extend(args.iter().map(|a| a.to_string()));
-        let listeners = count_modes(args);
-
-        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
-        command.args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start strata {argv:?}: {e}"));
-        let stdout = Arc::new(Output::default());
-        let stderr = Arc::new(Output::default());
-        let (ports_tx, ports_rx) = mpsc::channel::<u16>();
-        let readers = vec![
-            collect_lines(child.stdout.take().unwrap(), stdout.clone(), |_| {}),
-            collect_lines(child.stderr.take().unwrap(), stderr.clone(), move |line| {
-                if let Some(port) = parse_listening_line(line) {
-                    let _ = ports_tx.send(port);
-                }
-            }),
-        ];
         // The struct owns a temp dir; this one stays empty, the caller owns the real confdir.
         let unused = tempfile::tempdir().expect("create temp dir");
-        let mut strata = Strata { child, argv, port: 0, ports: Vec::new(), stdout, stderr, readers, _confdir: unused };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while strata.ports.len() < listeners {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match ports_rx.recv_timeout(left) {
-                Ok(port) => strata.ports.push(port),
-                Err(_) => {
-                    let status = strata.child.try_wait().ok().flatten();
-                    strata.fail(&format!(
-                        "expected {listeners} `listening on` lines within {STARTUP_TIMEOUT:?}, got {:?} (exit status: {status:?})",
-                        strata.ports
-                    ));
-                }
-            }
-        }
-        strata.port = strata.ports[0];
-        strata
+        Strata::launch(confdir, env, args, unused)
     }
 
     /// The `--confdir` this process runs with.
