@@ -67,6 +67,17 @@ pub async fn run(config: Config) -> Result<bool, ConfigError> {
         return Ok(failures == 0);
     }
 
+    let sweeper = tokio::spawn({
+        let root = root.clone();
+        async move {
+            let mut ticks = tokio::time::interval(ConnectionPool::SWEEP_INTERVAL);
+            loop {
+                ticks.tick().await;
+                root.pool.sweep();
+            }
+        }
+    });
+
     // Every connection task holds a clone of `alive`; when all are dropped, `all_done` yields None.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let mut accept_loops = JoinSet::new();
@@ -79,6 +90,7 @@ pub async fn run(config: Config) -> Result<bool, ConfigError> {
 
     signals.wait().await;
     tracing::info!("shutting down");
+    sweeper.abort();
     accept_loops.shutdown().await;
     let _ = shutdown_tx.send(true);
     if tokio::time::timeout(SHUTDOWN_GRACE, all_done.recv()).await.is_err() {

@@ -138,6 +138,19 @@ impl ConnectionPool {
         found
     }
 
+    /// Closes the connections that waited too long; `server::run` calls this periodically, so servers
+    /// nobody asks for again do not keep their sockets open.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        idle.retain(|_, list| {
+            list.retain(|p| p.since.elapsed() < POOL_IDLE_LIMIT);
+            !list.is_empty()
+        });
+    }
+
+    /// How often `sweep` should run.
+    pub const SWEEP_INTERVAL: Duration = POOL_IDLE_LIMIT;
+
     fn put(&self, key: PoolKey, pooled: Pooled) {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.entry(key).or_default();
