@@ -71,14 +71,11 @@ impl ModifyBody {
             Some(response) => (&mut response.body, &mut response.body_len),
             None => (&mut flow.request.body, &mut flow.request.body_len),
         };
-        match body {
-            Some(bytes) => {
-                let replaced = self.pattern.replace_all(bytes, self.replacement.as_slice()).into_owned();
-                *body_len = replaced.len() as u64;
-                *bytes = replaced;
-            }
-            // Not kept: over --body-size-limit (HttpLayer logs that it streamed through unmodified).
-            None => {}
+        // A body that was not kept (over --body-size-limit) streams through unmodified; HttpLayer logs it.
+        if let Some(bytes) = body {
+            let replaced = self.pattern.replace_all(bytes, self.replacement.as_slice()).into_owned();
+            *body_len = replaced.len() as u64;
+            *bytes = replaced;
         }
     }
 }
