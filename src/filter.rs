@@ -297,7 +297,7 @@ fn has_message_match(re: &Regex, f: &HttpFlow, from_client: Option<bool>) -> boo
     let is_data = |m: &WebSocketMessage| matches!(m.kind, "text" | "binary");
     f.websocket.as_deref().unwrap_or_default().iter().any(|m| {
         is_data(m)
-            && from_client.map_or(true, |side| m.from_client == side)
+            && from_client.is_none_or(|side| m.from_client == side)
             && re.is_match(&m.payload)
     })
 }

@@ -41,7 +41,7 @@ fn derive_mac_key(salt: &[u8], iterations: u32) -> Vec<u8> {
     let mut input = vec![3u8; BLOCK];
     input.extend(salt.iter().cycle().take(BLOCK * salt.len().div_ceil(BLOCK)));
     // The empty password is the BMPString terminator alone (two zero bytes), repeated to a block.
-    input.extend(std::iter::repeat(0u8).take(BLOCK));
+    input.extend(std::iter::repeat_n(0u8, BLOCK));
     let mut hash = digest::digest(&digest::SHA256, &input);
     for _ in 1..iterations {
         hash = digest::digest(&digest::SHA256, hash.as_ref());
