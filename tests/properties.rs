@@ -395,7 +395,6 @@ proptest! {
 
     /// Lines built from the bytes that matter: accepted exactly when they are a strict chunk-size line.
     #[test]
-    #[ignore = "bug (minor): parse_chunk_size trims all ASCII whitespace after the digits, so `5 `, `5\\t`, `5\\r`, `5\\n` and `5\\x0c` (no `;`) are accepted; harmless while strata re-frames chunks, but not the RFC 9112 grammar"]
     fn parse_chunk_size_accepts_exactly_the_hex_forms(
         digits in "[0-9a-fA-F]{0,17}",
         tail in proptest::string::bytes_regex("(?s-u:[0-9a-fA-FxX+\\- ;\t=\r\n\x0b\x0c\x00gG]{0,6})").unwrap(),

@@ -37,6 +37,9 @@ const MAX_URI_BYTES: usize = 16 * 1024;
 const HOP_BY_HOP: [&str; 7] =
     ["connection", "proxy-connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"];
 
+/// Fields that frame the message, which a Connection header can never make hop-by-hop.
+const FRAMING_FIELDS: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
 /// The layer that turns HTTP requests into flows.
 pub struct HttpLayer {
     ctx: Arc<Context>,
@@ -759,6 +762,9 @@ fn strip_hop_by_hop(headers: &mut Headers) {
         .flat_map(|v| v.split(|&b| b == b','))
         .filter_map(|t| std::str::from_utf8(t.trim_ascii()).ok())
         .filter(|t| !t.is_empty())
+        // The framing fields describe the message strata forwards; naming them in Connection must not
+        // strip them, or the body would be read differently downstream (request smuggling).
+        .filter(|t| !FRAMING_FIELDS.iter().any(|f| t.eq_ignore_ascii_case(f)))
         .map(str::to_string)
         .collect();
     for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {

@@ -677,8 +677,9 @@ pub fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
     if digits.is_empty() || digits.len() > 15 {
         return Err("invalid chunk size".into());
     }
-    let rest = rest.trim_ascii_start();
-    if !rest.is_empty() && rest[0] != b';' {
+    // RFC 9112 section 7.1.1: only extensions may follow, each after optional spaces or tabs and a ';'.
+    let after_space = rest.iter().position(|&b| b != b' ' && b != b'\t').map_or(&[][..], |i| &rest[i..]);
+    if !rest.is_empty() && after_space.first() != Some(&b';') {
         return Err("invalid chunk size".into());
     }
     let digits = std::str::from_utf8(digits).map_err(|_| "invalid chunk size")?;

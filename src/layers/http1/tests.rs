@@ -446,7 +446,7 @@ async fn large_length_body_streams_through_a_small_pipe() {
     assert!(rest.is_empty());
 }
 
-const CHUNKED: &[u8] = b"4;ext=1\r\nWiki\r\n005\r\npedia\r\nE \r\n in\r\n\r\nchunks.\r\n0;last\r\nX-Checksum: abc\r\nX-Other:1\r\n\r\nNEXT";
+const CHUNKED: &[u8] = b"4;ext=1\r\nWiki\r\n005\r\npedia\r\nE ;x\r\n in\r\n\r\nchunks.\r\n0;last\r\nX-Checksum: abc\r\nX-Other:1\r\n\r\nNEXT";
 const CHUNKED_CANONICAL: &[u8] =
     b"4\r\nWiki\r\n5\r\npedia\r\ne\r\n in\r\n\r\nchunks.\r\n0\r\nX-Checksum: abc\r\nX-Other:1\r\n\r\n";
 
