@@ -111,27 +111,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BufIo<S> {
         .await
     }
 
-    /// Makes sure at least one byte is buffered, reading with a buffer of up to `read_size` bytes.
-    /// Returns false at end of stream.
-    pub async fn fill(&mut self, read_size: usize) -> io::Result<bool> {
-        if !self.buffered().is_empty() {
-            return Ok(true);
-        }
-        Ok(self.fill_more(read_size).await? > 0)
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
-    }
-
-    /// The stream and the bytes buffered but not consumed.
-    pub fn into_parts(mut self) -> (S, Vec<u8>) {
-        self.buf.drain(..self.pos);
-        (self.inner, self.buf)
     }
 }
 

@@ -863,20 +863,8 @@ pub fn error_response(error: &ProtocolError) -> Option<(u16, &'static str)> {
             Some((502, "Bad Gateway"))
         }
         Timeout { side: Side::Server, .. } => Some((504, "Gateway Timeout")),
-        Refused { status, .. } => Some((*status, reason_phrase(*status))),
+        Refused { status, .. } => Some((*status, crate::addons::reason_phrase(*status))),
         Timeout { side: Side::Client, .. } | ClientIo(_) | ClientTls(_) | Kill => None,
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        407 => "Proxy Authentication Required",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        _ => "Error",
     }
 }
 
