@@ -14,7 +14,9 @@ use tokio::time::timeout;
 use crate::context::Context;
 use crate::error::ProtocolError;
 use crate::io::{BoxStream, BufIo};
-use crate::layers::{http1::Http1Layer, socks5::Socks5Layer, tcp::TcpLayer, tls::TlsLayer};
+use crate::config::HostRules;
+use crate::layers::tls::{peek_sni, HelloSni, TlsLayer, MAX_HELLO_RECORD_BYTES};
+use crate::layers::{http1::Http1Layer, socks5::Socks5Layer, tcp::TcpLayer};
 
 /// A boxed, sendable future: what a layer's `run` returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -103,8 +105,14 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
         return Ok(None);
     }
 
-    // Rule 4: a TLS ClientHello on a connection not yet decrypted: intercept it.
+    // Rule 4: a TLS ClientHello on a connection not yet decrypted: intercept it, unless its SNI is an
+    // ignored host (transparent and SOCKS clients name the server only there).
     if is_tls_client_hello(&peeked) && !ctx.is_client_tls() {
+        if let (Some(sni), Some(server)) = (read_sni(io, hosts).await?, ctx.server()) {
+            if hosts.is_ignored(&format!("{sni}:{}", server.port)) {
+                return Ok(Some(Box::new(TcpLayer::new(ctx))));
+            }
+        }
         return Ok(Some(Box::new(TlsLayer::new(ctx))));
     }
 
@@ -140,6 +148,29 @@ async fn peek(io: &mut ClientIo) -> std::io::Result<Vec<u8>> {
         }
     }
     Ok(io.buffered()[..io.buffered().len().min(PEEK_BYTES)].to_vec())
+}
+
+/// The SNI of the buffered ClientHello, reading the rest of its first record if needed. Only done when
+/// host rules exist that could match it; a client too slow to send its hello is left to the TLS layer.
+async fn read_sni(io: &mut ClientIo, hosts: &HostRules) -> Result<Option<String>, ProtocolError> {
+    if hosts.ignore.is_empty() && hosts.allow.is_empty() {
+        return Ok(None);
+    }
+    let work = async {
+        loop {
+            match peek_sni(io.buffered()) {
+                HelloSni::Name(name) => return Ok(Some(name)),
+                HelloSni::NoName | HelloSni::Malformed => return Ok(None),
+                HelloSni::Incomplete if io.buffered().len() >= MAX_HELLO_RECORD_BYTES => return Ok(None),
+                HelloSni::Incomplete => {
+                    if io.fill_more(MAX_HELLO_RECORD_BYTES).await.map_err(ProtocolError::ClientIo)? == 0 {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    };
+    timeout(CLIENT_FIRST_BYTES_TIMEOUT, work).await.unwrap_or(Ok(None))
 }
 
 /// A TLS handshake record (type 22) of TLS 1.x carrying a ClientHello (handshake type 1).

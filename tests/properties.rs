@@ -4,9 +4,8 @@
 //! toolchain; the cargo-fuzz targets in `fuzz/` feed the same functions for as long as one cares to run
 //! them (nightly only).
 //!
-//! The TLS ClientHello is not parsed by strata: rustls' `Acceptor` reads it, and strata only looks at
-//! the `ClientHello` rustls hands back (SNI, ALPN). There is no strata parser to test there; rustls is
-//! fuzzed upstream.
+//! The TLS handshake itself is parsed by rustls' `Acceptor` (fuzzed upstream); strata's own look at the
+//! ClientHello, `peek_sni` (for `--ignore-hosts` by SNI), is covered here.
 
 use std::time::Duration;
 
@@ -244,6 +243,17 @@ fn run_copy_body(
 
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn peek_sni_never_panics_on_records_of_any_content(
+        body in prop::collection::vec(any::<u8>(), 0..600),
+        claimed in 0u16..700,
+    ) {
+        let mut record = vec![0x16, 0x03, 0x01];
+        record.extend_from_slice(&claimed.to_be_bytes());
+        record.extend_from_slice(&body);
+        let _ = strata::layers::tls::peek_sni(&record);
+    }
 
     #[test]
     fn parse_request_never_panics_on_arbitrary_bytes(

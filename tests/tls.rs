@@ -148,6 +148,30 @@ fn ignored_host_is_passed_through_and_the_client_sees_the_origin_certificate() {
 }
 
 #[test]
+fn ignored_host_is_recognised_by_its_sni_when_the_client_names_only_an_ip() {
+    let ca = TestCa::new("strata test origin CA");
+    let origin = HttpsOrigin::start(&ca);
+    // `--socks5` (not `--socks5-hostname`): curl resolves localhost itself and asks SOCKS for 127.0.0.1,
+    // so only the ClientHello's SNI says `localhost`.
+    let proxy = Strata::start(&["-m", "socks5", "--ignore-hosts", "^localhost:"]);
+    let socks = format!("127.0.0.1:{}", proxy.port);
+    let fetch = |cacert: &Path| {
+        curl_unchecked(&[
+            "--socks5",
+            &socks,
+            "--cacert",
+            &cacert.display().to_string(),
+            "--write-out",
+            "\nSTATUS:%{http_code}",
+            &origin.url("/hello"),
+        ])
+    };
+    assert_hello(&proxy, &fetch(&ca.pem_path()));
+    assert_untrusted(&proxy, &fetch(&proxy.ca_cert_path()));
+    proxy.wait_for_stdout_line(|l| tcp_line(&format!("127.0.0.1:{}", origin.port)).is_match(l), SOON);
+}
+
+#[test]
 fn allow_hosts_intercepts_only_matching_hosts() {
     let ca = TestCa::new("strata test origin CA");
     let origin = HttpsOrigin::start(&ca);

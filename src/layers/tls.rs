@@ -68,6 +68,111 @@ impl Layer for TlsLayer {
     }
 }
 
+/// What the first TLS record of a connection says about the server name the client wants.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HelloSni {
+    /// More bytes are needed to tell.
+    Incomplete,
+    /// The ClientHello names this server.
+    Name(String),
+    /// A ClientHello without a server name (or one that does not fit in the first record).
+    NoName,
+    /// Not a well-formed ClientHello.
+    Malformed,
+}
+
+/// Largest first record worth waiting for: a TLS record's payload limit plus its header.
+pub const MAX_HELLO_RECORD_BYTES: usize = 5 + (1 << 14);
+
+/// Reads the SNI from the start of a connection without consuming anything, so `--ignore-hosts` can match
+/// it before deciding whether to intercept (rustls' `Acceptor` does the real parsing later). Only the
+/// first record is looked at; RFC 8446 section 4.4.2 and RFC 6066 section 3 give the layout.
+pub fn peek_sni(buf: &[u8]) -> HelloSni {
+    let Some(header) = buf.get(..5) else { return HelloSni::Incomplete };
+    if header[0] != 0x16 {
+        return HelloSni::Malformed;
+    }
+    let record_len = u16::from_be_bytes([header[3], header[4]]) as usize;
+    let Some(record) = buf.get(5..5 + record_len) else { return HelloSni::Incomplete };
+    match hello_sni(record) {
+        Some(name) => name.map_or(HelloSni::NoName, HelloSni::Name),
+        None => HelloSni::Malformed,
+    }
+}
+
+/// The SNI in a handshake record: `None` if malformed, `Some(None)` if absent.
+fn hello_sni(record: &[u8]) -> Option<Option<String>> {
+    let mut r = Reader(record);
+    if r.u8()? != 1 {
+        return None; // not a ClientHello
+    }
+    let hello_len = r.u24()?;
+    let Some(hello) = r.take(hello_len) else { return Some(None) }; // spans records: no name seen here
+    let mut r = Reader(hello);
+    r.take(2 + 32)?; // version, random
+    let session_id = r.u8()? as usize;
+    r.take(session_id)?;
+    let suites = r.u16()? as usize;
+    r.take(suites)?;
+    let compression = r.u8()? as usize;
+    r.take(compression)?;
+    if r.0.is_empty() {
+        return Some(None); // no extensions
+    }
+    let extensions_len = r.u16()? as usize;
+    let mut extensions = Reader(r.take(extensions_len)?);
+    while !extensions.0.is_empty() {
+        let kind = extensions.u16()?;
+        let len = extensions.u16()? as usize;
+        let data = extensions.take(len)?;
+        if kind != 0 {
+            continue;
+        }
+        let mut list = Reader(data);
+        let list_len = list.u16()? as usize;
+        let mut names = Reader(list.take(list_len)?);
+        while !names.0.is_empty() {
+            let name_type = names.u8()?;
+            let name_len = names.u16()? as usize;
+            let name = names.take(name_len)?;
+            if name_type == 0 {
+                let name = std::str::from_utf8(name).ok()?;
+                return Some(Some(name.to_ascii_lowercase()));
+            }
+        }
+        return Some(None);
+    }
+    Some(None)
+}
+
+/// A bounds-checked big-endian cursor.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u24(&mut self) -> Option<usize> {
+        let b = self.take(3)?;
+        Some(((b[0] as usize) << 16) | ((b[1] as usize) << 8) | b[2] as usize)
+    }
+}
+
 /// The server configuration for one intercepted connection: the shared base (session cache, key log)
 /// with this connection's certificate, offering HTTP/1.1 by ALPN only if the client asked for it.
 fn server_config(ctx: &Context, leaf: Arc<CertifiedKey>, offer_http1: bool) -> Arc<ServerConfig> {
@@ -106,5 +211,51 @@ struct NoCertificate;
 impl ResolvesServerCert for NoCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ClientHello as rustls sends it, captured through `rustls::ClientConnection::write_tls`.
+    fn client_hello(server_name: &str) -> Vec<u8> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn sni_is_read_from_a_real_client_hello_at_every_split() {
+        let hello = client_hello("Example.ORG");
+        for split in 0..hello.len() {
+            assert_eq!(peek_sni(&hello[..split]), HelloSni::Incomplete, "split {split}");
+        }
+        assert_eq!(peek_sni(&hello), HelloSni::Name("example.org".into()));
+        // An IP literal sends no SNI.
+        assert_eq!(peek_sni(&client_hello("127.0.0.1")), HelloSni::NoName);
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        assert_eq!(peek_sni(b"GET / HTTP/1.1\r\n"), HelloSni::Malformed);
+        let mut hello = client_hello("example.org");
+        // A record cut short inside the hello, with lengths that claim it is whole.
+        hello.truncate(60);
+        hello[3..5].copy_from_slice(&55u16.to_be_bytes());
+        hello[6..9].copy_from_slice(&[0, 0, 51]);
+        assert_eq!(peek_sni(&hello), HelloSni::Malformed);
+        // A hello longer than its first record: no name seen, which is not an error.
+        hello[6..9].copy_from_slice(&[0, 1, 0]);
+        assert_eq!(peek_sni(&hello), HelloSni::NoName);
     }
 }
