@@ -11,48 +11,16 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{connect, raw_exchange, read_until_close, Conn, Origin, Reply, Strata};
+use common::{connect, raw_exchange, read_until_close, Conn, EventCount, Origin, Reply, Strata};
 
 /// Bound on waits for something that should happen at once (a reply, a close).
 const SOON: Duration = Duration::from_secs(10);
 
 // ---- small synchronisation helpers ----
-
-/// A counter that can be waited on.
-#[derive(Default)]
-struct Counter {
-    n: Mutex<u64>,
-    changed: Condvar,
-}
-
-impl Counter {
-    fn add(&self, k: u64) {
-        *self.n.lock().unwrap() += k;
-        self.changed.notify_all();
-    }
-
-    fn get(&self) -> u64 {
-        *self.n.lock().unwrap()
-    }
-
-    /// Waits until the count reaches `n`; false if `timeout` passes first.
-    fn wait_for(&self, n: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut count = self.n.lock().unwrap();
-        while *count < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            count = self.changed.wait_timeout(count, left).unwrap().0;
-        }
-        true
-    }
-}
 
 // ---- a raw origin that records every byte ----
 
@@ -68,8 +36,8 @@ struct Recorded {
 struct RecordingOrigin {
     port: u16,
     conns: Arc<Mutex<Vec<Arc<Recorded>>>>,
-    accepted: Arc<Counter>,
-    finished: Arc<Counter>,
+    accepted: Arc<EventCount>,
+    finished: Arc<EventCount>,
 }
 
 const ORIGIN_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
@@ -79,8 +47,8 @@ impl RecordingOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind recording origin");
         let port = listener.local_addr().unwrap().port();
         let conns: Arc<Mutex<Vec<Arc<Recorded>>>> = Arc::default();
-        let accepted = Arc::new(Counter::default());
-        let finished = Arc::new(Counter::default());
+        let accepted = Arc::new(EventCount::default());
+        let finished = Arc::new(EventCount::default());
         let (list, acc, fin) = (conns.clone(), accepted.clone(), finished.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -663,17 +631,17 @@ fn transfer_encoding_named_in_connection_cannot_smuggle_a_request() {
 /// An origin whose every connection runs `handler`; `progress` is for the handler to count bytes.
 struct ScriptedOrigin {
     port: u16,
-    accepted: Arc<Counter>,
-    finished: Arc<Counter>,
-    progress: Arc<Counter>,
+    accepted: Arc<EventCount>,
+    finished: Arc<EventCount>,
+    progress: Arc<EventCount>,
 }
 
 impl ScriptedOrigin {
-    fn start(handler: impl Fn(TcpStream, &Counter) + Send + Sync + 'static) -> ScriptedOrigin {
+    fn start(handler: impl Fn(TcpStream, &EventCount) + Send + Sync + 'static) -> ScriptedOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind scripted origin");
         let port = listener.local_addr().unwrap().port();
         let (accepted, finished, progress) =
-            (Arc::new(Counter::default()), Arc::new(Counter::default()), Arc::new(Counter::default()));
+            (Arc::new(EventCount::default()), Arc::new(EventCount::default()), Arc::new(EventCount::default()));
         let handler = Arc::new(handler);
         let (acc, fin, prog) = (accepted.clone(), finished.clone(), progress.clone());
         thread::spawn(move || {
@@ -1023,7 +991,7 @@ fn client_disconnecting_mid_upload_closes_the_upstream_and_leaks_no_fd() {
         loop {
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => return,
-                Ok(n) => progress.add(n as u64),
+                Ok(n) => progress.add(n),
             }
         }
     });
@@ -1043,7 +1011,7 @@ fn client_disconnecting_mid_upload_closes_the_upstream_and_leaks_no_fd() {
         client.write_all(&block).unwrap();
     }
     // The body is flowing: most of the megabyte has reached the origin.
-    proxy.check(origin.progress.wait_for(MIB as u64 / 2, SOON), format!("origin got {} bytes", origin.progress.get()));
+    proxy.check(origin.progress.wait_for(MIB / 2, SOON), format!("origin got {} bytes", origin.progress.get()));
     let during = fd_count(proxy.pid());
     proxy.check(
         during >= baseline + 2,
@@ -1052,7 +1020,7 @@ fn client_disconnecting_mid_upload_closes_the_upstream_and_leaks_no_fd() {
 
     drop(client);
     proxy.check(origin.finished.wait_for(1, SOON), "upstream connection still open after the client left mid-upload");
-    proxy.check(origin.progress.get() < 100 * MIB as u64, "the whole body arrived");
+    proxy.check(origin.progress.get() < 100 * MIB, "the whole body arrived");
     wait_for_fd_count(&proxy, baseline, SOON);
 }
 
@@ -1069,7 +1037,7 @@ fn client_disconnecting_mid_download_closes_the_upstream_and_leaks_no_fd() {
         let block = vec![b'd'; 64 * 1024];
         // Until strata closes the connection (the write then fails).
         while stream.write_all(&block).is_ok() {
-            progress.add(block.len() as u64);
+            progress.add(block.len());
         }
     });
     let proxy = Strata::start(&[]);

@@ -147,8 +147,12 @@ impl Strata {
 
     /// Waits until a stdout line (already printed or new) satisfies `pred` and returns it.
     pub fn wait_for_stdout_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        self.wait_for_line(&self.stdout, "stdout", pred, timeout)
+    }
+
+    fn wait_for_line(&self, output: &Output, name: &str, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
-        let mut lines = self.stdout.lines.lock().unwrap();
+        let mut lines = output.lines.lock().unwrap();
         loop {
             if let Some(line) = lines.iter().find(|l| pred(l)) {
                 return line.clone();
@@ -156,9 +160,9 @@ impl Strata {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 drop(lines);
-                self.fail(&format!("no matching stdout line within {timeout:?}"));
+                self.fail(&format!("no matching {name} line within {timeout:?}"));
             }
-            lines = self.stdout.changed.wait_timeout(lines, left).unwrap().0;
+            lines = output.changed.wait_timeout(lines, left).unwrap().0;
         }
     }
 
@@ -852,19 +856,7 @@ impl Strata {
 
     /// Waits until a stderr line (already printed or new) satisfies `pred` and returns it.
     pub fn wait_for_stderr_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.stderr.lines.lock().unwrap();
-        loop {
-            if let Some(line) = lines.iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                drop(lines);
-                self.fail(&format!("no matching stderr line within {timeout:?}"));
-            }
-            lines = self.stderr.changed.wait_timeout(lines, left).unwrap().0;
-        }
+        self.wait_for_line(&self.stderr, "stderr", pred, timeout)
     }
 }
 
@@ -893,7 +885,12 @@ pub struct EventCount {
 
 impl EventCount {
     pub fn bump(&self) {
-        *self.n.lock().unwrap() += 1;
+        self.add(1);
+    }
+
+    /// Counts `k` at once (bytes received, for instance).
+    pub fn add(&self, k: usize) {
+        *self.n.lock().unwrap() += k;
         self.changed.notify_all();
     }
 
