@@ -109,10 +109,8 @@ struct Shared {
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()?;
     runtime.block_on(run(args))
 }
 

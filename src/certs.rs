@@ -69,8 +69,11 @@ impl CertificateAuthority {
         }
         let pem = fs::read_to_string(&ca_path).map_err(|e| file_error(&ca_path, format!("cannot read: {e}")))?;
         let (key_der, cert_der) = parse_ca_pem(&pem).map_err(|reason| file_error(&ca_path, reason))?;
-        let key = KeyPair::try_from(&key_der).map_err(|e| file_error(&ca_path, format!("unusable private key: {e}")))?;
-        if rcgen::PublicKeyData::subject_public_key_info(&key) != spki_of(&cert_der).map_err(|reason| file_error(&ca_path, reason))? {
+        let key =
+            KeyPair::try_from(&key_der).map_err(|e| file_error(&ca_path, format!("unusable private key: {e}")))?;
+        if rcgen::PublicKeyData::subject_public_key_info(&key)
+            != spki_of(&cert_der).map_err(|reason| file_error(&ca_path, reason))?
+        {
             return Err(file_error(&ca_path, "the private key does not belong to the certificate".into()));
         }
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)
@@ -146,7 +149,8 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&self.leaf_key, &self.issuer).map_err(|e| format!("cannot sign for {name}: {e}"))?;
+        let cert =
+            params.signed_by(&self.leaf_key, &self.issuer).map_err(|e| format!("cannot sign for {name}: {e}"))?;
         Ok(CertifiedKey::new(vec![cert.der().clone(), self.ca_der.clone()], self.leaf_signer.clone()))
     }
 }

@@ -63,7 +63,8 @@ impl FromStr for ServerSpec {
 
     /// Parses `scheme://host[:port][/]`; a path other than `/` is refused.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| format!("'{s}' is not a URL (expected http://HOST[:PORT])"))?;
+        let (scheme, rest) =
+            s.split_once("://").ok_or_else(|| format!("'{s}' is not a URL (expected http://HOST[:PORT])"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
@@ -161,7 +162,9 @@ impl FromStr for Mode {
             ("socks5", None) => ModeKind::Socks5,
             ("reverse", Some(url)) => ModeKind::Reverse(url.parse()?),
             ("upstream", Some(url)) => ModeKind::Upstream(url.parse()?),
-            ("reverse" | "upstream", None) => return Err(format!("mode '{name}' needs a URL: {name}:http://HOST:PORT")),
+            ("reverse" | "upstream", None) => {
+                return Err(format!("mode '{name}' needs a URL: {name}:http://HOST:PORT"))
+            }
             ("regular" | "transparent" | "socks5", Some(_)) => return Err(format!("mode '{name}' takes no argument")),
             _ => {
                 return Err(format!(
@@ -417,7 +420,8 @@ mod tests {
 
     #[test]
     fn bad_modes_are_refused() {
-        for bad in ["", "nope", "reverse", "reverse:ftp://x", "regular:x", "regular@notaport", "reverse:http://h/path"] {
+        for bad in ["", "nope", "reverse", "reverse:ftp://x", "regular:x", "regular@notaport", "reverse:http://h/path"]
+        {
             assert!(bad.parse::<Mode>().is_err(), "{bad} parsed");
         }
     }

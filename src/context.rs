@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::addons::har::HarRecorder;
 use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode, Scheme};
-use crate::addons::har::HarRecorder;
 use crate::flow::{FlowLog, HttpFlow, TcpFlow};
-use crate::server_conn::ConnectionPool;
 use crate::layer::LayerKind;
+use crate::server_conn::ConnectionPool;
 
 /// A server address as a client named it: host name or IP literal, and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

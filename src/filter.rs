@@ -53,18 +53,9 @@ pub struct Filter {
 impl Filter {
     /// Parses and compiles `text`; the error names the first problem and its position.
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
-        let mut parser = Parser {
-            text,
-            chars: text.chars().collect(),
-            pos: 0,
-            depth: 0,
-            after: None,
-        };
+        let mut parser = Parser { text, chars: text.chars().collect(), pos: 0, depth: 0, after: None };
         let root = parser.parse_expression()?;
-        Ok(Filter {
-            text: text.to_string(),
-            root,
-        })
+        Ok(Filter { text: text.to_string(), root })
     }
 
     /// True if `flow` passes the filter.
@@ -206,9 +197,7 @@ impl Node {
             (Node::And(items), _) => items.iter().all(|item| item.matches(flow)),
             (Node::Or(items), _) => items.iter().any(|item| item.matches(flow)),
             (Node::Flag(flag), _) => flag.matches(flow),
-            (Node::Code(code), FlowRef::Http(f)) => {
-                f.response.as_ref().is_some_and(|r| r.status == *code)
-            }
+            (Node::Code(code), FlowRef::Http(f)) => f.response.as_ref().is_some_and(|r| r.status == *code),
             (Node::Code(_), FlowRef::Tcp(_)) => false,
             (Node::Regex(field, re), FlowRef::Http(f)) => field.matches_http(re, f),
             (Node::Regex(field, re), FlowRef::Tcp(f)) => field.matches_tcp(re, f),
@@ -246,28 +235,20 @@ impl Field {
                     || response.is_some_and(|r| has_body_match(re, &r.body))
                     || has_message_match(re, f, None)
             }
-            Field::RequestBody => {
-                has_body_match(re, &request.body) || has_message_match(re, f, Some(true))
-            }
+            Field::RequestBody => has_body_match(re, &request.body) || has_message_match(re, f, Some(true)),
             Field::ResponseBody => {
-                response.is_some_and(|r| has_body_match(re, &r.body))
-                    || has_message_match(re, f, Some(false))
+                response.is_some_and(|r| has_body_match(re, &r.body)) || has_message_match(re, f, Some(false))
             }
             Field::ContentType => {
                 has_content_type_match(re, &request.headers)
                     || response.is_some_and(|r| has_content_type_match(re, &r.headers))
             }
             Field::RequestContentType => has_content_type_match(re, &request.headers),
-            Field::ResponseContentType => {
-                response.is_some_and(|r| has_content_type_match(re, &r.headers))
-            }
+            Field::ResponseContentType => response.is_some_and(|r| has_content_type_match(re, &r.headers)),
             Field::Domain => re.is_match(request.host.as_bytes()),
-            Field::Dst => f
-                .server_addr
-                .is_some_and(|addr| re.is_match(addr.to_string().as_bytes())),
+            Field::Dst => f.server_addr.is_some_and(|addr| re.is_match(addr.to_string().as_bytes())),
             Field::Header => {
-                has_header_match(re, &request.headers)
-                    || response.is_some_and(|r| has_header_match(re, &r.headers))
+                has_header_match(re, &request.headers) || response.is_some_and(|r| has_header_match(re, &r.headers))
             }
             Field::RequestHeader => has_header_match(re, &request.headers),
             Field::ResponseHeader => response.is_some_and(|r| has_header_match(re, &r.headers)),
@@ -295,11 +276,11 @@ fn has_body_match(re: &Regex, body: &Option<Vec<u8>>) -> bool {
 /// WebSocket data messages count as body, as in mitmproxy; `from_client` picks a direction.
 fn has_message_match(re: &Regex, f: &HttpFlow, from_client: Option<bool>) -> bool {
     let is_data = |m: &WebSocketMessage| matches!(m.kind, "text" | "binary");
-    f.websocket.as_deref().unwrap_or_default().iter().any(|m| {
-        is_data(m)
-            && from_client.is_none_or(|side| m.from_client == side)
-            && re.is_match(&m.payload)
-    })
+    f.websocket
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|m| is_data(m) && from_client.is_none_or(|side| m.from_client == side) && re.is_match(&m.payload))
 }
 
 /// Header fields are matched one at a time, as `name: value`.
@@ -314,9 +295,7 @@ fn has_header_match(re: &Regex, headers: &Headers) -> bool {
 }
 
 fn has_content_type_match(re: &Regex, headers: &Headers) -> bool {
-    headers
-        .get_all("content-type")
-        .any(|value| re.is_match(value))
+    headers.get_all("content-type").any(|value| re.is_match(value))
 }
 
 /// Characters that end a bare word (besides whitespace), as in mitmproxy. `!`, `&` and `|` do not:
@@ -345,11 +324,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn error(&self, position: usize, expected: impl Into<String>) -> FilterError {
-        FilterError {
-            filter: self.text.to_string(),
-            position,
-            expected: expected.into(),
-        }
+        FilterError { filter: self.text.to_string(), position, expected: expected.into() }
     }
 
     fn peek(&self) -> Option<char> {
@@ -450,9 +425,7 @@ impl Parser<'_> {
                 self.after = Some('(');
                 let inner = self.parse_sequence()?;
                 if self.peek() != Some(')') {
-                    return Err(
-                        self.error(self.pos, format!(") to close the ( at position {start}"))
-                    );
+                    return Err(self.error(self.pos, format!(") to close the ( at position {start}")));
                 }
                 self.pos += 1;
                 self.depth -= 1;
@@ -469,13 +442,7 @@ impl Parser<'_> {
             '~' => self.parse_filter(),
             _ => {
                 let pattern = self.parse_argument("a filter")?;
-                compile(
-                    self,
-                    Field::Url,
-                    &pattern,
-                    start,
-                    "for a bare word (matched as ~u)",
-                )
+                compile(self, Field::Url, &pattern, start, "for a bare word (matched as ~u)")
             }
         }
     }
@@ -490,10 +457,7 @@ impl Parser<'_> {
         }
         let name: String = self.chars[name_start..self.pos].iter().collect();
         let Some((_, spec)) = FILTERS.iter().find(|(known, _)| *known == name) else {
-            let known: Vec<String> = FILTERS
-                .iter()
-                .map(|(known, _)| format!("~{known}"))
-                .collect();
+            let known: Vec<String> = FILTERS.iter().map(|(known, _)| format!("~{known}")).collect();
             return Err(self.error(start, format!("one of {}, found ~{name}", known.join(" "))));
         };
         match spec {
@@ -512,9 +476,7 @@ impl Parser<'_> {
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(self.error(at, "a number after ~c"));
                 }
-                let code = digits
-                    .parse()
-                    .map_err(|_| self.error(at, "a number up to 65535 after ~c"))?;
+                let code = digits.parse().map_err(|_| self.error(at, "a number up to 65535 after ~c"))?;
                 Ok(Node::Code(code))
             }
         }
@@ -525,10 +487,7 @@ impl Parser<'_> {
         self.skip_whitespace();
         match self.peek() {
             Some('"' | '\'') => self.parse_quoted(),
-            Some('(') => Err(self.error(
-                self.pos,
-                format!("{expected} (quote a regex that has parentheses)"),
-            )),
+            Some('(') => Err(self.error(self.pos, format!("{expected} (quote a regex that has parentheses)"))),
             // A word may contain & and |, but one that starts with them is an operator out of place.
             Some(c) if is_word_char(c) && !matches!(c, '&' | '|') => {
                 let start = self.pos;
@@ -551,10 +510,7 @@ impl Parser<'_> {
         let mut out = String::new();
         loop {
             let Some(c) = self.peek() else {
-                return Err(self.error(
-                    self.pos,
-                    format!("a closing {quote} for the quote at position {open}"),
-                ));
+                return Err(self.error(self.pos, format!("a closing {quote} for the quote at position {open}")));
             };
             self.pos += 1;
             if c == quote {
@@ -578,37 +534,19 @@ impl Parser<'_> {
 }
 
 /// Compiles a case-insensitive regex for `field`; bodies let `.` match newlines, as mitmproxy's do.
-fn compile(
-    parser: &Parser<'_>,
-    field: Field,
-    pattern: &str,
-    at: usize,
-    context: &str,
-) -> Result<Node, FilterError> {
+fn compile(parser: &Parser<'_>, field: Field, pattern: &str, at: usize, context: &str) -> Result<Node, FilterError> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
         .dot_matches_new_line(field.is_body())
         .build()
         .map(|re| Node::Regex(field, re))
-        .map_err(|e| {
-            parser.error(
-                at,
-                format!(
-                    "a valid regex {context}, not {pattern:?} ({})",
-                    regex_reason(&e)
-                ),
-            )
-        })
+        .map_err(|e| parser.error(at, format!("a valid regex {context}, not {pattern:?} ({})", regex_reason(&e))))
 }
 
 /// The last line of a regex error (`unclosed group`), without the multi-line caret diagram.
 fn regex_reason(error: &regex::Error) -> String {
     let text = error.to_string();
-    let last = text
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("invalid regex");
+    let last = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("invalid regex");
     last.trim().trim_start_matches("error: ").to_string()
 }
 

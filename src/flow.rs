@@ -149,7 +149,9 @@ impl WebSocketMessage {
             Message::Binary(data) => ("binary", data.to_vec()),
             Message::Ping(data) => ("ping", data.to_vec()),
             Message::Pong(data) => ("pong", data.to_vec()),
-            Message::Close(Some(frame)) => ("close", format!("{} {}", u16::from(frame.code), frame.reason).into_bytes()),
+            Message::Close(Some(frame)) => {
+                ("close", format!("{} {}", u16::from(frame.code), frame.reason).into_bytes())
+            }
             Message::Close(None) => ("close", Vec::new()),
             Message::Frame(frame) => ("frame", frame.payload().to_vec()),
         };

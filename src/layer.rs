@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use tokio::time::timeout;
 
+use crate::config::HostRules;
 use crate::context::Context;
 use crate::error::ProtocolError;
 use crate::io::{BoxStream, BufIo};
-use crate::config::HostRules;
 use crate::layers::tls::{peek_sni, HelloSni, TlsLayer, MAX_HELLO_RECORD_BYTES};
 use crate::layers::{http1::Http1Layer, socks5::Socks5Layer, tcp::TcpLayer};
 
@@ -62,7 +62,6 @@ impl LayerKind {
             LayerKind::Websocket => "WebsocketLayer",
         }
     }
-
 }
 
 /// How long to wait for a client to speak first after a tunnel opens before treating the connection as

@@ -22,8 +22,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
-use crate::config::UpstreamTls;
 use crate::config::ModeKind;
+use crate::config::UpstreamTls;
 use crate::context::{Address, Context, RootContext};
 use crate::error::{ProtocolError, Side};
 use crate::io::{BoxStream, BufIo, Stream};
@@ -55,7 +55,10 @@ pub fn upstream_tls_config(options: &UpstreamTls) -> Arc<ClientConfig> {
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");
     let mut config = if options.insecure {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))).with_no_client_auth()
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         for cert in &options.extra_roots {
@@ -318,7 +321,12 @@ impl ServerConnection {
     }
 
     /// Asks the upstream proxy for a tunnel to `address`. Bytes the proxy sent after its 200 stay buffered.
-    async fn open_tunnel(&self, tcp: TcpStream, proxy: &Address, address: &Address) -> Result<BufIo<TcpStream>, ProtocolError> {
+    async fn open_tunnel(
+        &self,
+        tcp: TcpStream,
+        proxy: &Address,
+        address: &Address,
+    ) -> Result<BufIo<TcpStream>, ProtocolError> {
         let mut stream = BufIo::new(tcp);
         let host = proxy.to_string();
         let request = format!("CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n\r\n");
@@ -327,7 +335,10 @@ impl ServerConnection {
         let head = read_head(&mut stream, &config.limits, config.timeouts.read, http1::parse_response)
             .await
             .map_err(|e| ProtocolError::BadResponse { host: host.clone(), reason: e.to_string() })?
-            .ok_or_else(|| ProtocolError::BadResponse { host: host.clone(), reason: "closed before answering CONNECT".into() })?;
+            .ok_or_else(|| ProtocolError::BadResponse {
+                host: host.clone(),
+                reason: "closed before answering CONNECT".into(),
+            })?;
         if head.status != 200 {
             return Err(ProtocolError::BadResponse {
                 host,
@@ -395,9 +406,10 @@ impl ServerConnection {
 
     /// True if `addr` is one of our listeners (a wildcard listener matches any local address on its port).
     fn is_own_listener(&self, addr: &SocketAddr) -> bool {
-        self.root.listen_addrs.iter().any(|l| {
-            l.port() == addr.port() && (l.ip() == addr.ip() || (l.ip().is_unspecified() && is_local(addr)))
-        })
+        self.root
+            .listen_addrs
+            .iter()
+            .any(|l| l.port() == addr.port() && (l.ip() == addr.ip() || (l.ip().is_unspecified() && is_local(addr))))
     }
 }
 

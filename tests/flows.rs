@@ -15,10 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{
-    curl_unchecked, raw_exchange, run_strata_to_exit, unused_port, EventCount, Finished, Strata,
-    TestCa,
-};
+use common::{curl_unchecked, raw_exchange, run_strata_to_exit, unused_port, EventCount, Finished, Strata, TestCa};
 use regex::Regex;
 use serde_json::{json, Value};
 
@@ -40,10 +37,7 @@ struct SeenRequest {
 
 impl SeenRequest {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn has_header(&self, name: &str) -> bool {
@@ -137,22 +131,11 @@ impl TestOrigin {
                 // The listener is dropped here: the port is free again.
             }));
         }
-        TestOrigin {
-            port,
-            scheme,
-            state,
-            stop,
-            addrs,
-            threads,
-        }
+        TestOrigin { port, scheme, state, stop, addrs, threads }
     }
 
     fn url(&self, path: &str) -> String {
-        let host = if self.scheme == "https" {
-            "localhost"
-        } else {
-            "127.0.0.1"
-        };
+        let host = if self.scheme == "https" { "localhost" } else { "127.0.0.1" };
         format!("{}://{host}:{}{path}", self.scheme, self.port)
     }
 
@@ -166,10 +149,7 @@ impl TestOrigin {
 
     /// The last request whose target starts with `prefix`.
     fn last_request(&self, prefix: &str) -> Option<SeenRequest> {
-        self.requests()
-            .into_iter()
-            .rev()
-            .find(|r| r.target.starts_with(prefix))
+        self.requests().into_iter().rev().find(|r| r.target.starts_with(prefix))
     }
 
     fn release_slow(&self) {
@@ -232,12 +212,7 @@ impl Write for OriginConn {
     }
 }
 
-fn serve_connection(
-    tcp: TcpStream,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    scheme: &str,
-    state: &OriginState,
-) {
+fn serve_connection(tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, scheme: &str, state: &OriginState) {
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(60)));
     let conn = match tls {
@@ -252,9 +227,7 @@ fn serve_connection(
     let mut reader = BufReader::new(conn);
     while let Some(request) = read_request(&mut reader) {
         state.requests.lock().unwrap().push(request.clone());
-        let close = request
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         match respond(&request, reader.get_mut(), scheme, state) {
             Ok(true) if !close => {}
             _ => break,
@@ -292,20 +265,12 @@ fn read_request(reader: &mut impl BufRead) -> Option<SeenRequest> {
         let (name, value) = line.split_once(':')?;
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    let mut request = SeenRequest {
-        method,
-        target,
-        headers,
-        body: Vec::new(),
-    };
+    let mut request = SeenRequest { method, target, headers, body: Vec::new() };
     if let Some(length) = request.header("content-length") {
         let mut body = vec![0; length.parse().ok()?];
         reader.read_exact(&mut body).ok()?;
         request.body = body;
-    } else if request
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
+    } else if request.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let mut size = String::new();
             reader.read_line(&mut size).ok()?;
@@ -326,12 +291,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<SeenRequest> {
 }
 
 /// Writes the answer; Ok(true) if the connection may carry another request.
-fn respond(
-    request: &SeenRequest,
-    w: &mut OriginConn,
-    scheme: &str,
-    state: &OriginState,
-) -> std::io::Result<bool> {
+fn respond(request: &SeenRequest, w: &mut OriginConn, scheme: &str, state: &OriginState) -> std::io::Result<bool> {
     let path = request.target.split('?').next().unwrap_or("");
     match path {
         "/text" => {
@@ -348,22 +308,17 @@ fn respond(
         }
         "/big" => {
             let body = "hello\n".repeat(700);
-            write!(
-                w,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )?;
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
         }
         "/slow" => {
-            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n")?;
+            w.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n",
+            )?;
             w.write_all(&[b's'; 1000])?;
             w.flush()?;
             state.slow_started.bump();
             let released = state.released.lock().unwrap();
-            let _ =
-                state
-                    .release
-                    .wait_timeout_while(released, Duration::from_secs(30), |released| !*released);
+            let _ = state.release.wait_timeout_while(released, Duration::from_secs(30), |released| !*released);
             return Ok(false);
         }
         _ => {
@@ -374,11 +329,7 @@ fn respond(
                 request.target,
                 String::from_utf8_lossy(&request.body)
             );
-            write!(
-                w,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )?;
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
         }
     }
     w.flush()?;
@@ -404,16 +355,10 @@ struct Got {
 impl Got {
     /// A header of the final response head.
     fn header(&self, name: &str) -> Option<String> {
-        let last = self
-            .heads
-            .split("\r\n\r\n")
-            .filter(|h| !h.trim().is_empty())
-            .last()?;
+        let last = self.heads.split("\r\n\r\n").filter(|h| !h.trim().is_empty()).last()?;
         last.lines().skip(1).find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
         })
     }
 
@@ -439,26 +384,15 @@ impl Got {
 fn fetch(args: &[&str]) -> Got {
     let dir = tempfile::tempdir().expect("temp dir");
     let (heads, body) = (dir.path().join("heads"), dir.path().join("body"));
-    let mut all: Vec<String> = [
-        "--max-time",
-        "20",
-        "-w",
-        "%{http_code} %{http_connect}",
-        "-D",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut all: Vec<String> =
+        ["--max-time", "20", "-w", "%{http_code} %{http_connect}", "-D"].iter().map(|s| s.to_string()).collect();
     all.push(heads.display().to_string());
     all.push("-o".into());
     all.push(body.display().to_string());
     all.extend(args.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
     let curl = curl_unchecked(&refs);
-    let mut codes = curl
-        .stdout
-        .split_whitespace()
-        .map(|c| c.parse::<u16>().unwrap_or(0));
+    let mut codes = curl.stdout.split_whitespace().map(|c| c.parse::<u16>().unwrap_or(0));
     let (status, connect_status) = (codes.next().unwrap_or(0), codes.next().unwrap_or(0));
     Got {
         status,
@@ -491,11 +425,7 @@ fn send(proxy: &Strata, method: &str, url: &str, body: Option<&str>) -> Got {
 #[track_caller]
 fn expect(proxy: &Strata, got: &Got, status: u16, body: &[u8]) {
     if got.status != status || got.body != body {
-        proxy.fail(&format!(
-            "expected {status} with body {:?}\n{}",
-            String::from_utf8_lossy(body),
-            got.describe()
-        ));
+        proxy.fail(&format!("expected {status} with body {:?}\n{}", String::from_utf8_lossy(body), got.describe()));
     }
 }
 
@@ -512,30 +442,16 @@ fn expect_status(proxy: &Strata, got: &Got, status: u16) {
 
 fn parse_har(path: &Path) -> Result<Value, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    let har: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "{} is not JSON ({e}):\n{}",
-            path.display(),
-            String::from_utf8_lossy(&bytes)
-        )
-    })?;
-    if har
-        .pointer("/log/entries")
-        .and_then(Value::as_array)
-        .is_none()
-    {
-        return Err(format!(
-            "{} has no log.entries array:\n{har:#}",
-            path.display()
-        ));
+    let har: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not JSON ({e}):\n{}", path.display(), String::from_utf8_lossy(&bytes)))?;
+    if har.pointer("/log/entries").and_then(Value::as_array).is_none() {
+        return Err(format!("{} has no log.entries array:\n{har:#}", path.display()));
     }
     Ok(har)
 }
 
 fn entries(har: &Value) -> &Vec<Value> {
-    har.pointer("/log/entries")
-        .and_then(Value::as_array)
-        .expect("log.entries")
+    har.pointer("/log/entries").and_then(Value::as_array).expect("log.entries")
 }
 
 fn entry_for<'a>(har: &'a Value, method: &str, url: &str) -> &'a Value {
@@ -546,20 +462,13 @@ fn entry_for<'a>(har: &'a Value, method: &str, url: &str) -> &'a Value {
 }
 
 /// A HAR entry as a minimal writer would make it.
-fn har_entry(
-    method: &str,
-    url: &str,
-    request_body: Option<&str>,
-    status: u16,
-    response_body: &str,
-) -> Value {
+fn har_entry(method: &str, url: &str, request_body: Option<&str>, status: u16, response_body: &str) -> Value {
     let mut request = json!({
         "method": method, "url": url, "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
         "cookies": [], "headersSize": -1, "bodySize": request_body.map_or(0, str::len),
     });
     if let Some(body) = request_body {
-        request["postData"] =
-            json!({ "mimeType": "application/x-www-form-urlencoded", "text": body });
+        request["postData"] = json!({ "mimeType": "application/x-www-form-urlencoded", "text": body });
     }
     json!({
         "startedDateTime": "2026-01-01T00:00:00.000Z",
@@ -578,7 +487,8 @@ fn har_entry(
 }
 
 fn write_har(dir: &Path, name: &str, entries: Vec<Value>) -> PathBuf {
-    let har = json!({ "log": { "version": "1.2", "creator": { "name": "flows-test", "version": "1" }, "entries": entries } });
+    let har =
+        json!({ "log": { "version": "1.2", "creator": { "name": "flows-test", "version": "1" }, "entries": entries } });
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec_pretty(&har).unwrap()).expect("write HAR");
     path
@@ -596,10 +506,7 @@ fn fixture(name: &str) -> String {
 fn terminate(proxy: &mut Strata) {
     proxy.signal(libc::SIGTERM);
     let status = proxy.wait_for_exit(SOON);
-    proxy.check(
-        status.success(),
-        format!("strata exited with {status} after SIGTERM"),
-    );
+    proxy.check(status.success(), format!("strata exited with {status} after SIGTERM"));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -613,12 +520,7 @@ fn recorded_session_replays_with_the_origins_down() {
     let mut secure = TestOrigin::tls(&ca);
     let dir = tempfile::tempdir().unwrap();
     let har_path = dir.path().join("session.har");
-    let mut recorder = Strata::start(&[
-        "--save-har",
-        &path_str(&har_path),
-        "--upstream-ca",
-        &path_str(&ca.pem_path()),
-    ]);
+    let mut recorder = Strata::start(&["--save-har", &path_str(&har_path), "--upstream-ca", &path_str(&ca.pem_path())]);
 
     let requests: Vec<(&str, String, Option<&str>)> = vec![
         ("GET", plain.url("/search?q=rust&page=2"), None),
@@ -633,10 +535,7 @@ fn recorded_session_replays_with_the_origins_down() {
         let scheme = url.split(':').next().unwrap();
         let expected = format!("{scheme} {method} /{target} body={}", body.unwrap_or(""));
         if got.status != 200 || !got.text().starts_with(&expected) {
-            recorder.fail(&format!(
-                "recording: expected 200 with {expected:?}\n{}",
-                got.describe()
-            ));
+            recorder.fail(&format!("recording: expected 200 with {expected:?}\n{}", got.describe()));
         }
         recorded.push(got);
     }
@@ -650,29 +549,15 @@ fn recorded_session_replays_with_the_origins_down() {
     for ((method, url, body), got) in requests.iter().zip(&recorded) {
         let entry = entry_for(&har, method, url);
         assert_eq!(entry["response"]["status"], 200, "{entry:#}");
-        assert_eq!(
-            entry["response"]["content"]["text"],
-            got.text().as_str(),
-            "{entry:#}"
-        );
+        assert_eq!(entry["response"]["content"]["text"], got.text().as_str(), "{entry:#}");
         assert_eq!(entry["serverIPAddress"], "127.0.0.1", "{entry:#}");
         assert!(entry["startedDateTime"].is_string(), "{entry:#}");
         for phase in ["send", "wait", "receive"] {
-            assert!(
-                entry["timings"][phase].as_f64().is_some_and(|t| t >= 0.0),
-                "timings.{phase}: {entry:#}"
-            );
+            assert!(entry["timings"][phase].as_f64().is_some_and(|t| t >= 0.0), "timings.{phase}: {entry:#}");
         }
-        let has_content_type = entry["response"]["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| {
-                h["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case("content-type"))
-                    && h["value"] == "text/plain"
-            });
+        let has_content_type = entry["response"]["headers"].as_array().unwrap().iter().any(|h| {
+            h["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case("content-type")) && h["value"] == "text/plain"
+        });
         assert!(has_content_type, "{entry:#}");
         match body {
             Some(body) => assert_eq!(entry["request"]["postData"]["text"], *body, "{entry:#}"),
@@ -699,10 +584,7 @@ fn recorded_session_replays_with_the_origins_down() {
         expect(&replayer, &replayed, got.status, &got.body);
         replayer.check(
             replayed.header("content-type").as_deref() == Some("text/plain"),
-            format!(
-                "replayed response lost its Content-Type\n{}",
-                replayed.describe()
-            ),
+            format!("replayed response lost its Content-Type\n{}", replayed.describe()),
         );
     }
     replayer.check(
@@ -715,10 +597,7 @@ fn recorded_session_replays_with_the_origins_down() {
     );
     // The counters do count: one direct connection shows up.
     drop(TcpStream::connect(("127.0.0.1", plain_port)).expect("connect to the counting listener"));
-    assert!(
-        plain_counter.state.accepts.wait_for(1, SOON),
-        "the counting listener did not count a connection"
-    );
+    assert!(plain_counter.state.accepts.wait_for(1, SOON), "the counting listener did not count a connection");
 }
 
 #[test]
@@ -728,38 +607,21 @@ fn server_replay_extra_decides_for_unrecorded_requests() {
     let har = write_har(
         dir.path(),
         "one.har",
-        vec![har_entry(
-            "GET",
-            "http://replay.invalid/recorded",
-            None,
-            200,
-            "recorded\n",
-        )],
+        vec![har_entry("GET", "http://replay.invalid/recorded", None, 200, "recorded\n")],
     );
     let har = path_str(&har);
     let unrecorded = origin.url("/unrecorded");
 
     let proxy = Strata::start(&["--server-replay", &har, "--server-replay-extra", "404"]);
     expect_status(&proxy, &via(&proxy, &[&unrecorded]), 404);
-    expect(
-        &proxy,
-        &via(&proxy, &["http://replay.invalid/recorded"]),
-        200,
-        b"recorded\n",
-    );
+    expect(&proxy, &via(&proxy, &["http://replay.invalid/recorded"]), 200, b"recorded\n");
     proxy.check(
         origin.accepts() == 0,
-        format!(
-            "--server-replay-extra 404 connected to the origin {} times",
-            origin.accepts()
-        ),
+        format!("--server-replay-extra 404 connected to the origin {} times", origin.accepts()),
     );
 
     let proxy = Strata::start(&["--server-replay", &har, "--server-replay-extra", "kill"]);
-    let request = format!(
-        "GET {unrecorded} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-        origin.port
-    );
+    let request = format!("GET {unrecorded} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", origin.port);
     let reply = raw_exchange(proxy.port, request.as_bytes(), SOON);
     proxy.check(
         reply.closed && reply.bytes.is_empty(),
@@ -767,10 +629,7 @@ fn server_replay_extra_decides_for_unrecorded_requests() {
     );
     proxy.check(
         origin.accepts() == 0,
-        format!(
-            "--server-replay-extra kill connected to the origin {} times",
-            origin.accepts()
-        ),
+        format!("--server-replay-extra kill connected to the origin {} times", origin.accepts()),
     );
 
     // The default, forward, does reach the origin.
@@ -798,41 +657,15 @@ fn server_replay_uses_each_response_once_in_order_unless_reuse() {
     let har = path_str(&har);
 
     let proxy = Strata::start(&["--server-replay", &har, "--server-replay-extra", "404"]);
-    expect(
-        &proxy,
-        &via(&proxy, &["http://replay.invalid/seq"]),
-        200,
-        b"first",
-    );
-    expect(
-        &proxy,
-        &via(&proxy, &["http://replay.invalid/seq"]),
-        201,
-        b"second",
-    );
+    expect(&proxy, &via(&proxy, &["http://replay.invalid/seq"]), 200, b"first");
+    expect(&proxy, &via(&proxy, &["http://replay.invalid/seq"]), 201, b"second");
     expect_status(&proxy, &via(&proxy, &["http://replay.invalid/seq"]), 404);
-    expect(
-        &proxy,
-        &via(&proxy, &["http://replay.invalid/once"]),
-        200,
-        b"once",
-    );
+    expect(&proxy, &via(&proxy, &["http://replay.invalid/once"]), 200, b"once");
     expect_status(&proxy, &via(&proxy, &["http://replay.invalid/once"]), 404);
 
-    let proxy = Strata::start(&[
-        "--server-replay",
-        &har,
-        "--server-replay-extra",
-        "404",
-        "--server-replay-reuse",
-    ]);
+    let proxy = Strata::start(&["--server-replay", &har, "--server-replay-extra", "404", "--server-replay-reuse"]);
     for _ in 0..3 {
-        expect(
-            &proxy,
-            &via(&proxy, &["http://replay.invalid/once"]),
-            200,
-            b"once",
-        );
+        expect(&proxy, &via(&proxy, &["http://replay.invalid/once"]), 200, b"once");
     }
 }
 
@@ -843,53 +676,22 @@ fn server_replay_ignore_options_each_relax_one_part_of_the_match() {
         dir.path(),
         "match.har",
         vec![
-            har_entry(
-                "GET",
-                "http://replay.invalid/search?q=rust&ts=1",
-                None,
-                200,
-                "search result",
-            ),
-            har_entry(
-                "GET",
-                "http://recorded-host.invalid/page",
-                None,
-                200,
-                "page",
-            ),
-            har_entry(
-                "POST",
-                "http://replay.invalid/submit",
-                Some("a=1"),
-                200,
-                "submitted",
-            ),
+            har_entry("GET", "http://replay.invalid/search?q=rust&ts=1", None, 200, "search result"),
+            har_entry("GET", "http://recorded-host.invalid/page", None, 200, "page"),
+            har_entry("POST", "http://replay.invalid/submit", Some("a=1"), 200, "submitted"),
         ],
     );
     let har = path_str(&har);
     let other_param = "http://replay.invalid/search?q=rust&ts=999";
     let other_host = "http://other-host.invalid/page";
-    let post_other = |proxy: &Strata| {
-        via(
-            proxy,
-            &["--data-binary", "a=2", "http://replay.invalid/submit"],
-        )
-    };
+    let post_other = |proxy: &Strata| via(proxy, &["--data-binary", "a=2", "http://replay.invalid/submit"]);
 
     // Without the options, each variant misses (and the exact request matches).
     let proxy = Strata::start(&["--server-replay", &har, "--server-replay-extra", "404"]);
     expect_status(&proxy, &via(&proxy, &[other_param]), 404);
     expect_status(&proxy, &via(&proxy, &[other_host]), 404);
     expect_status(&proxy, &post_other(&proxy), 404);
-    expect(
-        &proxy,
-        &via(
-            &proxy,
-            &["--data-binary", "a=1", "http://replay.invalid/submit"],
-        ),
-        200,
-        b"submitted",
-    );
+    expect(&proxy, &via(&proxy, &["--data-binary", "a=1", "http://replay.invalid/submit"]), 200, b"submitted");
 
     let proxy = Strata::start(&[
         "--server-replay",
@@ -901,129 +703,56 @@ fn server_replay_ignore_options_each_relax_one_part_of_the_match() {
     ]);
     expect(&proxy, &via(&proxy, &[other_param]), 200, b"search result");
     // Only the named parameter is ignored.
-    expect_status(
-        &proxy,
-        &via(&proxy, &["http://replay.invalid/search?q=go&ts=1"]),
-        404,
-    );
+    expect_status(&proxy, &via(&proxy, &["http://replay.invalid/search?q=go&ts=1"]), 404);
 
-    let proxy = Strata::start(&[
-        "--server-replay",
-        &har,
-        "--server-replay-extra",
-        "404",
-        "--server-replay-ignore-host",
-    ]);
+    let proxy =
+        Strata::start(&["--server-replay", &har, "--server-replay-extra", "404", "--server-replay-ignore-host"]);
     expect(&proxy, &via(&proxy, &[other_host]), 200, b"page");
 
-    let proxy = Strata::start(&[
-        "--server-replay",
-        &har,
-        "--server-replay-extra",
-        "404",
-        "--server-replay-ignore-content",
-    ]);
+    let proxy =
+        Strata::start(&["--server-replay", &har, "--server-replay-extra", "404", "--server-replay-ignore-content"]);
     expect(&proxy, &post_other(&proxy), 200, b"submitted");
 }
 
 #[test]
 fn server_replay_reads_a_mitmproxy_export() {
-    let proxy = Strata::start(&[
-        "--server-replay",
-        &fixture("mitmproxy-export.har"),
-        "--server-replay-extra",
-        "404",
-    ]);
-    let got = via(
-        &proxy,
-        &["http://127.0.0.1:37677/hello.txt?lang=en&empty=&flag"],
-    );
+    let proxy = Strata::start(&["--server-replay", &fixture("mitmproxy-export.har"), "--server-replay-extra", "404"]);
+    let got = via(&proxy, &["http://127.0.0.1:37677/hello.txt?lang=en&empty=&flag"]);
     expect(&proxy, &got, 200, b"hello from the origin\n");
-    proxy.check(
-        got.header("content-type").as_deref() == Some("text/plain"),
-        got.describe(),
-    );
+    proxy.check(got.header("content-type").as_deref() == Some("text/plain"), got.describe());
 
-    let pixel = base64::engine::general_purpose::STANDARD
-        .decode("iVBORw0KGgoAAAANSUhEUv/+AAE=")
-        .unwrap();
-    expect(
-        &proxy,
-        &via(&proxy, &["http://127.0.0.1:37677/pixel.bin"]),
-        200,
-        &pixel,
-    );
+    let pixel = base64::engine::general_purpose::STANDARD.decode("iVBORw0KGgoAAAANSUhEUv/+AAE=").unwrap();
+    expect(&proxy, &via(&proxy, &["http://127.0.0.1:37677/pixel.bin"]), 200, &pixel);
 
-    let got = via(
-        &proxy,
-        &[
-            "--data-binary",
-            r#"{"name":"strata","n":3}"#,
-            "http://127.0.0.1:37677/echo?x=1",
-        ],
-    );
-    expect(
-        &proxy,
-        &got,
-        201,
-        br#"{"got": "{\"name\":\"strata\",\"n\":3}", "path": "/echo?x=1"}"#,
-    );
+    let got = via(&proxy, &["--data-binary", r#"{"name":"strata","n":3}"#, "http://127.0.0.1:37677/echo?x=1"]);
+    expect(&proxy, &got, 201, br#"{"got": "{\"name\":\"strata\",\"n\":3}", "path": "/echo?x=1"}"#);
 
     // mitmproxy stores bodies decoded: the recorded gzip Content-Encoding must not be sent with them.
     let got = via(&proxy, &["http://127.0.0.1:37677/gz"]);
-    expect(
-        &proxy,
-        &got,
-        200,
-        "compressed text body\n".repeat(4).as_bytes(),
-    );
+    expect(&proxy, &got, 200, "compressed text body\n".repeat(4).as_bytes());
     proxy.check(got.header("content-encoding").is_none(), got.describe());
 }
 
 #[test]
 fn server_replay_reads_a_chrome_export_over_https() {
-    let proxy = Strata::start(&[
-        "--server-replay",
-        &fixture("chrome-export.har"),
-        "--server-replay-extra",
-        "404",
-    ]);
+    let proxy = Strata::start(&["--server-replay", &fixture("chrome-export.har"), "--server-replay-extra", "404"]);
     let got = via(&proxy, &["https://app.example.test/"]);
-    expect(
-        &proxy,
-        &got,
-        200,
-        br#"<!doctype html><title>App</title><img src="/static/logo.png">"#,
-    );
+    expect(&proxy, &got, 200, br#"<!doctype html><title>App</title><img src="/static/logo.png">"#);
     // Chrome stores the body decoded; the recorded `content-encoding: br` would make it unreadable.
     proxy.check(got.header("content-encoding").is_none(), got.describe());
 
     let png = base64::engine::general_purpose::STANDARD
         .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==")
         .unwrap();
-    expect(
-        &proxy,
-        &via(&proxy, &["https://app.example.test/static/logo.png"]),
-        200,
-        &png,
-    );
+    expect(&proxy, &via(&proxy, &["https://app.example.test/static/logo.png"]), 200, &png);
 
     let got = via(
         &proxy,
-        &[
-            "--data-binary",
-            r#"{"name":"widget","qty":2}"#,
-            "https://app.example.test/api/items?debug=1&v=2",
-        ],
+        &["--data-binary", r#"{"name":"widget","qty":2}"#, "https://app.example.test/api/items?debug=1&v=2"],
     );
     expect(&proxy, &got, 201, br#"{"id":7,"name":"widget"}"#);
 
-    expect(
-        &proxy,
-        &via(&proxy, &["-g", "http://[::1]:8080/v6/status"]),
-        200,
-        b"ok\n",
-    );
+    expect(&proxy, &via(&proxy, &["-g", "http://[::1]:8080/v6/status"]), 200, b"ok\n");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1036,24 +765,10 @@ fn save_har_parses_after_sigterm_during_a_slow_download() {
     let dir = tempfile::tempdir().unwrap();
     let har_path = dir.path().join("cut.har");
     let mut proxy = Strata::start(&["--save-har", &path_str(&har_path)]);
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/text")]),
-        200,
-        b"hello world",
-    );
+    expect(&proxy, &via(&proxy, &[&origin.url("/text")]), 200, b"hello world");
 
     let mut slow = Command::new("/usr/bin/curl")
-        .args([
-            "--silent",
-            "--max-time",
-            "60",
-            "-o",
-            "/dev/null",
-            "-x",
-            &proxy.proxy_url(),
-            &origin.url("/slow"),
-        ])
+        .args(["--silent", "--max-time", "60", "-o", "/dev/null", "-x", &proxy.proxy_url(), &origin.url("/slow")])
         .env_remove("NO_PROXY")
         .env_remove("no_proxy")
         .stdin(Stdio::null())
@@ -1068,36 +783,22 @@ fn save_har_parses_after_sigterm_during_a_slow_download() {
     }
     // A flow that finishes just before the signal, within the periodic writer's interval: only the
     // write at shutdown can put it in the file.
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/text?last=1")]),
-        200,
-        b"hello world",
-    );
+    expect(&proxy, &via(&proxy, &[&origin.url("/text?last=1")]), 200, b"hello world");
 
     proxy.signal(libc::SIGTERM);
     let status = proxy.wait_for_exit(SOON);
     let _ = slow.kill();
     let _ = slow.wait();
     origin.release_slow();
-    proxy.check(
-        status.success(),
-        format!("strata exited with {status} after SIGTERM"),
-    );
+    proxy.check(status.success(), format!("strata exited with {status} after SIGTERM"));
 
     let har = parse_har(&har_path).unwrap_or_else(|e| proxy.fail(&e));
     for url in [origin.url("/text"), origin.url("/text?last=1")] {
         let entry = entry_for(&har, "GET", &url);
-        assert_eq!(
-            entry["response"]["content"]["text"], "hello world",
-            "{entry:#}"
-        );
+        assert_eq!(entry["response"]["content"]["text"], "hello world", "{entry:#}");
     }
     for entry in entries(&har) {
-        assert!(
-            entry["request"]["url"].is_string() && entry["response"]["status"].is_number(),
-            "{entry:#}"
-        );
+        assert!(entry["request"]["url"].is_string() && entry["response"]["status"].is_number(), "{entry:#}");
     }
 }
 
@@ -1145,15 +846,15 @@ fn save_har_on_disk_is_complete_while_strata_runs() {
         }
         if Instant::now() >= deadline {
             let on_disk = std::fs::read_to_string(&har_path).unwrap_or_else(|e| format!("({e})"));
-            proxy.fail(&format!("4 s after the last flow the HAR on disk does not hold the {} finished flows:\n{on_disk}", urls.len()));
+            proxy.fail(&format!(
+                "4 s after the last flow the HAR on disk does not hold the {} finished flows:\n{on_disk}",
+                urls.len()
+            ));
         }
         thread::sleep(Duration::from_millis(20));
     };
     stop.store(true, Ordering::SeqCst);
-    let complete_reads = reader
-        .join()
-        .unwrap()
-        .unwrap_or_else(|e| proxy.fail(&format!("a read of the live HAR: {e}")));
+    let complete_reads = reader.join().unwrap().unwrap_or_else(|e| proxy.fail(&format!("a read of the live HAR: {e}")));
     assert!(complete_reads > 0);
     for url in &urls {
         entry_for(&har, "GET", url);
@@ -1166,22 +867,9 @@ fn save_har_refuses_an_existing_file() {
     let path = dir.path().join("precious.har");
     std::fs::write(&path, "an earlier recording").unwrap();
     let done = run_strata_to_exit(&["-p", "0", "--save-har", &path_str(&path)], SOON);
-    assert_eq!(
-        done.status.code(),
-        Some(2),
-        "stdout:\n{}\nstderr:\n{}",
-        done.stdout,
-        done.stderr
-    );
-    assert!(
-        done.stderr.contains("precious.har"),
-        "stderr does not name the file:\n{}",
-        done.stderr
-    );
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        "an earlier recording"
-    );
+    assert_eq!(done.status.code(), Some(2), "stdout:\n{}\nstderr:\n{}", done.stdout, done.stderr);
+    assert!(done.stderr.contains("precious.har"), "stderr does not name the file:\n{}", done.stderr);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "an earlier recording");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1196,12 +884,7 @@ fn client_replay_resends_recorded_requests_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let har_path = dir.path().join("to-replay.har");
     let upstream_ca = path_str(&ca.pem_path());
-    let mut recorder = Strata::start(&[
-        "--save-har",
-        &path_str(&har_path),
-        "--upstream-ca",
-        &upstream_ca,
-    ]);
+    let mut recorder = Strata::start(&["--save-har", &path_str(&har_path), "--upstream-ca", &upstream_ca]);
     let sent = [
         ("GET", plain.url("/again?n=1"), None),
         ("POST", plain.url("/again/post"), Some("payload=1")),
@@ -1213,57 +896,23 @@ fn client_replay_resends_recorded_requests_and_exits_0() {
     terminate(&mut recorder);
     let (plain_before, secure_before) = (plain.requests().len(), secure.requests().len());
 
-    let done = run_strata_to_exit(
-        &[
-            "--client-replay",
-            &path_str(&har_path),
-            "--upstream-ca",
-            &upstream_ca,
-        ],
-        SOON,
-    );
+    let done = run_strata_to_exit(&["--client-replay", &path_str(&har_path), "--upstream-ca", &upstream_ca], SOON);
     let context = format!("--- stdout:\n{}\n--- stderr:\n{}", done.stdout, done.stderr);
-    assert!(
-        done.status.success(),
-        "client replay exited with {}\n{context}",
-        done.status
-    );
+    assert!(done.status.success(), "client replay exited with {}\n{context}", done.status);
     let lines: Vec<&str> = done.stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        3,
-        "one flow line per request expected\n{context}"
-    );
+    assert_eq!(lines.len(), 3, "one flow line per request expected\n{context}");
     for ((method, url, _), line) in sent.iter().zip(&lines) {
-        assert!(
-            line.contains(&format!(" {method} {url} -> 200 ")),
-            "{line:?}\n{context}"
-        );
+        assert!(line.contains(&format!(" {method} {url} -> 200 ")), "{line:?}\n{context}");
     }
 
-    let again: Vec<SeenRequest> = plain.requests()[plain_before..]
-        .iter()
-        .chain(&secure.requests()[secure_before..])
-        .cloned()
-        .collect();
+    let again: Vec<SeenRequest> =
+        plain.requests()[plain_before..].iter().chain(&secure.requests()[secure_before..]).cloned().collect();
     assert_eq!(again.len(), 3, "the origins saw {again:#?}\n{context}");
-    assert_eq!(
-        (again[0].method.as_str(), again[0].target.as_str()),
-        ("GET", "/again?n=1")
-    );
-    assert_eq!(
-        (again[1].method.as_str(), again[1].target.as_str()),
-        ("POST", "/again/post")
-    );
+    assert_eq!((again[0].method.as_str(), again[0].target.as_str()), ("GET", "/again?n=1"));
+    assert_eq!((again[1].method.as_str(), again[1].target.as_str()), ("POST", "/again/post"));
     assert_eq!(again[1].body, b"payload=1");
-    assert_eq!(
-        (again[2].method.as_str(), again[2].target.as_str()),
-        ("GET", "/again/tls")
-    );
-    assert_eq!(
-        again[2].header("host"),
-        Some(format!("localhost:{}", secure.port).as_str())
-    );
+    assert_eq!((again[2].method.as_str(), again[2].target.as_str()), ("GET", "/again/tls"));
+    assert_eq!(again[2].header("host"), Some(format!("localhost:{}", secure.port).as_str()));
 }
 
 #[test]
@@ -1275,33 +924,14 @@ fn client_replay_with_the_origin_down_exits_nonzero_with_a_summary() {
         "down.har",
         vec![
             har_entry("GET", &format!("http://127.0.0.1:{port}/a"), None, 200, "a"),
-            har_entry(
-                "POST",
-                &format!("http://127.0.0.1:{port}/b"),
-                Some("x=1"),
-                200,
-                "b",
-            ),
+            har_entry("POST", &format!("http://127.0.0.1:{port}/b"), Some("x=1"), 200, "b"),
         ],
     );
-    let done = run_strata_to_exit(
-        &["--client-replay", &path_str(&har)],
-        Duration::from_secs(30),
-    );
+    let done = run_strata_to_exit(&["--client-replay", &path_str(&har)], Duration::from_secs(30));
     let context = format!("--- stdout:\n{}\n--- stderr:\n{}", done.stdout, done.stderr);
-    assert!(
-        !done.status.success(),
-        "client replay against a closed port exited with {}\n{context}",
-        done.status
-    );
-    assert!(
-        done.stderr.contains("0 of 2"),
-        "no summary on stderr\n{context}"
-    );
-    assert!(
-        done.stderr.contains(&format!("127.0.0.1:{port}/a")),
-        "the failed request is not named\n{context}"
-    );
+    assert!(!done.status.success(), "client replay against a closed port exited with {}\n{context}", done.status);
+    assert!(done.stderr.contains("0 of 2"), "no summary on stderr\n{context}");
+    assert!(done.stderr.contains(&format!("127.0.0.1:{port}/a")), "the failed request is not named\n{context}");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1315,10 +945,7 @@ fn modify_headers_adds_a_request_header_that_reaches_the_origin() {
     let got = via(&proxy, &[&origin.url("/text")]);
     expect(&proxy, &got, 200, b"hello world");
     let seen = origin.last_request("/text").unwrap();
-    proxy.check(
-        seen.header("x-added") == Some("yes"),
-        format!("the origin saw {seen:#?}"),
-    );
+    proxy.check(seen.header("x-added") == Some("yes"), format!("the origin saw {seen:#?}"));
     // `~q` limits the rule to requests.
     proxy.check(got.header("x-added").is_none(), got.describe());
 }
@@ -1329,14 +956,8 @@ fn modify_headers_with_an_empty_value_removes_a_response_header() {
     let proxy = Strata::start(&["--modify-headers", "/~s/Server/"]);
     let got = via(&proxy, &[&origin.url("/text")]);
     expect(&proxy, &got, 200, b"hello world");
-    proxy.check(
-        got.header("server").is_none(),
-        format!("Server not removed\n{}", got.describe()),
-    );
-    proxy.check(
-        got.header("x-origin").as_deref() == Some("yes"),
-        format!("other headers lost\n{}", got.describe()),
-    );
+    proxy.check(got.header("server").is_none(), format!("Server not removed\n{}", got.describe()));
+    proxy.check(got.header("x-origin").as_deref() == Some("yes"), format!("other headers lost\n{}", got.describe()));
 }
 
 #[test]
@@ -1345,78 +966,35 @@ fn modify_headers_reads_a_value_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let value = dir.path().join("value.txt");
     std::fs::write(&value, "from a file").unwrap();
-    let proxy = Strata::start(&[
-        "--modify-headers",
-        &format!("/~q/X-From-File/@{}", value.display()),
-    ]);
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/text")]),
-        200,
-        b"hello world",
-    );
+    let proxy = Strata::start(&["--modify-headers", &format!("/~q/X-From-File/@{}", value.display())]);
+    expect(&proxy, &via(&proxy, &[&origin.url("/text")]), 200, b"hello world");
     let seen = origin.last_request("/text").unwrap();
-    proxy.check(
-        seen.header("x-from-file") == Some("from a file"),
-        format!("the origin saw {seen:#?}"),
-    );
+    proxy.check(seen.header("x-from-file") == Some("from a file"), format!("the origin saw {seen:#?}"));
 }
 
 #[test]
 fn modify_body_replaces_in_response_bodies_with_length_and_chunked_framing() {
     let origin = TestOrigin::plain();
     let proxy = Strata::start(&["--modify-body", "/~s/hello/bye"]);
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/text")]),
-        200,
-        b"bye world",
-    );
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/chunked")]),
-        200,
-        b"bye world",
-    );
+    expect(&proxy, &via(&proxy, &[&origin.url("/text")]), 200, b"bye world");
+    expect(&proxy, &via(&proxy, &[&origin.url("/chunked")]), 200, b"bye world");
 }
 
 #[test]
 fn modify_body_leaves_bodies_over_the_size_limit_streaming_unmodified() {
     let origin = TestOrigin::plain();
-    let proxy = Strata::start(&[
-        "-v",
-        "--body-size-limit",
-        "1k",
-        "--modify-body",
-        "/~s/hello/bye",
-    ]);
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/big")]),
-        200,
-        "hello\n".repeat(700).as_bytes(),
-    );
+    let proxy = Strata::start(&["-v", "--body-size-limit", "1k", "--modify-body", "/~s/hello/bye"]);
+    expect(&proxy, &via(&proxy, &[&origin.url("/big")]), 200, "hello\n".repeat(700).as_bytes());
     // Small bodies are still modified.
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/text")]),
-        200,
-        b"bye world",
-    );
-    proxy.wait_for_stderr_line(
-        |l| l.contains("over --body-size-limit") && l.contains("/big"),
-        SOON,
-    );
+    expect(&proxy, &via(&proxy, &[&origin.url("/text")]), 200, b"bye world");
+    proxy.wait_for_stderr_line(|l| l.contains("over --body-size-limit") && l.contains("/big"), SOON);
 }
 
 #[test]
 fn map_remote_sends_requests_for_another_host_to_the_local_origin() {
     let origin = TestOrigin::plain();
     // mitmproxy's form, |FILTER|URL-REGEX|REPLACEMENT (a trailing `|` would belong to the replacement).
-    let rule = format!(
-        "|~d example.invalid|http://example.invalid|http://127.0.0.1:{}",
-        origin.port
-    );
+    let rule = format!("|~d example.invalid|http://example.invalid|http://127.0.0.1:{}", origin.port);
     let proxy = Strata::start(&["--map-remote", &rule]);
     let got = via(&proxy, &["http://example.invalid/x?y=1"]);
     proxy.check(
@@ -1424,10 +1002,7 @@ fn map_remote_sends_requests_for_another_host_to_the_local_origin() {
         format!("not mapped to the origin\n{}", got.describe()),
     );
     let seen = origin.last_request("/x").unwrap();
-    proxy.check(
-        seen.header("host") == Some(origin.url("").trim_start_matches("http://")),
-        format!("{seen:#?}"),
-    );
+    proxy.check(seen.header("host") == Some(origin.url("").trim_start_matches("http://")), format!("{seen:#?}"));
 }
 
 #[test]
@@ -1449,37 +1024,16 @@ fn map_local_serves_a_file_and_a_directory_without_escaping_it() {
     ]);
     let got = via(&proxy, &["http://example.invalid/page?v=1"]);
     expect(&proxy, &got, 200, b"<p>single file</p>");
-    proxy.check(
-        got.header("content-type")
-            .is_some_and(|t| t.starts_with("text/html")),
-        got.describe(),
-    );
-    expect(
-        &proxy,
-        &via(&proxy, &["http://example.invalid/static/sub/nested.txt"]),
-        200,
-        b"nested file\n",
-    );
-    expect(
-        &proxy,
-        &via(&proxy, &["http://example.invalid/static/"]),
-        200,
-        b"<p>index</p>",
-    );
-    expect_status(
-        &proxy,
-        &via(&proxy, &["http://example.invalid/static/missing.txt"]),
-        404,
-    );
+    proxy.check(got.header("content-type").is_some_and(|t| t.starts_with("text/html")), got.describe());
+    expect(&proxy, &via(&proxy, &["http://example.invalid/static/sub/nested.txt"]), 200, b"nested file\n");
+    expect(&proxy, &via(&proxy, &["http://example.invalid/static/"]), 200, b"<p>index</p>");
+    expect_status(&proxy, &via(&proxy, &["http://example.invalid/static/missing.txt"]), 404);
 
     for escape in ESCAPES {
         let got = via(&proxy, &["--path-as-is", escape]);
         proxy.check(
             !got.text().contains("TOP SECRET"),
-            format!(
-                "{escape} served a file outside the directory\n{}",
-                got.describe()
-            ),
+            format!("{escape} served a file outside the directory\n{}", got.describe()),
         );
     }
 }
@@ -1498,39 +1052,21 @@ fn map_local_answers_404_for_paths_that_leave_the_directory() {
     let www = dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(dir.path().join("secret.txt"), "TOP SECRET").unwrap();
-    let proxy = Strata::start(&[
-        "--map-local",
-        &format!("|~u /static/|example\\.invalid/static/|{}", www.display()),
-    ]);
+    let proxy = Strata::start(&["--map-local", &format!("|~u /static/|example\\.invalid/static/|{}", www.display())]);
     for escape in ESCAPES {
         let got = via(&proxy, &["--path-as-is", escape]);
-        proxy.check(
-            got.status == 404,
-            format!(
-                "{escape}: expected 404 from the map-local rule\n{}",
-                got.describe()
-            ),
-        );
+        proxy.check(got.status == 404, format!("{escape}: expected 404 from the map-local rule\n{}", got.describe()));
     }
 }
 
 #[test]
 fn block_list_answers_with_the_status_or_closes_on_444_without_an_origin_connection() {
     let origin = TestOrigin::plain();
-    let proxy = Strata::start(&[
-        "--block-list",
-        ":~u /blocked:403",
-        "--block-list",
-        ":~u /gone:444",
-    ]);
+    let proxy = Strata::start(&["--block-list", ":~u /blocked:403", "--block-list", ":~u /gone:444"]);
     let got = via(&proxy, &[&origin.url("/blocked")]);
     expect(&proxy, &got, 403, b"");
 
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-        origin.url("/gone"),
-        origin.port
-    );
+    let request = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", origin.url("/gone"), origin.port);
     let reply = raw_exchange(proxy.port, request.as_bytes(), SOON);
     proxy.check(
         reply.closed && reply.bytes.is_empty(),
@@ -1538,17 +1074,9 @@ fn block_list_answers_with_the_status_or_closes_on_444_without_an_origin_connect
     );
     proxy.check(
         origin.accepts() == 0,
-        format!(
-            "blocked requests reached the origin ({} connections)",
-            origin.accepts()
-        ),
+        format!("blocked requests reached the origin ({} connections)", origin.accepts()),
     );
-    expect(
-        &proxy,
-        &via(&proxy, &[&origin.url("/text")]),
-        200,
-        b"hello world",
-    );
+    expect(&proxy, &via(&proxy, &[&origin.url("/text")]), 200, b"hello world");
     assert_eq!(origin.accepts(), 1);
 }
 
@@ -1568,30 +1096,16 @@ fn anticache_removes_conditional_headers_before_the_origin() {
     );
     expect(&proxy, &got, 200, b"hello world");
     let seen = origin.last_request("/text").unwrap();
-    proxy.check(
-        !seen.has_header("if-none-match") && !seen.has_header("if-modified-since"),
-        format!("{seen:#?}"),
-    );
+    proxy.check(!seen.has_header("if-none-match") && !seen.has_header("if-modified-since"), format!("{seen:#?}"));
 }
 
 #[test]
 fn anticomp_asks_the_origin_for_identity() {
     let origin = TestOrigin::plain();
     let proxy = Strata::start(&["--anticomp"]);
-    expect(
-        &proxy,
-        &via(
-            &proxy,
-            &["-H", "Accept-Encoding: gzip, br", &origin.url("/text")],
-        ),
-        200,
-        b"hello world",
-    );
+    expect(&proxy, &via(&proxy, &["-H", "Accept-Encoding: gzip, br", &origin.url("/text")]), 200, b"hello world");
     let seen = origin.last_request("/text").unwrap();
-    proxy.check(
-        seen.header("accept-encoding") == Some("identity"),
-        format!("{seen:#?}"),
-    );
+    proxy.check(seen.header("accept-encoding") == Some("identity"), format!("{seen:#?}"));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1603,23 +1117,13 @@ fn positional_filter_prints_only_matching_flows() {
     let origin = TestOrigin::plain();
     let mut proxy = Strata::start(&["~u /shown"]);
     // One curl, one connection: the hidden flow finishes before the shown one starts.
-    let out = via(
-        &proxy,
-        &[
-            &origin.url("/hidden"),
-            &origin.url("/shown"),
-            &origin.url("/hidden-too"),
-        ],
-    );
+    let out = via(&proxy, &[&origin.url("/hidden"), &origin.url("/shown"), &origin.url("/hidden-too")]);
     proxy.check(out.curl.status.success(), out.describe());
     assert_eq!(origin.requests().len(), 3);
     terminate(&mut proxy);
     let lines = proxy.stdout_lines();
-    let shown = Regex::new(&format!(
-        r"^127\.0\.0\.1:\d+ GET {} -> 200 ",
-        regex::escape(&origin.url("/shown"))
-    ))
-    .unwrap();
+    let shown =
+        Regex::new(&format!(r"^127\.0\.0\.1:\d+ GET {} -> 200 ", regex::escape(&origin.url("/shown")))).unwrap();
     proxy.check(
         lines.len() == 1 && shown.is_match(&lines[0]),
         format!("expected only the /shown flow line, got {lines:#?}"),
@@ -1629,17 +1133,9 @@ fn positional_filter_prints_only_matching_flows() {
 #[test]
 fn bad_filter_exits_2_naming_the_position() {
     let done = run_strata_to_exit(&["-p", "0", "~c abc"], SOON);
-    assert_eq!(
-        done.status.code(),
-        Some(2),
-        "stdout:\n{}\nstderr:\n{}",
-        done.stdout,
-        done.stderr
-    );
+    assert_eq!(done.status.code(), Some(2), "stdout:\n{}\nstderr:\n{}", done.stdout, done.stderr);
     assert!(
-        done.stderr.contains("position 3")
-            && done.stderr.contains("~c abc")
-            && done.stderr.contains("number"),
+        done.stderr.contains("position 3") && done.stderr.contains("~c abc") && done.stderr.contains("number"),
         "stderr:\n{}",
         done.stderr
     );
@@ -1651,22 +1147,9 @@ fn bad_filter_exits_2_naming_the_position() {
 
 #[track_caller]
 fn expect_407(proxy: &Strata, got: &Got) {
-    let status = if got.connect_status != 0 {
-        got.connect_status
-    } else {
-        got.status
-    };
-    let challenge = got
-        .heads
-        .to_ascii_lowercase()
-        .contains("\r\nproxy-authenticate: basic");
-    proxy.check(
-        status == 407 && challenge,
-        format!(
-            "expected 407 with Proxy-Authenticate: Basic\n{}",
-            got.describe()
-        ),
-    );
+    let status = if got.connect_status != 0 { got.connect_status } else { got.status };
+    let challenge = got.heads.to_ascii_lowercase().contains("\r\nproxy-authenticate: basic");
+    proxy.check(status == 407 && challenge, format!("expected 407 with Proxy-Authenticate: Basic\n{}", got.describe()));
 }
 
 #[test]
@@ -1674,69 +1157,27 @@ fn proxyauth_guards_plain_http_and_never_forwards_the_credentials() {
     let origin = TestOrigin::plain();
     let proxy = Strata::start(&["--proxyauth", "alice:secret"]);
     expect_407(&proxy, &via(&proxy, &[&origin.url("/text")]));
-    expect_407(
-        &proxy,
-        &via(&proxy, &["-U", "alice:wrong", &origin.url("/text")]),
-    );
-    expect_407(
-        &proxy,
-        &via(&proxy, &["-U", "bob:secret", &origin.url("/text")]),
-    );
-    proxy.check(
-        origin.accepts() == 0,
-        "requests without valid credentials reached the origin",
-    );
+    expect_407(&proxy, &via(&proxy, &["-U", "alice:wrong", &origin.url("/text")]));
+    expect_407(&proxy, &via(&proxy, &["-U", "bob:secret", &origin.url("/text")]));
+    proxy.check(origin.accepts() == 0, "requests without valid credentials reached the origin");
 
-    expect(
-        &proxy,
-        &via(&proxy, &["-U", "alice:secret", &origin.url("/text")]),
-        200,
-        b"hello world",
-    );
+    expect(&proxy, &via(&proxy, &["-U", "alice:secret", &origin.url("/text")]), 200, b"hello world");
     let seen = origin.last_request("/text").unwrap();
-    proxy.check(
-        !seen.has_header("proxy-authorization"),
-        format!("credentials forwarded: {seen:#?}"),
-    );
+    proxy.check(!seen.has_header("proxy-authorization"), format!("credentials forwarded: {seen:#?}"));
 }
 
 #[test]
 fn proxyauth_guards_connect() {
     let ca = TestCa::new("strata flows test CA");
     let origin = TestOrigin::tls(&ca);
-    let proxy = Strata::start(&[
-        "--proxyauth",
-        "alice:secret",
-        "--upstream-ca",
-        &path_str(&ca.pem_path()),
-    ]);
+    let proxy = Strata::start(&["--proxyauth", "alice:secret", "--upstream-ca", &path_str(&ca.pem_path())]);
     expect_407(&proxy, &via(&proxy, &[&origin.url("/text")]));
-    expect_407(
-        &proxy,
-        &via(
-            &proxy,
-            &["--proxy-user", "alice:nope", &origin.url("/text")],
-        ),
-    );
-    proxy.check(
-        origin.accepts() == 0,
-        "CONNECT without valid credentials reached the origin",
-    );
+    expect_407(&proxy, &via(&proxy, &["--proxy-user", "alice:nope", &origin.url("/text")]));
+    proxy.check(origin.accepts() == 0, "CONNECT without valid credentials reached the origin");
 
-    expect(
-        &proxy,
-        &via(
-            &proxy,
-            &["--proxy-user", "alice:secret", &origin.url("/text")],
-        ),
-        200,
-        b"hello world",
-    );
+    expect(&proxy, &via(&proxy, &["--proxy-user", "alice:secret", &origin.url("/text")]), 200, b"hello world");
     let seen = origin.last_request("/text").unwrap();
-    proxy.check(
-        !seen.has_header("proxy-authorization"),
-        format!("credentials forwarded: {seen:#?}"),
-    );
+    proxy.check(!seen.has_header("proxy-authorization"), format!("credentials forwarded: {seen:#?}"));
 }
 
 #[test]
@@ -1746,13 +1187,7 @@ fn proxyauth_guards_socks5() {
     let socks = format!("127.0.0.1:{}", proxy.port);
     let url = origin.url("/text");
 
-    let got = fetch(&[
-        "--socks5-hostname",
-        &socks,
-        "--proxy-user",
-        "alice:secret",
-        &url,
-    ]);
+    let got = fetch(&["--socks5-hostname", &socks, "--proxy-user", "alice:secret", &url]);
     expect(&proxy, &got, 200, b"hello world");
     for credentials in [None, Some("alice:wrong"), Some("mallory:secret")] {
         let got = match credentials {
@@ -1761,24 +1196,12 @@ fn proxyauth_guards_socks5() {
         };
         proxy.check(
             !got.curl.status.success() && got.status == 0,
-            format!(
-                "SOCKS5 with credentials {credentials:?} was let through\n{}",
-                got.describe()
-            ),
+            format!("SOCKS5 with credentials {credentials:?} was let through\n{}", got.describe()),
         );
     }
-    proxy.check(
-        origin.accepts() == 1,
-        format!(
-            "the origin saw {} connections, expected 1",
-            origin.accepts()
-        ),
-    );
+    proxy.check(origin.accepts() == 1, format!("the origin saw {} connections, expected 1", origin.accepts()));
     let seen = origin.last_request("/text").unwrap();
-    proxy.check(
-        !seen.has_header("proxy-authorization"),
-        format!("{seen:#?}"),
-    );
+    proxy.check(!seen.has_header("proxy-authorization"), format!("{seen:#?}"));
 }
 
 #[test]
@@ -1787,33 +1210,14 @@ fn proxyauth_reads_bcrypt_and_sha_entries_from_htpasswd() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
     let bcrypt_hash = bcrypt::hash("pw", 4).unwrap();
-    let sha = base64::engine::general_purpose::STANDARD.encode(ring::digest::digest(
-        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        b"sha-pw",
-    ));
-    std::fs::write(
-        &htpasswd,
-        format!("# test users\nalice:{bcrypt_hash}\ncarol:{{SHA}}{sha}\n"),
-    )
-    .unwrap();
+    let sha = base64::engine::general_purpose::STANDARD
+        .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, b"sha-pw"));
+    std::fs::write(&htpasswd, format!("# test users\nalice:{bcrypt_hash}\ncarol:{{SHA}}{sha}\n")).unwrap();
     let proxy = Strata::start(&["--proxyauth", &format!("@{}", htpasswd.display())]);
 
-    expect(
-        &proxy,
-        &via(&proxy, &["-U", "alice:pw", &origin.url("/text")]),
-        200,
-        b"hello world",
-    );
-    expect(
-        &proxy,
-        &via(&proxy, &["-U", "carol:sha-pw", &origin.url("/text")]),
-        200,
-        b"hello world",
-    );
-    expect_407(
-        &proxy,
-        &via(&proxy, &["-U", "alice:sha-pw", &origin.url("/text")]),
-    );
+    expect(&proxy, &via(&proxy, &["-U", "alice:pw", &origin.url("/text")]), 200, b"hello world");
+    expect(&proxy, &via(&proxy, &["-U", "carol:sha-pw", &origin.url("/text")]), 200, b"hello world");
+    expect_407(&proxy, &via(&proxy, &["-U", "alice:sha-pw", &origin.url("/text")]));
     expect_407(&proxy, &via(&proxy, &[&origin.url("/text")]));
     assert_eq!(origin.requests().len(), 2);
 }

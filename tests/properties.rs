@@ -43,10 +43,7 @@ fn token() -> impl Strategy<Value = String> {
 
 /// A field value: visible ASCII and obs-text-free, spaces and tabs only inside.
 fn field_value() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        Just(Vec::new()),
-        "[!-~]([ \t!-~]{0,30}[!-~])?".prop_map(String::into_bytes),
-    ]
+    prop_oneof![Just(Vec::new()), "[!-~]([ \t!-~]{0,30}[!-~])?".prop_map(String::into_bytes),]
 }
 
 /// An origin-form request target.
@@ -72,8 +69,11 @@ fn request_head() -> impl Strategy<Value = RequestHead> {
 }
 
 fn response_head() -> impl Strategy<Value = ResponseHead> {
-    (version(), 100u16..=599, "[ \t!-~]{0,20}", headers()).prop_map(|(version, status, reason, headers)| {
-        ResponseHead { version, status, reason: reason.trim_start().to_string(), headers }
+    (version(), 100u16..=599, "[ \t!-~]{0,20}", headers()).prop_map(|(version, status, reason, headers)| ResponseHead {
+        version,
+        status,
+        reason: reason.trim_start().to_string(),
+        headers,
     })
 }
 
@@ -527,9 +527,45 @@ proptest! {
 fn filter_piece() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "~d", "~u", "~c", "~q", "~s", "~e", "~h", "~hq", "~b", "~m", "~src", "~dst", "~t", "~all", "~websocket",
-            "~tcp", "~x", "~", "!", "&", "|", "(", ")", "\"", "'", "\\", " ", "\t", "a", "200", "99999", ".*", "[",
-            "(?", "ü", "日本", "\\\"", "a|b", "a&b",
+            "~d",
+            "~u",
+            "~c",
+            "~q",
+            "~s",
+            "~e",
+            "~h",
+            "~hq",
+            "~b",
+            "~m",
+            "~src",
+            "~dst",
+            "~t",
+            "~all",
+            "~websocket",
+            "~tcp",
+            "~x",
+            "~",
+            "!",
+            "&",
+            "|",
+            "(",
+            ")",
+            "\"",
+            "'",
+            "\\",
+            " ",
+            "\t",
+            "a",
+            "200",
+            "99999",
+            ".*",
+            "[",
+            "(?",
+            "ü",
+            "日本",
+            "\\\"",
+            "a|b",
+            "a&b",
         ])
         .prop_map(str::to_string),
         "[ -~]{1,4}",

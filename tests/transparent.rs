@@ -50,8 +50,25 @@ impl Testbed {
         run(&["ip", "netns", "exec", &r, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         for port in ["80", "443"] {
             run(&[
-                "ip", "netns", "exec", &r, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", &format!("{r}0"), "-p",
-                "tcp", "--dport", port, "-j", "REDIRECT", "--to-port", "8080",
+                "ip",
+                "netns",
+                "exec",
+                &r,
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-i",
+                &format!("{r}0"),
+                "-p",
+                "tcp",
+                "--dport",
+                port,
+                "-j",
+                "REDIRECT",
+                "--to-port",
+                "8080",
             ]);
         }
         bed
@@ -176,7 +193,10 @@ fn curl_behind_iptables_redirect_reaches_origin_over_http_and_https() {
     let strata_ca = strata_ca.to_str().unwrap();
     assert_eq!(curl(&bed, &[&format!("http://{ORIGIN_IP}/index.html")]), "hello from the origin\n");
     // No SNI: the leaf names the original destination's IP.
-    assert_eq!(curl(&bed, &["--cacert", strata_ca, &format!("https://{ORIGIN_IP}/index.html")]), "hello from the origin\n");
+    assert_eq!(
+        curl(&bed, &["--cacert", strata_ca, &format!("https://{ORIGIN_IP}/index.html")]),
+        "hello from the origin\n"
+    );
     // SNI: the leaf names the host, and strata verifies the origin as origin.test.
     let resolve = format!("origin.test:443:{ORIGIN_IP}");
     assert_eq!(
@@ -185,7 +205,8 @@ fn curl_behind_iptables_redirect_reaches_origin_over_http_and_https() {
     );
 
     // A connection straight to strata's port (not redirected) is refused rather than looped.
-    let direct = bed.exec_in("c", &["curl", "-sS", "--max-time", "5", &format!("http://{ROUTER_CLIENT_SIDE_IP}:8080/")]);
+    let direct =
+        bed.exec_in("c", &["curl", "-sS", "--max-time", "5", &format!("http://{ROUTER_CLIENT_SIDE_IP}:8080/")]);
     assert!(!direct.status.success(), "a connection that was not redirected must not be served");
 
     let child = &mut bed.children[strata];

@@ -16,7 +16,9 @@ use crate::context::{Address, Context, Facts, RootContext};
 use crate::error::{ConfigError, ProtocolError};
 use crate::flow::{HttpFlow, Request, Response, Timings};
 use crate::layer::LayerKind;
-use crate::layers::http1::{self, collect_body, read_head, response_framing, write_request_head, Collected, RequestHead, Version};
+use crate::layers::http1::{
+    self, collect_body, read_head, response_framing, write_request_head, Collected, RequestHead, Version,
+};
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
 /// Replays every exchange in `path`; returns the number of failures (each already reported on stderr).
@@ -52,7 +54,17 @@ pub async fn run(root: Arc<RootContext>, path: &Path) -> Result<usize, ConfigErr
 
 fn new_flow(exchange: &RecordedExchange) -> HttpFlow {
     let mut headers = exchange.request_headers.clone();
-    for name in ["connection", "proxy-connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "transfer-encoding", "content-length"] {
+    for name in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "transfer-encoding",
+        "content-length",
+    ] {
         headers.remove(name);
     }
     if !exchange.request_body.is_empty() || !matches!(exchange.method.as_str(), "GET" | "HEAD") {
@@ -119,7 +131,10 @@ async fn replay_one(ctx: &Context, exchange: &RecordedExchange, flow: &mut HttpF
         let head = read_head(stream, &config.limits, config.timeouts.read, http1::parse_response)
             .await
             .map_err(|e| ProtocolError::BadResponse { host: host.clone(), reason: e.to_string() })?
-            .ok_or_else(|| ProtocolError::BadResponse { host: host.clone(), reason: "closed before a response".into() })?;
+            .ok_or_else(|| ProtocolError::BadResponse {
+                host: host.clone(),
+                reason: "closed before a response".into(),
+            })?;
         if !(100..200).contains(&head.status) {
             break head;
         }

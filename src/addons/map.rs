@@ -23,8 +23,8 @@ pub struct MapRemote {
 impl MapRemote {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, replacement) = parse_spec("--map-remote", spec)?;
-        let pattern =
-            Regex::new(&pattern).map_err(|e| invalid("--map-remote", format!("'{spec}': bad regex '{pattern}': {e}")))?;
+        let pattern = Regex::new(&pattern)
+            .map_err(|e| invalid("--map-remote", format!("'{spec}': bad regex '{pattern}': {e}")))?;
         Ok(MapRemote { filter, pattern, replacement })
     }
 
@@ -63,8 +63,8 @@ pub struct MapLocal {
 impl MapLocal {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, source) = parse_spec("--map-local", spec)?;
-        let pattern =
-            Regex::new(&pattern).map_err(|e| invalid("--map-local", format!("'{spec}': bad regex '{pattern}': {e}")))?;
+        let pattern = Regex::new(&pattern)
+            .map_err(|e| invalid("--map-local", format!("'{spec}': bad regex '{pattern}': {e}")))?;
         let source = PathBuf::from(source);
         if !source.exists() {
             return Err(invalid("--map-local", format!("'{spec}': {} does not exist", source.display())));

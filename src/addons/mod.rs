@@ -98,8 +98,9 @@ impl Addons {
             server_replay: replay::ServerReplay::from_cli(cli)?,
             client_replay: cli.client_replay.clone(),
             save_har: cli.save_har.as_deref().map(check_new_file).transpose()?,
-            body_size_limit: parse_size(&cli.body_size_limit)
-                .ok_or_else(|| invalid("--body-size-limit", format!("'{}' is not a size like 32m", cli.body_size_limit)))?,
+            body_size_limit: parse_size(&cli.body_size_limit).ok_or_else(|| {
+                invalid("--body-size-limit", format!("'{}' is not a size like 32m", cli.body_size_limit))
+            })?,
         })
     }
 
@@ -164,7 +165,8 @@ fn check_new_file(path: &std::path::Path) -> Result<PathBuf, ConfigError> {
     if path.exists() {
         return Err(ConfigError::File {
             path: path.display().to_string(),
-            reason: "already exists; strata does not overwrite it (--save-har): remove it or choose another name".into(),
+            reason: "already exists; strata does not overwrite it (--save-har): remove it or choose another name"
+                .into(),
         });
     }
     Ok(path.to_path_buf())

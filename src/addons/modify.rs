@@ -57,8 +57,8 @@ pub struct ModifyBody {
 impl ModifyBody {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, replacement) = parse_spec("--modify-body", spec)?;
-        let pattern =
-            Regex::new(&pattern).map_err(|e| invalid("--modify-body", format!("'{spec}': bad regex '{pattern}': {e}")))?;
+        let pattern = Regex::new(&pattern)
+            .map_err(|e| invalid("--modify-body", format!("'{spec}': bad regex '{pattern}': {e}")))?;
         Ok(ModifyBody { filter, pattern, replacement: replacement.into_bytes() })
     }
 

@@ -49,7 +49,9 @@ impl ProxyAuth {
     pub fn accepts(&self, user: &str, password: &str) -> bool {
         match self {
             ProxyAuth::Any => true,
-            ProxyAuth::Single { user: u, password: p } => constant_time_eq(u.as_bytes(), user.as_bytes()) & constant_time_eq(p.as_bytes(), password.as_bytes()),
+            ProxyAuth::Single { user: u, password: p } => {
+                constant_time_eq(u.as_bytes(), user.as_bytes()) & constant_time_eq(p.as_bytes(), password.as_bytes())
+            }
             ProxyAuth::Htpasswd(entries) => entries.iter().any(|(u, hash)| u == user && hash.verify(password)),
         }
     }
@@ -99,10 +101,14 @@ fn read_htpasswd(path: &str) -> Result<ProxyAuth, ConfigError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = |reason: &str| ConfigError::File { path: path.to_string(), reason: format!("line {number}: {reason} (--proxyauth)") };
+        let bad = |reason: &str| ConfigError::File {
+            path: path.to_string(),
+            reason: format!("line {number}: {reason} (--proxyauth)"),
+        };
         let (user, hash) = line.split_once(':').ok_or_else(|| bad("expected USER:HASH"))?;
         let hash = if let Some(sha) = hash.strip_prefix("{SHA}") {
-            let digest = base64::engine::general_purpose::STANDARD.decode(sha).map_err(|_| bad("{SHA} entry is not base64"))?;
+            let digest =
+                base64::engine::general_purpose::STANDARD.decode(sha).map_err(|_| bad("{SHA} entry is not base64"))?;
             PasswordHash::Sha1(digest)
         } else if ["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p)) {
             PasswordHash::Bcrypt(hash.to_string())

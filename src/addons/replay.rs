@@ -48,7 +48,10 @@ impl ServerReplay {
             "kill" => Extra::Kill,
             "204" | "400" | "404" | "500" => Extra::Status(cli.server_replay_extra.parse().expect("digits")),
             other => {
-                return Err(invalid("--server-replay-extra", format!("'{other}' is not forward, kill, 204, 400, 404 or 500")))
+                return Err(invalid(
+                    "--server-replay-extra",
+                    format!("'{other}' is not forward, kill, 204, 400, 404 or 500"),
+                ))
             }
         };
         let mut replay = ServerReplay {
@@ -141,7 +144,12 @@ fn response_of(recorded: &RecordedExchange) -> LocalResponse {
             headers.remove("content-encoding");
         }
     }
-    LocalResponse { status: recorded.status, reason: recorded.reason.clone(), headers, body: recorded.response_body.clone() }
+    LocalResponse {
+        status: recorded.status,
+        reason: recorded.reason.clone(),
+        headers,
+        body: recorded.response_body.clone(),
+    }
 }
 
 /// True if `body` plausibly carries `encoding` (by magic number, or for formats without one, by not being

@@ -6,12 +6,7 @@ use crate::flow::{Request, Response, Timings};
 use crate::layers::http1::Version;
 
 fn headers(fields: &[(&str, &[u8])]) -> Headers {
-    Headers(
-        fields
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_vec()))
-            .collect(),
-    )
+    Headers(fields.iter().map(|(name, value)| (name.to_string(), value.to_vec())).collect())
 }
 
 /// `GET http://example.com:8080/index.html?q=1` from 10.0.0.1:5000 to 93.184.216.34:8080, answered 200.
@@ -38,10 +33,7 @@ fn complete() -> HttpFlow {
             status: 200,
             reason: "OK".to_string(),
             version: Version::Http11,
-            headers: headers(&[
-                ("Content-Type", b"application/json"),
-                ("X-Server", b"origin"),
-            ]),
+            headers: headers(&[("Content-Type", b"application/json"), ("X-Server", b"origin")]),
             body: Some(b"{\"ok\":true,\"raw\":\"\xff\"}".to_vec()),
             body_len: 22,
         }),
@@ -69,11 +61,7 @@ fn websocket() -> HttpFlow {
     response.status = 101;
     response.body = None;
     flow.request.body = None;
-    let message = |from_client, kind, payload: &[u8]| WebSocketMessage {
-        from_client,
-        kind,
-        payload: payload.to_vec(),
-    };
+    let message = |from_client, kind, payload: &[u8]| WebSocketMessage { from_client, kind, payload: payload.to_vec() };
     flow.websocket = Some(vec![
         message(true, "text", b"hello from client"),
         message(false, "text", b"hello from server"),
@@ -138,10 +126,7 @@ fn kind_filters_tell_http_websocket_and_tcp_apart() {
 
 #[test]
 fn tcp_flows_match_only_kind_and_addresses() {
-    for text in [
-        "~q", "~s", "~e", "~c 200", "~d .", "~u .", "~m .", "~h .", "~t .", "~b .", "~bq .",
-        "~bs .",
-    ] {
+    for text in ["~q", "~s", "~e", "~c 200", "~d .", "~u .", "~m .", "~h .", "~t .", "~b .", "~bq .", "~bs ."] {
         assert!(!matches_tcp(text), "{text}");
         assert!(matches_tcp(&format!("!{text}")), "!{text}");
     }
@@ -159,10 +144,7 @@ fn domain_matches_request_host_ignoring_case() {
 
 #[test]
 fn url_matches_the_full_url_with_port() {
-    assert!(matches(
-        "~u ^http://example\\.com:8080/index\\.html\\?q=1$",
-        &complete()
-    ));
+    assert!(matches("~u ^http://example\\.com:8080/index\\.html\\?q=1$", &complete()));
     assert!(!matches("~u https:", &complete()));
 }
 
@@ -335,28 +317,13 @@ fn parsing_is_also_from_str_and_display_gives_the_text_back() {
 
 #[test]
 fn bad_number_after_c_names_position_and_expectation() {
-    assert_eq!(
-        error("~c abc"),
-        (
-            3,
-            "filter \"~c abc\" at position 3: expected a number after ~c".to_string()
-        )
-    );
-    assert_eq!(
-        error("~c"),
-        (
-            2,
-            "filter \"~c\" at position 2: expected a number after ~c".to_string()
-        )
-    );
+    assert_eq!(error("~c abc"), (3, "filter \"~c abc\" at position 3: expected a number after ~c".to_string()));
+    assert_eq!(error("~c"), (2, "filter \"~c\" at position 2: expected a number after ~c".to_string()));
     assert_eq!(error("~c 20x").0, 3);
     assert_eq!(error("~c -1").0, 3);
     let (position, message) = error("~s ~c 99999");
     assert_eq!(position, 6);
-    assert!(
-        message.ends_with("expected a number up to 65535 after ~c"),
-        "{message}"
-    );
+    assert!(message.ends_with("expected a number up to 65535 after ~c"), "{message}");
 }
 
 #[test]
@@ -372,39 +339,21 @@ fn unknown_filter_is_named_with_the_known_ones() {
 
 #[test]
 fn missing_argument_is_reported_where_it_should_be() {
-    assert_eq!(
-        error("~d"),
-        (
-            2,
-            "filter \"~d\" at position 2: expected a regex after ~d".to_string()
-        )
-    );
-    assert_eq!(
-        error("~d   "),
-        (
-            5,
-            "filter \"~d   \" at position 5: expected a regex after ~d".to_string()
-        )
-    );
+    assert_eq!(error("~d"), (2, "filter \"~d\" at position 2: expected a regex after ~d".to_string()));
+    assert_eq!(error("~d   "), (5, "filter \"~d   \" at position 5: expected a regex after ~d".to_string()));
     assert_eq!(error("~h ~q").0, 3);
     assert_eq!(error("~d | ~q").0, 3);
     assert_eq!(error("~d )").0, 3);
     let (position, message) = error("~d (a|b)");
     assert_eq!(position, 3);
-    assert!(
-        message.contains("quote a regex that has parentheses"),
-        "{message}"
-    );
+    assert!(message.contains("quote a regex that has parentheses"), "{message}");
 }
 
 #[test]
 fn bad_regex_names_the_regex_and_the_reason() {
     let (position, message) = error("~s & ~d \"(foo\"");
     assert_eq!(position, 8);
-    assert!(
-        message.contains("expected a valid regex after ~d, not \"(foo\""),
-        "{message}"
-    );
+    assert!(message.contains("expected a valid regex after ~d, not \"(foo\""), "{message}");
     assert!(message.contains("unclosed group"), "{message}");
     assert!(!message.contains('\n'), "{message}");
     let (position, message) = error("~s a[");
@@ -418,92 +367,36 @@ fn bad_regex_names_the_regex_and_the_reason() {
 fn unbalanced_parentheses_are_reported() {
     assert_eq!(
         error("(~q | ~s"),
-        (
-            8,
-            "filter \"(~q | ~s\" at position 8: expected ) to close the ( at position 0"
-                .to_string()
-        )
+        (8, "filter \"(~q | ~s\" at position 8: expected ) to close the ( at position 0".to_string())
     );
     assert_eq!(
         error("~s ((~q) "),
-        (
-            9,
-            "filter \"~s ((~q) \" at position 9: expected ) to close the ( at position 3"
-                .to_string()
-        )
+        (9, "filter \"~s ((~q) \" at position 9: expected ) to close the ( at position 3".to_string())
     );
     let (position, message) = error("~q )");
     assert_eq!(position, 3);
-    assert!(
-        message.ends_with("expected the end of the filter, found an unmatched )"),
-        "{message}"
-    );
+    assert!(message.ends_with("expected the end of the filter, found an unmatched )"), "{message}");
     assert_eq!(error(")").0, 0);
-    assert_eq!(
-        error("()"),
-        (
-            1,
-            "filter \"()\" at position 1: expected a filter after (, found )".to_string()
-        )
-    );
+    assert_eq!(error("()"), (1, "filter \"()\" at position 1: expected a filter after (, found )".to_string()));
 }
 
 #[test]
 fn dangling_operators_are_reported() {
-    assert_eq!(
-        error("~q &"),
-        (
-            4,
-            "filter \"~q &\" at position 4: expected a filter after &".to_string()
-        )
-    );
-    assert_eq!(
-        error("~q | "),
-        (
-            5,
-            "filter \"~q | \" at position 5: expected a filter after |".to_string()
-        )
-    );
-    assert_eq!(
-        error("!"),
-        (
-            1,
-            "filter \"!\" at position 1: expected a filter after !".to_string()
-        )
-    );
-    assert_eq!(
-        error("& ~q"),
-        (
-            0,
-            "filter \"& ~q\" at position 0: expected a filter before &".to_string()
-        )
-    );
+    assert_eq!(error("~q &"), (4, "filter \"~q &\" at position 4: expected a filter after &".to_string()));
+    assert_eq!(error("~q | "), (5, "filter \"~q | \" at position 5: expected a filter after |".to_string()));
+    assert_eq!(error("!"), (1, "filter \"!\" at position 1: expected a filter after !".to_string()));
+    assert_eq!(error("& ~q"), (0, "filter \"& ~q\" at position 0: expected a filter before &".to_string()));
     assert_eq!(
         error("~q & | ~s"),
-        (
-            5,
-            "filter \"~q & | ~s\" at position 5: expected a filter after &, found |".to_string()
-        )
+        (5, "filter \"~q & | ~s\" at position 5: expected a filter after &, found |".to_string())
     );
     assert_eq!(error("(~q |)").0, 5);
-    assert_eq!(
-        error("~q ! "),
-        (
-            5,
-            "filter \"~q ! \" at position 5: expected a filter after !".to_string()
-        )
-    );
+    assert_eq!(error("~q ! "), (5, "filter \"~q ! \" at position 5: expected a filter after !".to_string()));
 }
 
 #[test]
 fn empty_filter_is_an_error() {
-    assert_eq!(
-        error(""),
-        (
-            0,
-            "filter \"\" at position 0: expected a filter".to_string()
-        )
-    );
+    assert_eq!(error(""), (0, "filter \"\" at position 0: expected a filter".to_string()));
     assert_eq!(error("   ").0, 3);
 }
 
@@ -511,11 +404,7 @@ fn empty_filter_is_an_error() {
 fn unterminated_quote_is_reported_at_the_end() {
     assert_eq!(
         error("~d \"abc"),
-        (
-            7,
-            "filter \"~d \"abc\" at position 7: expected a closing \" for the quote at position 3"
-                .to_string()
-        )
+        (7, "filter \"~d \"abc\" at position 7: expected a closing \" for the quote at position 3".to_string())
     );
     assert_eq!(error("'it\\'s").0, 6);
     assert_eq!(error("~d 'abc\\").0, 8);
@@ -535,10 +424,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     assert_eq!(error(&format!("{}~q", "!".repeat(100_000))).0, MAX_DEPTH);
     let ok = format!("{}~q{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
     assert!(!matches(&ok, &complete()));
-    assert!(matches(
-        &format!("{}~q", "!".repeat(MAX_DEPTH - 1)),
-        &complete()
-    ));
+    assert!(matches(&format!("{}~q", "!".repeat(MAX_DEPTH - 1)), &complete()));
 }
 
 /// xorshift64: a small, seeded, dependency-free source of noise.

@@ -18,13 +18,14 @@ use crate::config::{split_host_port, ModeKind, Scheme};
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::flow::{HttpFlow, Request, Response, Timings};
-use crate::layer::{run_next_layer, ClientIo, LayerKind};
 use crate::io::{BoxStream, BufIo};
+use crate::layer::Layer;
+use crate::layer::{run_next_layer, ClientIo, LayerKind};
 use crate::layers::http1::{
     self, collect_body, copy_body, forward_partial, read_head, request_framing, response_framing, write_request_line,
-    write_response_head, write_status_line, BodyError, Collected, Framing, HeadError, Headers, RequestHead, ResponseHead, Rest, Version,
+    write_response_head, write_status_line, BodyError, Collected, Framing, HeadError, Headers, RequestHead,
+    ResponseHead, Rest, Version,
 };
-use crate::layer::Layer;
 use crate::layers::tcp::relay;
 use crate::layers::websocket::WebsocketLayer;
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
@@ -74,7 +75,9 @@ impl RequestBody {
         let sent = match self {
             RequestBody::Empty | RequestBody::Whole => None,
             RequestBody::Stream(framing) => Some(copy_body(client, server, *framing, read_timeout).await),
-            RequestBody::Partial { prefix, rest } => Some(forward_partial(client, server, prefix, *rest, read_timeout).await),
+            RequestBody::Partial { prefix, rest } => {
+                Some(forward_partial(client, server, prefix, *rest, read_timeout).await)
+            }
         };
         match sent {
             Some(result) => result.map(Some).map_err(|e| request_body_error(e, host)),
@@ -137,7 +140,8 @@ impl HttpLayer {
     pub fn new(parent: &Arc<Context>) -> Self {
         let ctx = parent.push(LayerKind::Http, Facts::default());
         let server = ServerConnection::new(&ctx, ctx.server().cloned(), None, Purpose::Http);
-        let is_proxy_facing = matches!(parent.layers().get(1), Some(LayerKind::RegularProxy | LayerKind::UpstreamProxy));
+        let is_proxy_facing =
+            matches!(parent.layers().get(1), Some(LayerKind::RegularProxy | LayerKind::UpstreamProxy));
         HttpLayer { ctx, server, is_proxy_facing }
     }
 
@@ -149,11 +153,12 @@ impl HttpLayer {
                 return Ok(());
             }
             let limits = self.ctx.config().limits;
-            let head = match read_head(&mut client, &limits, self.ctx.config().timeouts.read, http1::parse_request).await {
-                Ok(Some(head)) => head,
-                Ok(None) => return Ok(()),
-                Err(e) => return self.refuse(&mut client, request_head_error(e, &limits)).await,
-            };
+            let head =
+                match read_head(&mut client, &limits, self.ctx.config().timeouts.read, http1::parse_request).await {
+                    Ok(Some(head)) => head,
+                    Ok(None) => return Ok(()),
+                    Err(e) => return self.refuse(&mut client, request_head_error(e, &limits)).await,
+                };
             if head.method == "CONNECT" {
                 return self.open_tunnel(client, head).await;
             }
@@ -345,7 +350,12 @@ impl HttpLayer {
         let mut out = Vec::with_capacity(512);
         if self.server.is_forwarded_to_proxy() {
             let authority = self.server.address().map(Address::to_string).unwrap_or_default();
-            write_request_line(&request.method, &format!("http://{authority}{}", request.path), request.version, &mut out);
+            write_request_line(
+                &request.method,
+                &format!("http://{authority}{}", request.path),
+                request.version,
+                &mut out,
+            );
         } else {
             write_request_line(&request.method, &request.path, request.version, &mut out);
         }
@@ -521,7 +531,9 @@ impl HttpLayer {
             (None, Some((prefix, rest))) => {
                 tracing::info!(url = %exchange.flow.request.url(), "response body over --body-size-limit: streamed, not recorded");
                 client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
-                forward_partial(server, client, &prefix, rest, config.timeouts.read).await.map_err(|e| response_body_error(e, &host))?
+                forward_partial(server, client, &prefix, rest, config.timeouts.read)
+                    .await
+                    .map_err(|e| response_body_error(e, &host))?
             }
             (None, None) => {
                 // One write for head and body when the whole body is already buffered.
@@ -538,7 +550,9 @@ impl HttpLayer {
                     }
                     None => {
                         client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
-                        copy_body(server, client, framing, config.timeouts.read).await.map_err(|e| response_body_error(e, &host))?
+                        copy_body(server, client, framing, config.timeouts.read)
+                            .await
+                            .map_err(|e| response_body_error(e, &host))?
                     }
                 }
             }
@@ -621,7 +635,11 @@ impl HttpLayer {
     }
 
     /// Runs what follows a 101: the WebSocket layer, or a raw relay for any other protocol.
-    async fn run_upgraded(mut self, mut client: ClientIo, websocket: Option<Box<HttpFlow>>) -> Result<(), ProtocolError> {
+    async fn run_upgraded(
+        mut self,
+        mut client: ClientIo,
+        websocket: Option<Box<HttpFlow>>,
+    ) -> Result<(), ProtocolError> {
         let host = self.server.host();
         let mut server = self.server.take_stream().expect("a 101 was read from it");
         match websocket {
@@ -680,12 +698,15 @@ impl HttpLayer {
     fn rewrites_host(&self) -> bool {
         matches!(self.ctx.mode().kind, ModeKind::Reverse(_)) && !self.ctx.config().keep_host_header
     }
-
 }
 
 /// Sends a response made by strata, with its Content-Length (and `Connection: close` if `close`), in one
 /// write. Returns it, with the headers as sent.
-async fn write_local_response(client: &mut ClientIo, mut response: LocalResponse, close: bool) -> Result<LocalResponse, ProtocolError> {
+async fn write_local_response(
+    client: &mut ClientIo,
+    mut response: LocalResponse,
+    close: bool,
+) -> Result<LocalResponse, ProtocolError> {
     response.headers.set("content-length", response.body.len().to_string());
     if close {
         response.headers.append("connection", "close");
@@ -716,7 +737,10 @@ async fn read_final_response(
         let head = read_head(server, limits, read_timeout, http1::parse_response)
             .await
             .map_err(|e| response_head_error(e, host))?
-            .ok_or_else(|| ProtocolError::BadResponse { host: host.to_string(), reason: "connection closed before a response".into() })?;
+            .ok_or_else(|| ProtocolError::BadResponse {
+                host: host.to_string(),
+                reason: "connection closed before a response".into(),
+            })?;
         if !(100..200).contains(&head.status) || head.status == 101 {
             return Ok(head);
         }

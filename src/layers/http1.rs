@@ -85,7 +85,9 @@ impl Headers {
 
     /// True if a comma-separated list in any `name` field contains `token` (case-insensitive).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.get_all(name).flat_map(|v| v.split(|&b| b == b',')).any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        self.get_all(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -234,7 +236,10 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadE
     let mut res = httparse::Response::new(header_slots(&mut stack, &mut heap, limits.max_headers));
     let Some(len) = head_length(res.parse(buf))? else { return Ok(None) };
     if res.code.unwrap_or_default() < 100 {
-        return Err(HeadError::Malformed(format!("status code {:03} is not a valid status", res.code.unwrap_or_default())));
+        return Err(HeadError::Malformed(format!(
+            "status code {:03} is not a valid status",
+            res.code.unwrap_or_default()
+        )));
     }
     let head = ResponseHead {
         version: Version::from_minor(res.version.unwrap_or(1)),
@@ -293,7 +298,11 @@ pub fn request_framing(head: &RequestHead) -> Result<Framing, String> {
         if head.version == Version::Http10 {
             return Err("Transfer-Encoding in an HTTP/1.0 request".into());
         }
-        return if is_chunked_last(h)? { Ok(Framing::Chunked) } else { Err("Transfer-Encoding without chunked last".into()) };
+        return if is_chunked_last(h)? {
+            Ok(Framing::Chunked)
+        } else {
+            Err("Transfer-Encoding without chunked last".into())
+        };
     }
     match content_length(h)? {
         Some(0) | None => Ok(Framing::Empty),
@@ -448,7 +457,12 @@ pub enum Rest {
 
 /// Reads a body with `framing` into memory if its payload fits in `limit` bytes. A Content-Length body
 /// over the limit is not read at all; others are read until the limit shows they do not fit.
-pub async fn collect_body<R>(src: &mut BufIo<R>, framing: Framing, limit: usize, read_timeout: Duration) -> Result<Collected, BodyError>
+pub async fn collect_body<R>(
+    src: &mut BufIo<R>,
+    framing: Framing,
+    limit: usize,
+    read_timeout: Duration,
+) -> Result<Collected, BodyError>
 where
     R: AsyncRead + AsyncWrite + Unpin,
 {
@@ -457,7 +471,9 @@ where
     let mut body = Vec::new();
     match framing {
         Framing::Empty => {}
-        Framing::Length(n) if n > limit as u64 => return Ok(Collected::Partial { prefix: body, rest: Rest::Length(n) }),
+        Framing::Length(n) if n > limit as u64 => {
+            return Ok(Collected::Partial { prefix: body, rest: Rest::Length(n) })
+        }
         Framing::Length(n) => reader.take_exact(n, &mut body).await?,
         Framing::Close => loop {
             if reader.src.buffered().is_empty() && !reader.read_more(RELAY_BUF_BYTES).await? {

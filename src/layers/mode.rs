@@ -27,7 +27,13 @@ pub struct ModeLayer {
 impl ModeLayer {
     /// The layer for a connection accepted by a listener in `mode`. `local_addr` is the address the client
     /// reached; `original_dst` is the pre-redirect destination (transparent mode only).
-    pub fn new(root: Arc<RootContext>, mode: &Mode, client_addr: SocketAddr, local_addr: SocketAddr, original_dst: Option<SocketAddr>) -> Self {
+    pub fn new(
+        root: Arc<RootContext>,
+        mode: &Mode,
+        client_addr: SocketAddr,
+        local_addr: SocketAddr,
+        original_dst: Option<SocketAddr>,
+    ) -> Self {
         let mut facts = Facts { client_addr: Some(client_addr), mode: Some(mode.clone()), ..Facts::default() };
         let kind = match &mode.kind {
             ModeKind::Regular => LayerKind::RegularProxy,

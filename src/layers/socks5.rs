@@ -58,7 +58,9 @@ impl Socks5Layer {
         let method = if auth.is_some() { METHOD_USER_PASS } else { METHOD_NO_AUTH };
         if !methods.contains(&method) {
             let _ = client.write_all(&[VERSION, METHOD_NONE_ACCEPTABLE]).await;
-            return Err(ProtocolError::BadRequest(format!("SOCKS5 client does not offer method {method} (strata requires it)")));
+            return Err(ProtocolError::BadRequest(format!(
+                "SOCKS5 client does not offer method {method} (strata requires it)"
+            )));
         }
         client.write_all(&[VERSION, method]).await.map_err(ProtocolError::ClientIo)?;
         if let Some(auth) = auth {
@@ -109,7 +111,9 @@ impl Socks5Layer {
                 }
             }
         };
-        timeout(deadline, work).await.map_err(|_| ProtocolError::Timeout { side: Side::Client, step: "SOCKS5 handshake" })?
+        timeout(deadline, work)
+            .await
+            .map_err(|_| ProtocolError::Timeout { side: Side::Client, step: "SOCKS5 handshake" })?
     }
 }
 
@@ -150,7 +154,9 @@ pub fn parse_user_pass(buf: &[u8]) -> Parsed<(String, String), Socks5Error> {
     if buf.len() < end {
         return Ok(None);
     }
-    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| Socks5Error::Malformed("credentials are not UTF-8"));
+    let text = |bytes: &[u8]| {
+        String::from_utf8(bytes.to_vec()).map_err(|_| Socks5Error::Malformed("credentials are not UTF-8"))
+    };
     Ok(Some(((text(&buf[2..user_end])?, text(&buf[user_end + 1..end])?), end)))
 }
 

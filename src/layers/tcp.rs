@@ -27,8 +27,12 @@ impl TcpLayer {
     async fn relay_to_server(self, mut client: ClientIo) -> Result<(), ProtocolError> {
         tracing::debug!(stack = %self.ctx.stack(), "tcp layer");
         let started = Instant::now();
-        let mut server =
-            ServerConnection::new(&self.ctx, self.ctx.server().cloned(), self.ctx.server_tls_for_relay(), Purpose::Relay);
+        let mut server = ServerConnection::new(
+            &self.ctx,
+            self.ctx.server().cloned(),
+            self.ctx.server_tls_for_relay(),
+            Purpose::Relay,
+        );
         let host = server.host();
         let stream = server.connect().await?;
         let (up, down) = relay(&mut client, stream).await.map_err(|e| ProtocolError::server_io(&host, e))?;
@@ -51,7 +55,10 @@ impl Layer for TcpLayer {
 
 /// Copies both directions until both are closed, passing each EOF on as a write shutdown. Returns the
 /// bytes sent client to server and server to client.
-pub async fn relay<C: Stream + ?Sized, S: Stream + ?Sized>(client: &mut C, server: &mut S) -> std::io::Result<(u64, u64)> {
+pub async fn relay<C: Stream + ?Sized, S: Stream + ?Sized>(
+    client: &mut C,
+    server: &mut S,
+) -> std::io::Result<(u64, u64)> {
     let (mut client, mut server) = (LenientEof(client), LenientEof(server));
     tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, RELAY_BUF_BYTES, RELAY_BUF_BYTES).await
 }

@@ -40,8 +40,10 @@ impl TlsLayer {
 
         let hello = start.client_hello();
         let sni = hello.server_name().map(str::to_string);
-        let alpn_offers: Vec<Vec<u8>> = hello.alpn().map(|offers| offers.map(<[u8]>::to_vec).collect()).unwrap_or_default();
-        let fallback = self.parent.tls_cert_host().map(str::to_string).or_else(|| self.parent.server().map(|s| s.host.clone()));
+        let alpn_offers: Vec<Vec<u8>> =
+            hello.alpn().map(|offers| offers.map(<[u8]>::to_vec).collect()).unwrap_or_default();
+        let fallback =
+            self.parent.tls_cert_host().map(str::to_string).or_else(|| self.parent.server().map(|s| s.host.clone()));
         let Some(cert_name) = sni.clone().or(fallback) else {
             return Err(ProtocolError::ClientTls("no SNI and no server address to name a certificate".into()));
         };

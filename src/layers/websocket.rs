@@ -110,7 +110,9 @@ impl WebsocketLayer {
             match sent {
                 Ok(()) => {}
                 Err(e) if closing || is_ordinary_ws_end(&e) => {}
-                Err(e) => return Err(ws_error(if from == Side::Client { Side::Server } else { Side::Client }, &host, e)),
+                Err(e) => {
+                    return Err(ws_error(if from == Side::Client { Side::Server } else { Side::Client }, &host, e))
+                }
             }
         }
         let _ = client.close(None).await;
