@@ -65,6 +65,24 @@ pub struct Cli {
     #[arg(long, value_name = "REGEX")]
     pub tcp_hosts: Vec<String>,
 
+    /// Refuse clients with publicly routable addresses (the default, as mitmproxy's block_global): they get
+    /// a 403, a SOCKS5 refusal or a closed connection. Loopback and link-local clients are never refused;
+    /// --proxyauth does not lift this.
+    #[arg(long, overrides_with = "no_block_global")]
+    pub block_global: bool,
+
+    /// Serve clients with publicly routable addresses too: anyone who can reach the port may use the proxy.
+    #[arg(long, overrides_with = "block_global")]
+    pub no_block_global: bool,
+
+    /// Refuse clients with private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, ...).
+    #[arg(long, overrides_with = "no_block_private")]
+    pub block_private: bool,
+
+    /// Serve clients with private addresses (the default).
+    #[arg(long, overrides_with = "block_private")]
+    pub no_block_private: bool,
+
     /// Reverse mode: keep the client's Host header instead of setting it to the server's.
     #[arg(long)]
     pub keep_host_header: bool,

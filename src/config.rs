@@ -18,30 +18,7 @@ use rustls::pki_types::CertificateDer;
 use crate::addons::Addons;
 use crate::cli::Cli;
 use crate::error::ConfigError;
-
-/// `http` or `https`: the scheme of a URL in a mode (`reverse:https://...`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    /// The port a URL of this scheme means when it names none.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
+use crate::http::url::{split_host_port, Scheme};
 
 /// A server named by a mode, e.g. the `http://127.0.0.1:5173` of `reverse:http://127.0.0.1:5173`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +42,8 @@ impl FromStr for ServerSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         let (scheme, rest) =
             s.split_once("://").ok_or_else(|| format!("'{s}' is not a URL (expected http://HOST[:PORT])"))?;
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
-            "http" => Scheme::Http,
-            "https" => Scheme::Https,
-            other => return Err(format!("unsupported scheme '{other}' (expected http or https)")),
-        };
+        let scheme = Scheme::from_name(scheme)
+            .ok_or_else(|| format!("unsupported scheme '{scheme}' (expected http or https)"))?;
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains('/') {
             return Err(format!("'{s}' has a path; only scheme://host[:port] is supported"));
@@ -77,31 +51,6 @@ impl FromStr for ServerSpec {
         let (host, port) = split_host_port(authority).ok_or_else(|| format!("'{s}' has no valid host"))?;
         Ok(ServerSpec { scheme, host, port: port.unwrap_or(scheme.default_port()) })
     }
-}
-
-/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; the port is `None` when absent. `None` if malformed.
-pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        match after {
-            "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':')?)),
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            Some(_) => return None,
-            None => (s, None),
-        }
-    };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        return None;
-    }
-    let port = match port {
-        Some(p) => Some(p.parse::<u16>().ok()?),
-        None => None,
-    };
-    Some((host.to_string(), port))
 }
 
 /// What a listener does with the connections it accepts.
@@ -424,14 +373,5 @@ mod tests {
         {
             assert!(bad.parse::<Mode>().is_err(), "{bad} parsed");
         }
-    }
-
-    #[test]
-    fn host_port_splitting() {
-        assert_eq!(split_host_port("a:1"), Some(("a".into(), Some(1))));
-        assert_eq!(split_host_port("[::1]:8"), Some(("::1".into(), Some(8))));
-        assert_eq!(split_host_port("a"), Some(("a".into(), None)));
-        assert_eq!(split_host_port("a:99999"), None);
-        assert_eq!(split_host_port("::1"), None);
     }
 }

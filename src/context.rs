@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::addons::block::Blocked;
 use crate::addons::har::HarRecorder;
 use crate::certs::CertificateAuthority;
-use crate::config::{Config, Mode, Scheme};
+use crate::config::{Config, Mode};
 use crate::flow::{FlowLog, HttpFlow, TcpFlow};
+use crate::http::url::Scheme;
 use crate::layer::LayerKind;
 use crate::server_conn::ConnectionPool;
 
@@ -107,6 +109,8 @@ pub struct Facts {
     pub sni: Option<String>,
     /// The ALPN protocols the client offered in its ClientHello.
     pub alpn_offers: Option<Vec<Vec<u8>>>,
+    /// Why the client is refused (`--block-global`, `--block-private`), set by the mode layer.
+    pub blocked: Option<Blocked>,
 }
 
 /// One layer's read-only view: its own facts plus its parent's.
@@ -141,6 +145,7 @@ impl Context {
             tls_cert_host: facts.tls_cert_host.or_else(|| own.tls_cert_host.clone()),
             sni: facts.sni.or_else(|| own.sni.clone()),
             alpn_offers: facts.alpn_offers.or_else(|| own.alpn_offers.clone()),
+            blocked: facts.blocked.or(own.blocked),
         };
         Arc::new(Context { root: self.root.clone(), parent: self.parent.clone(), layer: self.layer, facts: merged })
     }
@@ -174,6 +179,11 @@ impl Context {
 
     pub fn mode(&self) -> &Mode {
         self.lookup(|f| f.mode.as_ref()).expect("the mode layer sets the mode")
+    }
+
+    /// Why the client is refused, if it is: the first layer that can answer it does so and stops.
+    pub fn blocked(&self) -> Option<&Blocked> {
+        self.lookup(|f| f.blocked.as_ref())
     }
 
     pub fn server(&self) -> Option<&Address> {

@@ -75,6 +75,9 @@ pub enum ProtocolError {
     /// The request cannot be served by this proxy (e.g. no host known); answered with the given status.
     #[error("{reason}")]
     Refused { status: u16, reason: String },
+    /// `--block-global` or `--block-private` refuses this client; answered with 403 where HTTP is spoken.
+    #[error("{0}")]
+    Blocked(crate::addons::block::Blocked),
     /// Drop client and server connections at once, without any response.
     #[error("flow killed")]
     Kill,
@@ -90,7 +93,7 @@ impl ProtocolError {
     /// a broken pipe, a kill): they are logged at debug, not as failures.
     pub fn is_ordinary_end(&self) -> bool {
         match self {
-            ProtocolError::Kill => true,
+            ProtocolError::Kill | ProtocolError::Blocked(_) => true,
             ProtocolError::ClientIo(e) => is_ordinary_io(e),
             ProtocolError::Timeout { side: Side::Client, .. } => true,
             _ => false,

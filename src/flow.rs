@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Scheme;
+use crate::http::url::{split_host_port, split_url, Scheme};
 use crate::layers::http1::{Headers, Version};
 
 /// The request of an HTTP flow, as forwarded (hop-by-hop fields removed).
@@ -48,21 +48,12 @@ impl Request {
     /// Points the request at an absolute `http://` or `https://` URL (map-remote, replay). Returns false,
     /// changing nothing, if `url` is not one.
     pub fn set_url(&mut self, url: &str) -> bool {
-        let Some((scheme, rest)) = url.split_once("://") else { return false };
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
-            "http" => Scheme::Http,
-            "https" => Scheme::Https,
-            _ => return false,
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let Some((host, port)) = crate::config::split_host_port(authority) else { return false };
-        self.scheme = scheme;
+        let Some(url) = split_url(url) else { return false };
+        let Some((host, port)) = split_host_port(url.authority) else { return false };
+        self.scheme = url.scheme;
         self.host = host;
-        self.port = port.unwrap_or(scheme.default_port());
-        self.path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+        self.port = port.unwrap_or(url.scheme.default_port());
+        self.path = url.path;
         true
     }
 }

@@ -111,6 +111,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BufIo<S> {
         .await
     }
 
+    /// True if an idle stream can still carry a request: nothing has arrived unasked, it has not been
+    /// closed and it has not failed. Checked without waiting; a server that closed an idle connection
+    /// is seen here before strata writes a request into it.
+    pub fn is_idle_usable(&mut self) -> bool {
+        if !self.buffered().is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [0u8; 64];
+        let mut read = ReadBuf::new(&mut probe);
+        // Ready means end of stream, an error, or bytes no request asked for: all make it unusable.
+        Pin::new(&mut self.inner).poll_read(&mut cx, &mut read).is_pending()
+    }
+
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -204,6 +218,20 @@ mod tests {
         let mut rest = Vec::new();
         io.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"world!");
+    }
+
+    #[tokio::test]
+    async fn idle_stream_is_unusable_once_the_peer_closed_or_spoke() {
+        let (a, b) = tokio::io::duplex(64);
+        let mut io = BufIo::new(a);
+        assert!(io.is_idle_usable());
+        drop(b);
+        assert!(!io.is_idle_usable());
+
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = BufIo::new(a);
+        b.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n").await.unwrap();
+        assert!(!io.is_idle_usable());
     }
 
     #[tokio::test]

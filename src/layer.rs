@@ -78,6 +78,17 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
     let hosts = &ctx.config().hosts;
     let server = ctx.server().map(|a| a.to_string());
 
+    // Rule 0: a client that --block-global or --block-private refuses gets only a refusal, from a layer that
+    // can say why (HTTP/1 and SOCKS5: rules 1 and 2); any other connection of it is closed unread.
+    let says_why = matches!(ctx.layer(), LayerKind::RegularProxy | LayerKind::UpstreamProxy | LayerKind::Socks5Proxy);
+    if let Some(blocked) = ctx.blocked().filter(|_| !says_why) {
+        let first = timeout(CLIENT_FIRST_BYTES_TIMEOUT, peek(io)).await;
+        if first.is_ok_and(|peeked| peeked.is_ok_and(|p| is_http1_request_start(&p))) {
+            return Ok(Some(Box::new(Http1Layer::new(ctx))));
+        }
+        return Err(ProtocolError::Blocked(*blocked));
+    }
+
     // Rule 1: regular and upstream listeners speak HTTP/1 to their clients (a malformed request gets a
     // 400 there); the requests and CONNECTs name the servers.
     if matches!(ctx.layer(), LayerKind::RegularProxy | LayerKind::UpstreamProxy) {

@@ -9,6 +9,7 @@ pub mod context; // RootContext and the read-only context chain
 pub mod error; // ProtocolError, ConfigError, Side
 pub mod filter; // flow filter expressions (mitmproxy syntax)
 pub mod flow; // flow records and the stdout flow log
+pub mod http; // version-free message rules: field syntax, trailers, authorities
 pub mod io; // buffered stream that keeps peeked bytes
 pub mod layer; // Layer trait and next_layer()
 pub mod layers; // the layers themselves

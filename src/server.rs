@@ -166,6 +166,9 @@ async fn serve_connection(root: Arc<RootContext>, mode: Mode, socket: TcpStream,
         _ => None,
     };
     let layer = ModeLayer::new(root, &mode, client_addr, local_addr, original_dst);
+    if let Some(blocked) = layer.context().blocked() {
+        tracing::warn!("{blocked}");
+    }
     tracing::debug!(server = ?layer.context().server(), "accepted");
     match Box::new(layer).run(BufIo::new(Box::new(socket))).await {
         Ok(()) => tracing::debug!("connection closed"),

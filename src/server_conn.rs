@@ -98,6 +98,8 @@ pub struct ServerConnection {
     reused: bool,
     /// True while the open stream sits between exchanges, so it may be handed to the pool.
     idle: bool,
+    /// True after a reused connection turned out to be closed: the next connection is dialled new.
+    dial_next: bool,
 }
 
 /// How long an idle server connection waits in the pool. Short, because servers close idle connections
@@ -130,10 +132,11 @@ struct Pooled {
 }
 
 impl ConnectionPool {
+    /// The most recently pooled connection to `key` that is still usable; closed ones are dropped.
     fn take(&self, key: &PoolKey) -> Option<Pooled> {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.get_mut(key)?;
-        list.retain(|p| p.since.elapsed() < POOL_IDLE_LIMIT);
+        list.retain_mut(|p| p.since.elapsed() < POOL_IDLE_LIMIT && p.stream.is_idle_usable());
         let found = list.pop();
         if list.is_empty() {
             idle.remove(key);
@@ -181,6 +184,7 @@ impl ServerConnection {
             peer_addr: None,
             reused: false,
             idle: false,
+            dial_next: false,
         }
     }
 
@@ -226,6 +230,13 @@ impl ServerConnection {
         }
     }
 
+    /// Closes a reused connection that the server had closed; the next `connect()` dials a new one
+    /// instead of trying another pooled connection, so a request is retried once at most.
+    pub fn discard_stale(&mut self) {
+        self.disconnect();
+        self.dial_next = true;
+    }
+
     /// Closes the connection, if open.
     pub fn disconnect(&mut self) {
         self.stream = None;
@@ -251,13 +262,17 @@ impl ServerConnection {
 
     /// The open connection, dialling the server first if there is none.
     pub async fn connect(&mut self) -> Result<&mut BufIo<BoxStream>, ProtocolError> {
+        if self.reused && self.stream.as_mut().is_some_and(|s| !s.is_idle_usable()) {
+            tracing::debug!(host = %self.host(), "kept-alive server connection was closed while idle");
+            self.disconnect();
+        }
         if self.stream.is_none() {
             let address = self.address.clone().ok_or(ProtocolError::Refused {
                 status: 400,
                 reason: "no server address known for this request".into(),
             })?;
             let pooled = match (self.purpose, self.pool_key()) {
-                (Purpose::Http, Some(key)) => self.root.pool.take(&key),
+                (Purpose::Http, Some(key)) if !std::mem::take(&mut self.dial_next) => self.root.pool.take(&key),
                 _ => None,
             };
             match pooled {

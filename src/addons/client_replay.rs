@@ -11,10 +11,11 @@ use std::time::{Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 
 use crate::addons::har::{read_har, RecordedExchange};
-use crate::config::{Mode, ModeKind, Scheme};
+use crate::config::{Mode, ModeKind};
 use crate::context::{Address, Context, Facts, RootContext};
 use crate::error::{ConfigError, ProtocolError};
 use crate::flow::{HttpFlow, Request, Response, Timings};
+use crate::http::url::Scheme;
 use crate::layer::LayerKind;
 use crate::layers::http1::{
     self, collect_body, read_head, response_framing, write_request_head, Collected, RequestHead, Version,
@@ -141,7 +142,7 @@ async fn replay_one(ctx: &Context, exchange: &RecordedExchange, flow: &mut HttpF
     };
     flow.timings.wait_ms = waited.elapsed().as_secs_f64() * 1000.0;
     let framing = response_framing(&exchange.method, &response)
-        .map_err(|reason| ProtocolError::BadResponse { host: host.clone(), reason })?;
+        .map_err(|e| ProtocolError::BadResponse { host: host.clone(), reason: e.to_string() })?;
     let received = Instant::now();
     let limit = config.addons.body_size_limit;
     let body = collect_body(stream, framing, limit, config.timeouts.read)

@@ -14,8 +14,8 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::certs::write_atomically;
-use crate::config::Scheme;
 use crate::flow::{HttpFlow, WebSocketMessage};
+use crate::http::url::Scheme;
 use crate::layers::http1::Headers;
 
 /// How often the background task of `HarRecorder::start` rewrites the file while entries arrive.

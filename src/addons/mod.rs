@@ -4,6 +4,7 @@
 //! server replay; then, on the response, modification again; at the end, the HAR recorder. A request
 //! answered here never opens a server connection.
 
+pub mod block;
 pub mod blocklist;
 pub mod client_replay;
 pub mod har;
@@ -64,6 +65,8 @@ pub struct Addons {
     /// The positional FILTER: which flows the log prints.
     pub view: Option<Filter>,
     pub proxyauth: Option<proxyauth::ProxyAuth>,
+    /// `--block-global` and `--block-private`.
+    pub access: block::ClientAccess,
     pub block_list: Vec<blocklist::BlockRule>,
     pub anticache: bool,
     pub anticomp: bool,
@@ -88,6 +91,7 @@ impl Addons {
         Ok(Addons {
             view,
             proxyauth: cli.proxyauth.as_deref().map(proxyauth::ProxyAuth::parse).transpose()?,
+            access: block::ClientAccess { block_global: !cli.no_block_global, block_private: cli.block_private },
             block_list: parse_all(&cli.block_list, blocklist::BlockRule::parse)?,
             anticache: cli.anticache,
             anticomp: cli.anticomp,

@@ -1,8 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::config::Scheme;
 use crate::flow::{Request, Response, Timings};
+use crate::http::url::Scheme;
 use crate::layers::http1::Version;
 
 fn headers(fields: &[(&str, &[u8])]) -> Headers {

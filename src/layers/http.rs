@@ -14,19 +14,20 @@ use tokio::time::timeout;
 
 use crate::addons::proxyauth::ProxyAuth;
 use crate::addons::{onboarding, LocalResponse, RequestAction};
-use crate::config::{split_host_port, ModeKind, Scheme};
+use crate::config::ModeKind;
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::flow::{HttpFlow, Request, Response, Timings};
+use crate::http::fields::list_members;
+use crate::http::url::{is_same_authority, split_host_port, split_url, Scheme};
 use crate::io::{BoxStream, BufIo};
 use crate::layer::Layer;
 use crate::layer::{run_next_layer, ClientIo, LayerKind};
 use crate::layers::http1::{
-    self, collect_body, copy_body, forward_partial, read_head, request_framing, response_framing, write_request_line,
-    write_response_head, write_status_line, BodyError, Collected, Framing, HeadError, Headers, RequestHead,
-    ResponseHead, Rest, Version,
+    self, collect_body, copy_body, forward_partial, read_head, request_framing, response_framing, transfer_codings,
+    write_request_line, write_response_head, write_status_line, BodyError, Collected, Framing, FramingError, HeadError,
+    Headers, RequestHead, ResponseHead, Rest, Version,
 };
-use crate::layers::tcp::relay;
 use crate::layers::websocket::WebsocketLayer;
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
@@ -106,8 +107,8 @@ impl RequestBody {
 enum Next {
     KeepAlive,
     Close,
-    /// A 101 switched protocols: WebSocket (with its flow) or something opaque (`None`).
-    Upgraded(Option<Box<HttpFlow>>),
+    /// A 101 switched the connection to WebSocket; the flow goes on in the WebSocket layer.
+    Upgraded(Box<HttpFlow>),
 }
 
 /// Where a request goes and how its URL reads in the log.
@@ -116,6 +117,8 @@ struct Target {
     address: Address,
     /// Host as the URL shows it (the Host header's name inside a tunnel).
     display_host: String,
+    /// The Host field the server gets, when strata sets it; `None` keeps the client's.
+    host_field: Option<String>,
     /// origin-form request target sent to the server.
     path: String,
     /// TLS toward the server, for https.
@@ -159,6 +162,9 @@ impl HttpLayer {
                     Ok(None) => return Ok(()),
                     Err(e) => return self.refuse(&mut client, request_head_error(e, &limits)).await,
                 };
+            if let Some(blocked) = self.ctx.blocked() {
+                return self.refuse(&mut client, ProtocolError::Blocked(*blocked)).await;
+            }
             if head.method == "CONNECT" {
                 return self.open_tunnel(client, head).await;
             }
@@ -169,7 +175,7 @@ impl HttpLayer {
                     let _ = client.shutdown().await;
                     return Ok(());
                 }
-                Next::Upgraded(websocket) => return self.run_upgraded(client, websocket).await,
+                Next::Upgraded(flow) => return self.run_upgraded(client, flow).await,
             }
         }
     }
@@ -222,7 +228,10 @@ impl HttpLayer {
     /// error response and the connection closes.
     async fn exchange(&mut self, client: &mut ClientIo, mut head: RequestHead) -> Result<Next, ProtocolError> {
         let resolved = self.resolve_target(&head).and_then(|target| {
-            let framing = request_framing(&head).map_err(ProtocolError::BadRequest)?;
+            let framing = request_framing(&head).map_err(|e| match e {
+                FramingError::Invalid(reason) => ProtocolError::BadRequest(reason),
+                FramingError::Unsupported(reason) => ProtocolError::Refused { status: 501, reason },
+            })?;
             Ok((target, framing))
         });
         let (target, framing) = match resolved {
@@ -304,13 +313,15 @@ impl HttpLayer {
             let response = onboarding::answer(&target.path, &self.ctx.root().ca);
             return self.answer_locally(client, framing, client_wants_close, response, exchange).await;
         }
-        let is_upgrade = head.headers.has_token("connection", "upgrade") && head.headers.contains("upgrade");
+        let is_upgrade = is_websocket_upgrade(&head.headers);
         let expects_continue = head.headers.has_token("expect", "100-continue");
-        let set_host = self.rewrites_host() || split_scheme(&head.target).is_some() || !head.headers.contains("host");
-        prepare_request_headers(&mut head, &target, is_upgrade, set_host);
-        // Repeated (equal) Content-Length fields are sent on as one (RFC 9110 section 8.6).
-        if let Framing::Length(n) = framing {
-            head.headers.set("content-length", n.to_string());
+        prepare_request_headers(&mut head, &target, is_upgrade);
+        // The framing fields go out as strata read them, never in the client's spelling: repeated (equal)
+        // Content-Length fields as one (RFC 9110 section 8.6), any list of codings as `chunked`.
+        match framing {
+            Framing::Length(n) => head.headers.set("content-length", n.to_string()),
+            Framing::Chunked => head.headers.set("transfer-encoding", "chunked"),
+            Framing::Empty | Framing::Close => {}
         }
         exchange.flow.request.headers = std::mem::take(&mut head.headers);
 
@@ -415,10 +426,12 @@ impl HttpLayer {
         let timeouts = self.ctx.config().timeouts;
         let limits = self.ctx.config().limits;
         loop {
-            let reused = self.server.is_reused();
-            let dialled = !self.server.is_connected();
+            let was_connected = self.server.is_connected();
             let connect_started = Instant::now();
             self.server.connect().await?;
+            // Known only now: the connection may have come from the pool.
+            let reused = self.server.is_reused();
+            let dialled = !was_connected && !reused;
             let timings = &mut exchange.flow.timings;
             timings.connect_ms = if dialled { Exchange::elapsed_ms(connect_started) } else { -1.0 };
             exchange.flow.server_addr = self.server.peer_addr();
@@ -444,7 +457,7 @@ impl HttpLayer {
             match response {
                 Err(e) if reused && body.can_resend() && is_stale_connection(&e) => {
                     tracing::debug!(%host, "reused server connection was closed; redialling");
-                    self.server.disconnect();
+                    self.server.discard_stale();
                 }
                 other => return other,
             }
@@ -463,14 +476,27 @@ impl HttpLayer {
         let host = self.server.host();
         let config = self.ctx.config();
         let addons = config.addons.clone();
-        let framing = response_framing(&request.method, &response)
-            .map_err(|reason| ProtocolError::BadResponse { host: host.clone(), reason })?;
+        let bad_response = |reason: String| ProtocolError::BadResponse { host: host.clone(), reason };
+        let framing = response_framing(&request.method, &response).map_err(|e| bad_response(e.to_string()))?;
 
-        if response.status == 101 && is_upgrade {
+        if response.status == 101 {
+            // Only a WebSocket upgrade is ever asked for (`prepare_request_headers`); a server that switches
+            // to anything else would turn the connection into a tunnel nothing inspects.
+            let to_websocket =
+                list_members(response.headers.get_all("upgrade")).any(|p| p.eq_ignore_ascii_case(b"websocket"));
+            if !is_upgrade || !to_websocket {
+                return Err(bad_response("101 Switching Protocols to a protocol strata did not ask for".into()));
+            }
             return self.relay_upgrade(client, response, exchange).await;
         }
         let server_keeps_open = !wants_close(response.version, &response.headers) && framing != Framing::Close;
         strip_hop_by_hop(&mut response.headers);
+        if response.headers.contains("transfer-encoding") {
+            match transfer_codings(&response.headers) {
+                Ok(codings) => response.headers.set("transfer-encoding", codings.join(", ")),
+                Err(_) => response.headers.remove("transfer-encoding"),
+            }
+        }
         if let Framing::Length(n) = framing {
             response.headers.set("content-length", n.to_string());
         }
@@ -616,7 +642,6 @@ impl HttpLayer {
         exchange.response_started = true;
         client.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
         client.flush().await.map_err(ProtocolError::ClientIo)?;
-        let is_websocket = response.headers.get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
         exchange.flow.response = Some(Response {
             status: response.status,
             reason: response.reason,
@@ -626,26 +651,15 @@ impl HttpLayer {
             body_len: 0,
         });
         self.ctx.root().log_http(&exchange.flow);
-        if is_websocket {
-            // The flow is recorded (HAR) when the session ends, with its messages.
-            return Ok(Next::Upgraded(Some(Box::new(exchange.flow.clone()))));
-        }
-        self.ctx.root().record_http(&exchange.flow);
-        Ok(Next::Upgraded(None))
+        // The flow is recorded (HAR) when the session ends, with its messages.
+        Ok(Next::Upgraded(Box::new(exchange.flow.clone())))
     }
 
-    /// Runs what follows a 101: the WebSocket layer, or a raw relay for any other protocol.
-    async fn run_upgraded(
-        mut self,
-        mut client: ClientIo,
-        websocket: Option<Box<HttpFlow>>,
-    ) -> Result<(), ProtocolError> {
+    /// Runs what follows a 101: the WebSocket layer.
+    async fn run_upgraded(mut self, client: ClientIo, flow: Box<HttpFlow>) -> Result<(), ProtocolError> {
         let host = self.server.host();
-        let mut server = self.server.take_stream().expect("a 101 was read from it");
-        match websocket {
-            Some(flow) => Box::new(WebsocketLayer::new(&self.ctx, server, host, *flow)).run(client).await,
-            None => relay(&mut client, &mut server).await.map(|_| ()).map_err(|e| ProtocolError::server_io(&host, e)),
-        }
+        let server = self.server.take_stream().expect("a 101 was read from it");
+        Box::new(WebsocketLayer::new(&self.ctx, server, host, *flow)).run(client).await
     }
 
     /// The exchange is complete: log it (if the view filter shows it) and record it.
@@ -654,35 +668,47 @@ impl HttpLayer {
         self.ctx.root().record_http(&exchange.flow);
     }
 
-    /// Where the request goes: the absolute-form URL, or inside a tunnel the tunnel's server.
+    /// Where the request goes. At the proxy's front door (regular and upstream modes) the absolute-form
+    /// URL names the server. Everywhere else the server is fixed (the reverse target, the original
+    /// destination, the CONNECT or SOCKS target) and an absolute-form target's authority is at most a Host
+    /// value (RFC 9112 section 3.2.2), never a route: otherwise a reverse proxy would be an open proxy, and
+    /// a request inside a tunnel could leave it.
     fn resolve_target(&self, head: &RequestHead) -> Result<Target, ProtocolError> {
         if head.target.len() > MAX_URI_BYTES {
             return Err(ProtocolError::UriTooLong { limit: MAX_URI_BYTES });
         }
-        if let Some((scheme, rest)) = split_scheme(&head.target) {
-            let (authority, path) = match rest.find(['/', '?']) {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            let (host, port) = split_host_port(authority)
-                .ok_or_else(|| ProtocolError::BadRequest(format!("invalid host in '{}'", head.target)))?;
-            let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
-            let address = Address::new(host.clone(), port.unwrap_or(scheme.default_port()));
-            let tls = (scheme == Scheme::Https).then(|| ServerTls::http1(host.clone()));
-            return Ok(Target { scheme, address, display_host: host, path, tls });
-        }
-        if !head.target.starts_with('/') && head.target != "*" {
-            return Err(ProtocolError::BadRequest(format!("invalid request target '{}'", head.target)));
-        }
-        let Some(address) = self.ctx.server().cloned() else {
-            return Err(ProtocolError::BadRequest(
-                "a proxy request needs an absolute URL (http://host/path) as its target".into(),
-            ));
+        let host_header = single_host_field(&head.headers)?;
+        let absolute = split_url(&head.target);
+        let named = match &absolute {
+            Some(url) => {
+                let (host, port) = split_host_port(url.authority)
+                    .ok_or_else(|| ProtocolError::BadRequest(format!("invalid host in '{}'", head.target)))?;
+                // RFC 9112 section 3.2.2 lets the target win; refusing is safer for a proxy, since a server
+                // behind it may go by the Host field instead.
+                if let Some(field) =
+                    host_header.filter(|h| !is_same_authority(h, url.authority, url.scheme.default_port()))
+                {
+                    return Err(ProtocolError::BadRequest(format!(
+                        "Host field '{field}' disagrees with the request target '{}'",
+                        head.target
+                    )));
+                }
+                Some((url.scheme, Address::new(host, port.unwrap_or(url.scheme.default_port()))))
+            }
+            None if head.target.starts_with('/') || head.target == "*" => None,
+            None => return Err(ProtocolError::BadRequest(format!("invalid request target '{}'", head.target))),
         };
-        let host_header = head.headers.get("host").and_then(|h| std::str::from_utf8(h).ok()).and_then(split_host_port);
-        let display_host = match host_header {
-            Some((host, _)) if !self.rewrites_host() => host,
-            _ => address.host.clone(),
+        let path = absolute.map_or_else(|| head.target.clone(), |url| url.path);
+
+        let Some(address) = self.ctx.server().cloned() else {
+            let Some((scheme, address)) = named else {
+                return Err(ProtocolError::BadRequest(
+                    "a proxy request needs an absolute URL (http://host/path) as its target".into(),
+                ));
+            };
+            let tls = (scheme == Scheme::Https).then(|| ServerTls::http1(address.host.clone()));
+            let host_field = Some(host_field_for(scheme, &address));
+            return Ok(Target { scheme, display_host: address.host.clone(), address, host_field, path, tls });
         };
         let (scheme, tls) = if self.ctx.is_server_tls() {
             let server_name = self.ctx.sni().unwrap_or(&address.host);
@@ -690,7 +716,17 @@ impl HttpLayer {
         } else {
             (Scheme::Http, None)
         };
-        Ok(Target { scheme, address, display_host, path: head.target.clone(), tls })
+        if self.rewrites_host() {
+            let host_field = Some(host_field_for(scheme, &address));
+            return Ok(Target { scheme, display_host: address.host.clone(), address, host_field, path, tls });
+        }
+        // The client's Host field goes on as it is; an absolute-form target's authority replaces it.
+        let (display_host, host_field) = match (named, host_header.and_then(split_host_port)) {
+            (Some((named_scheme, named)), _) => (named.host.clone(), Some(host_field_for(named_scheme, &named))),
+            (None, Some((host, _))) => (host, None),
+            (None, None) => (address.host.clone(), Some(host_field_for(scheme, &address))),
+        };
+        Ok(Target { scheme, address, display_host, host_field, path, tls })
     }
 
     /// True if the Host header is set to the server's address: always in reverse mode, unless
@@ -759,16 +795,35 @@ fn is_stale_connection(e: &ProtocolError) -> bool {
     }
 }
 
-/// `http://` or `https://` at the start of an absolute-form target (scheme case-insensitive).
-fn split_scheme(target: &str) -> Option<(Scheme, &str)> {
-    let (scheme, rest) = target.split_once("://")?;
-    if scheme.eq_ignore_ascii_case("http") {
-        Some((Scheme::Http, rest))
-    } else if scheme.eq_ignore_ascii_case("https") {
-        Some((Scheme::Https, rest))
-    } else {
-        None
+/// The value of the request's Host field, if it has one; more than one, or one that is not a valid
+/// authority (whitespace, NUL, user information, an empty value), is a 400 (RFC 9112 section 3.2).
+fn single_host_field(headers: &Headers) -> Result<Option<&str>, ProtocolError> {
+    let mut fields = headers.get_all("host");
+    let Some(value) = fields.next() else { return Ok(None) };
+    if fields.next().is_some() {
+        return Err(ProtocolError::BadRequest("more than one Host field".into()));
     }
+    match std::str::from_utf8(value).ok().filter(|v| split_host_port(v).is_some()) {
+        Some(value) => Ok(Some(value)),
+        None => Err(ProtocolError::BadRequest(format!("invalid Host field '{}'", String::from_utf8_lossy(value)))),
+    }
+}
+
+/// The Host field for a request to `address` over `scheme`: the port only when it is not the default.
+fn host_field_for(scheme: Scheme, address: &Address) -> String {
+    if address.port == scheme.default_port() {
+        bracket(&address.host)
+    } else {
+        address.to_string()
+    }
+}
+
+/// True if the request asks to upgrade to WebSocket, the one upgrade strata relays. Every other
+/// `Upgrade` (h2c, TLS) is removed with the hop-by-hop fields, so the server answers in HTTP/1.1 and
+/// later requests on the connection stay visible to strata.
+fn is_websocket_upgrade(headers: &Headers) -> bool {
+    headers.has_token("connection", "upgrade")
+        && list_members(headers.get_all("upgrade")).any(|p| p.eq_ignore_ascii_case(b"websocket"))
 }
 
 /// True if the sender of a message with these headers will not keep the connection open.
@@ -797,30 +852,25 @@ fn strip_hop_by_hop(headers: &mut Headers) {
 }
 
 /// Turns the client's request headers into those the server gets.
-fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_upgrade: bool, set_host: bool) {
-    let upgrade = head.headers.get("upgrade").map(<[u8]>::to_vec);
+fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_websocket_upgrade: bool) {
     strip_hop_by_hop(&mut head.headers);
     head.headers.remove("expect");
-    if let (true, Some(upgrade)) = (is_upgrade, upgrade) {
+    if is_websocket_upgrade {
         // The WebSocket layer parses frames without extensions; asking for none keeps both sides agreed.
-        if upgrade.eq_ignore_ascii_case(b"websocket") {
-            head.headers.remove("sec-websocket-extensions");
-        }
+        head.headers.remove("sec-websocket-extensions");
         head.headers.append("connection", "Upgrade");
-        head.headers.append("upgrade", upgrade);
+        head.headers.append("upgrade", "websocket");
     }
-    // RFC 9112 section 3.2.2: a proxy sets Host from an absolute-form target.
-    if set_host {
-        let host = if target.address.port == target.scheme.default_port() {
-            bracket(&target.address.host)
-        } else {
-            target.address.to_string()
-        };
-        if head.headers.contains("host") {
-            head.headers.set("host", host);
-        } else {
-            head.headers.0.insert(0, ("Host".to_string(), host.into_bytes()));
-        }
+    let host = match &target.host_field {
+        Some(host) => host.clone(),
+        None if head.headers.contains("host") => return,
+        None => host_field_for(target.scheme, &target.address),
+    };
+    if head.headers.contains("host") {
+        head.headers.set("host", host);
+    } else {
+        // RFC 9112 section 3.2: Host comes first.
+        head.headers.0.insert(0, ("Host".to_string(), host.into_bytes()));
     }
 }
 
@@ -888,6 +938,7 @@ pub fn error_response(error: &ProtocolError) -> Option<(u16, &'static str)> {
         }
         Timeout { side: Side::Server, .. } => Some((504, "Gateway Timeout")),
         Refused { status, .. } => Some((*status, crate::addons::reason_phrase(*status))),
+        Blocked(_) => Some((403, "Forbidden")),
         Timeout { side: Side::Client, .. } | ClientIo(_) | ClientTls(_) | Kill => None,
     }
 }

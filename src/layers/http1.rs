@@ -16,6 +16,7 @@ use tokio::time::timeout;
 use crate::config::Limits;
 use crate::context::Context;
 use crate::error::ProtocolError;
+use crate::http::fields::{is_allowed_in_trailers, is_token, list_members};
 use crate::io::{BufIo, Parsed, RELAY_BUF_BYTES};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 use crate::layers::http::HttpLayer;
@@ -220,6 +221,11 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed<RequestHead, HeadErr
     let mut req = httparse::Request::new(header_slots(&mut stack, &mut heap, limits.max_headers));
     let Some(len) = head_length(req.parse(buf))? else { return Ok(None) };
     check_line_endings(&buf[..len])?;
+    // RFC 9110 section 9.1: a method is a token. httparse lets more through (`G(T`), which a server
+    // behind strata might split differently.
+    if !is_token(req.method.unwrap_or_default().as_bytes()) {
+        return Err(HeadError::Malformed("invalid method token".into()));
+    }
     let head = RequestHead {
         method: req.method.unwrap_or_default().to_string(),
         target: req.path.unwrap_or_default().to_string(),
@@ -287,9 +293,33 @@ fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
     Ok(())
 }
 
+/// Why a message's framing fields cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FramingError {
+    /// The framing is ambiguous or malformed: a request gets 400, a response 502.
+    Invalid(String),
+    /// A transfer coding strata does not implement: a request gets 501 (RFC 9112 section 6.1).
+    Unsupported(String),
+}
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FramingError::Invalid(reason) | FramingError::Unsupported(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl From<&str> for FramingError {
+    fn from(reason: &str) -> Self {
+        FramingError::Invalid(reason.to_string())
+    }
+}
+
 /// The framing of a request body, or why the request is ambiguous and must be refused
-/// (RFC 9112 sections 6.1 and 6.3).
-pub fn request_framing(head: &RequestHead) -> Result<Framing, String> {
+/// (RFC 9112 sections 6.1 and 6.3). The only transfer coding accepted is `chunked`, which is all a
+/// server must understand; whatever the client's spelling, it is forwarded as `Transfer-Encoding: chunked`.
+pub fn request_framing(head: &RequestHead) -> Result<Framing, FramingError> {
     let h = &head.headers;
     if h.contains("transfer-encoding") {
         if h.contains("content-length") {
@@ -298,11 +328,14 @@ pub fn request_framing(head: &RequestHead) -> Result<Framing, String> {
         if head.version == Version::Http10 {
             return Err("Transfer-Encoding in an HTTP/1.0 request".into());
         }
-        return if is_chunked_last(h)? {
-            Ok(Framing::Chunked)
-        } else {
-            Err("Transfer-Encoding without chunked last".into())
-        };
+        let codings = transfer_codings(h)?;
+        if codings.last().map(String::as_str) != Some("chunked") {
+            return Err("Transfer-Encoding without chunked last".into());
+        }
+        if let Some(other) = codings.iter().find(|c| *c != "chunked") {
+            return Err(FramingError::Unsupported(format!("transfer coding '{other}' is not supported")));
+        }
+        return Ok(Framing::Chunked);
     }
     match content_length(h)? {
         Some(0) | None => Ok(Framing::Empty),
@@ -311,7 +344,7 @@ pub fn request_framing(head: &RequestHead) -> Result<Framing, String> {
 }
 
 /// The framing of a response body to a request with `method` (RFC 9112 section 6.3).
-pub fn response_framing(method: &str, head: &ResponseHead) -> Result<Framing, String> {
+pub fn response_framing(method: &str, head: &ResponseHead) -> Result<Framing, FramingError> {
     if method == "HEAD" || (100..200).contains(&head.status) || head.status == 204 || head.status == 304 {
         return Ok(Framing::Empty);
     }
@@ -320,7 +353,8 @@ pub fn response_framing(method: &str, head: &ResponseHead) -> Result<Framing, St
         if h.contains("content-length") {
             return Err("both Transfer-Encoding and Content-Length".into());
         }
-        return Ok(if is_chunked_last(h)? { Framing::Chunked } else { Framing::Close });
+        let chunked_last = transfer_codings(h)?.last().is_some_and(|c| c == "chunked");
+        return Ok(if chunked_last { Framing::Chunked } else { Framing::Close });
     }
     match content_length(h)? {
         Some(0) => Ok(Framing::Empty),
@@ -329,18 +363,30 @@ pub fn response_framing(method: &str, head: &ResponseHead) -> Result<Framing, St
     }
 }
 
-fn is_chunked_last(h: &Headers) -> Result<bool, String> {
-    let codings: Vec<&[u8]> =
-        h.get_all("transfer-encoding").flat_map(|v| v.split(|&b| b == b',')).map(|t| t.trim_ascii()).collect();
-    let chunked_at = |i: usize| codings[i].eq_ignore_ascii_case(b"chunked");
-    if (0..codings.len().saturating_sub(1)).any(chunked_at) {
+/// The transfer codings of all Transfer-Encoding fields, in order and lower-cased, read as the list
+/// RFC 9110 section 5.6.1 defines (empty members skipped). Each must be a token, `chunked` at most once
+/// and only last (RFC 9112 section 6.1), and there must be at least one. Parameters are not supported.
+/// Forwarding `codings.join(", ")` instead of the sender's spelling means no parser behind strata can
+/// read the framing differently.
+pub fn transfer_codings(h: &Headers) -> Result<Vec<String>, FramingError> {
+    let mut codings = Vec::new();
+    for member in list_members(h.get_all("transfer-encoding")) {
+        if !is_token(member) {
+            return Err("invalid transfer coding".into());
+        }
+        codings.push(String::from_utf8_lossy(member).to_ascii_lowercase());
+    }
+    if codings.is_empty() {
+        return Err("empty Transfer-Encoding".into());
+    }
+    if codings[..codings.len() - 1].iter().any(|c| c == "chunked") {
         return Err("chunked applied more than once or not last".into());
     }
-    Ok(!codings.is_empty() && chunked_at(codings.len() - 1))
+    Ok(codings)
 }
 
 /// The Content-Length, if any; repeated fields must agree and each must be plain digits.
-fn content_length(h: &Headers) -> Result<Option<u64>, String> {
+fn content_length(h: &Headers) -> Result<Option<u64>, FramingError> {
     let mut found: Option<u64> = None;
     for value in h.get_all("content-length").flat_map(|v| v.split(|&b| b == b',')) {
         let value = value.trim_ascii();
@@ -489,8 +535,8 @@ where
         Framing::Chunked => loop {
             let size = reader.read_chunk_size().await?;
             if size == 0 {
-                // Trailers are dropped: a collected body is sent on with a Content-Length.
-                while !reader.read_line().await?.is_empty() {}
+                // Trailers are checked, then dropped: a collected body is sent on with a Content-Length.
+                reader.read_trailers().await?;
                 break;
             }
             if body.len() as u64 + size > limit as u64 {
@@ -611,12 +657,20 @@ where
     }
 
     /// Reads one CRLF-terminated line (without the CRLF) of at most `MAX_CHUNK_LINE_BYTES`, consuming it.
+    /// A bare LF or CR anywhere in it is an error: RFC 9112 section 2.2 lets a recipient accept a bare LF,
+    /// but a proxy that did would find a different line end than a strict server behind it.
     async fn read_line(&mut self) -> Result<Vec<u8>, BodyError> {
         loop {
             let window = &self.src.buffered()[..self.src.buffered().len().min(MAX_CHUNK_LINE_BYTES + 2)];
-            if let Some(end) = window.windows(2).position(|w| w == b"\r\n") {
-                let line = self.src.buffered()[..end].to_vec();
-                self.src.consume(end + 2);
+            if let Some(lf) = window.iter().position(|&b| b == b'\n') {
+                let Some(end) = lf.checked_sub(1).filter(|&cr| window[cr] == b'\r') else {
+                    return Err(BodyError::Malformed("line ending without CR in a chunked body".into()));
+                };
+                if window[..end].contains(&b'\r') {
+                    return Err(BodyError::Malformed("CR without LF in a chunked body".into()));
+                }
+                let line = window[..end].to_vec();
+                self.src.consume(lf + 1);
                 return Ok(line);
             }
             if self.src.buffered().len() >= MAX_CHUNK_LINE_BYTES {
@@ -663,43 +717,121 @@ where
             self.read_chunk_end().await?;
             self.write(b"\r\n").await?;
         }
-        // Last chunk, then trailer fields up to the empty line (RFC 9112 section 7.1.2).
         let mut tail = b"0\r\n".to_vec();
+        self.read_trailers().await?.write_to(&mut tail);
+        tail.extend_from_slice(b"\r\n");
+        self.write(&tail).await?;
+        Ok(total)
+    }
+
+    /// Reads the trailer section after the last chunk (RFC 9112 section 7.1.2), up to its empty line.
+    /// Trailer fields get the checks of header fields (a token name right before the colon, no
+    /// folding, no control characters); a malformed one is an error. Fields that must not be trailers
+    /// (RFC 9110 section 6.5.1: framing, routing, authentication, ...) are dropped.
+    async fn read_trailers(&mut self) -> Result<Headers, BodyError> {
+        let mut section = Vec::new();
         loop {
             let line = self.read_line().await?;
             if line.is_empty() {
                 break;
             }
-            let bad_byte = line.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
-            if line[0] == b' ' || line[0] == b'\t' || !line.contains(&b':') || bad_byte {
-                return Err(BodyError::Malformed("invalid trailer field".into()));
-            }
-            tail.extend_from_slice(&line);
-            tail.extend_from_slice(b"\r\n");
-            if tail.len() > MAX_CHUNK_LINE_BYTES * 16 {
+            section.extend_from_slice(&line);
+            section.extend_from_slice(b"\r\n");
+            if section.len() > MAX_TRAILER_BYTES {
                 return Err(BodyError::Malformed("trailer section too large".into()));
             }
         }
-        tail.extend_from_slice(b"\r\n");
-        self.write(&tail).await?;
-        Ok(total)
+        section.extend_from_slice(b"\r\n");
+        parse_trailers(&section).map_err(BodyError::Malformed)
     }
 }
 
-/// Parses a chunk-size line: hex digits, then optional extensions after ';' (ignored).
+/// Largest trailer section accepted, in bytes.
+const MAX_TRAILER_BYTES: usize = 64 * 1024;
+
+/// Most trailer fields accepted.
+const MAX_TRAILER_FIELDS: usize = 64;
+
+/// Parses a trailer section (its field lines and the empty line) and keeps the fields that may be
+/// trailers.
+pub fn parse_trailers(section: &[u8]) -> Result<Headers, String> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    let fields = match httparse::parse_headers(section, &mut slots) {
+        Ok(httparse::Status::Complete((_, fields))) => fields,
+        Ok(httparse::Status::Partial) => return Err("incomplete trailer section".into()),
+        Err(httparse::Error::TooManyHeaders) => return Err("too many trailer fields".into()),
+        Err(e) => return Err(format!("invalid trailer field: {e}")),
+    };
+    let mut trailers = Headers::from_parsed(fields)?;
+    trailers.0.retain(|(name, _)| {
+        let allowed = is_allowed_in_trailers(name);
+        if !allowed {
+            tracing::debug!(field = %name, "dropping a field that must not be a trailer");
+        }
+        allowed
+    });
+    Ok(trailers)
+}
+
+/// Parses a chunk-size line (without its CRLF): hex digits, then chunk extensions, which must follow
+/// RFC 9112 section 7.1.1 exactly and are otherwise ignored.
 pub fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
     let digits_end = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
-    let (digits, rest) = line.split_at(digits_end);
+    let (digits, extensions) = line.split_at(digits_end);
     if digits.is_empty() || digits.len() > 15 {
         return Err("invalid chunk size".into());
     }
-    // RFC 9112 section 7.1.1: only extensions may follow, each after optional spaces or tabs and a ';'.
-    let after_space = rest.iter().position(|&b| b != b' ' && b != b'\t').map_or(&[][..], |i| &rest[i..]);
-    if !rest.is_empty() && after_space.first() != Some(&b';') {
-        return Err("invalid chunk size".into());
-    }
+    check_chunk_extensions(extensions)?;
     let digits = std::str::from_utf8(digits).map_err(|_| "invalid chunk size")?;
     u64::from_str_radix(digits, 16).map_err(|_| "invalid chunk size".into())
+}
+
+/// Checks `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )` (RFC 9112 section 7.1.1).
+/// Anything else (a bare CR or LF, a control character, a stray byte) makes the line invalid, so strata
+/// and the server behind it cannot find different chunk boundaries.
+fn check_chunk_extensions(mut rest: &[u8]) -> Result<(), String> {
+    let invalid = || "invalid chunk extension".to_string();
+    let skip_bws = |s: &[u8]| -> usize { s.iter().take_while(|&&b| b == b' ' || b == b'\t').count() };
+    let token_len = |s: &[u8]| -> usize { s.iter().take_while(|&&b| is_token(&[b])).count() };
+    while !rest.is_empty() {
+        rest = &rest[skip_bws(rest)..];
+        let Some(after_semicolon) = rest.strip_prefix(b";") else { return Err(invalid()) };
+        rest = &after_semicolon[skip_bws(after_semicolon)..];
+        let name = token_len(rest);
+        if name == 0 {
+            return Err(invalid());
+        }
+        rest = &rest[name..];
+        let before_value = &rest[skip_bws(rest)..];
+        let Some(after_equals) = before_value.strip_prefix(b"=") else { continue };
+        rest = &after_equals[skip_bws(after_equals)..];
+        let value = match rest.first() {
+            Some(b'"') => quoted_string_len(rest).ok_or_else(invalid)?,
+            _ => token_len(rest),
+        };
+        if value == 0 {
+            return Err(invalid());
+        }
+        rest = &rest[value..];
+    }
+    Ok(())
+}
+
+/// The length of the quoted-string at the start of `s` (RFC 9110 section 5.6.4), quotes included.
+fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    let is_qdtext =
+        |b: u8| b == b'\t' || b == b' ' || b == 0x21 || (0x23..=0x7e).contains(&b) && b != b'\\' || b >= 0x80;
+    let is_escapable = |b: u8| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return Some(i + 1),
+            b'\\' if s.get(i + 1).is_some_and(|&b| is_escapable(b)) => i += 2,
+            b if is_qdtext(b) => i += 1,
+            _ => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]

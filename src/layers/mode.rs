@@ -34,7 +34,8 @@ impl ModeLayer {
         local_addr: SocketAddr,
         original_dst: Option<SocketAddr>,
     ) -> Self {
-        let mut facts = Facts { client_addr: Some(client_addr), mode: Some(mode.clone()), ..Facts::default() };
+        let blocked = root.config.addons.access.check(client_addr.ip());
+        let mut facts = Facts { client_addr: Some(client_addr), mode: Some(mode.clone()), blocked, ..Facts::default() };
         let kind = match &mode.kind {
             ModeKind::Regular => LayerKind::RegularProxy,
             ModeKind::Upstream(_) => LayerKind::UpstreamProxy,

@@ -25,6 +25,7 @@ const METHOD_NONE_ACCEPTABLE: u8 = 0xFF;
 const USER_PASS_VERSION: u8 = 0x01;
 const CMD_CONNECT: u8 = 0x01;
 const REPLY_SUCCEEDED: u8 = 0x00;
+const REPLY_NOT_ALLOWED: u8 = 0x02;
 const REPLY_COMMAND_NOT_SUPPORTED: u8 = 0x07;
 const REPLY_ADDRESS_NOT_SUPPORTED: u8 = 0x08;
 
@@ -73,6 +74,10 @@ impl Socks5Layer {
             }
         }
         let address = self.read_message(&mut client, parse_request).await?;
+        if let Some(blocked) = self.ctx.blocked() {
+            let _ = client.write_all(&reply(REPLY_NOT_ALLOWED)).await;
+            return Err(ProtocolError::Blocked(*blocked));
+        }
         client.write_all(&reply(REPLY_SUCCEEDED)).await.map_err(ProtocolError::ClientIo)?;
         let ctx = self.ctx.with_facts(Facts { server: Some(address), ..Facts::default() });
         run_next_layer(&ctx, client).await
