@@ -131,8 +131,9 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
         return Ok(Some(Box::new(TcpLayer::new(ctx))));
     }
 
-    // Rule 6: an HTTP/1 request line.
-    if is_http1_request_start(&peeked) {
+    // Rule 6: an HTTP/1 request line, or anything at all on a reverse proxy, whose server speaks HTTP: a
+    // request that does not parse gets a 400 there instead of reaching the server unrecorded as TCP.
+    if is_http1_request_start(&peeked) || ctx.layers().contains(&LayerKind::ReverseProxy) {
         return Ok(Some(Box::new(Http1Layer::new(ctx))));
     }
 
