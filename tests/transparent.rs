@@ -204,6 +204,14 @@ fn curl_behind_iptables_redirect_reaches_origin_over_http_and_https() {
         "hello from the origin\n"
     );
 
+    // An absolute-form target naming another host does not re-route the request: it goes to the original
+    // destination (the router's own address would otherwise be reachable through the proxy).
+    let elsewhere = format!("http://{ROUTER_ORIGIN_SIDE_IP}:8080/index.html");
+    assert_eq!(
+        curl(&bed, &["--request-target", &elsewhere, "-H", "Host:", &format!("http://{ORIGIN_IP}/")]),
+        "hello from the origin\n"
+    );
+
     // A connection straight to strata's port (not redirected) is refused rather than looped.
     let direct =
         bed.exec_in("c", &["curl", "-sS", "--max-time", "5", &format!("http://{ROUTER_CLIENT_SIDE_IP}:8080/")]);
