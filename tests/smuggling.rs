@@ -288,53 +288,17 @@ fn host_disagreeing_with_an_absolute_form_target_gets_400() {
 
 // ---- upgrades: only WebSocket is relayed ----
 
-/// An origin that switches to any protocol it is asked for, then answers `ok` to every line, raw;
-/// otherwise it answers each strict request with 200 and keeps the connection. It records each request
-/// head.
-struct UpgradingOrigin {
-    port: u16,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl UpgradingOrigin {
-    fn start() -> UpgradingOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upgrading origin");
-        let port = listener.local_addr().unwrap().port();
-        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
-        let recorded = heads.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let recorded = recorded.clone();
-                thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        while let Ok(Some(m)) = strict_request(&buf) {
-                            buf.drain(..m.len);
-                            recorded.lock().unwrap().push(m.head.clone());
-                            let upgrade = m.head.lines().find_map(|l| {
-                                let (name, value) = l.split_once(':')?;
-                                name.eq_ignore_ascii_case("upgrade").then(|| value.trim().to_string())
-                            });
-                            let answer = match upgrade {
-                                Some(protocol) => format!(
-                                    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
-                                ),
-                                None => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string(),
-                            };
-                            let _ = stream.write_all(answer.as_bytes());
-                        }
-                        match stream.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                });
-            }
-        });
-        UpgradingOrigin { port, heads }
+/// The answer of an origin that switches to any protocol it is asked for, and says `ok` otherwise.
+fn switch_when_asked(request: &Strict) -> String {
+    let upgrade = request.head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("upgrade").then(|| value.trim().to_string())
+    });
+    match upgrade {
+        Some(protocol) => {
+            format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n")
+        }
+        None => OK.to_string(),
     }
 }
 
@@ -344,7 +308,7 @@ impl UpgradingOrigin {
 #[test]
 fn h2c_upgrade_is_stripped_and_later_requests_stay_visible() {
     for front in FRONTS {
-        let origin = UpgradingOrigin::start();
+        let origin = StrictOrigin::start(switch_when_asked);
         let authority = format!("127.0.0.1:{}", origin.port);
         let proxy = match front {
             Front::Regular => Strata::start(&[]),
@@ -366,7 +330,7 @@ fn h2c_upgrade_is_stripped_and_later_requests_stay_visible() {
         let reply = read_until_close(&mut stream).text();
         assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{front:?}: {reply}");
         assert!(!reply.contains("101"), "{front:?}: {reply}");
-        let heads = origin.heads.lock().unwrap().clone();
+        let heads = origin.heads();
         assert_eq!(heads.len(), 2, "{front:?}: {heads:?}");
         for head in &heads {
             let lower = head.to_ascii_lowercase();
@@ -501,15 +465,18 @@ fn frame(payload: &[u8], spelling: &Spelling) -> (String, Vec<u8>) {
     }
 }
 
-/// An origin that reads each connection strictly, message by message, answering each with 200; it
-/// records every complete message it read, and the error if the bytes stop being strictly valid.
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// An origin that reads each connection strictly, message by message, and sends `answer(message)` for
+/// each; it records every complete message it read, and the error if the bytes stop being strictly
+/// valid (then it closes the connection).
 struct StrictOrigin {
     port: u16,
     log: Arc<Mutex<Vec<Result<Strict, String>>>>,
 }
 
 impl StrictOrigin {
-    fn start() -> StrictOrigin {
+    fn start(answer: fn(&Strict) -> String) -> StrictOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind strict origin");
         let port = listener.local_addr().unwrap().port();
         let log: Arc<Mutex<Vec<Result<Strict, String>>>> = Arc::default();
@@ -527,8 +494,10 @@ impl StrictOrigin {
                             match strict_request(&buf) {
                                 Ok(Some(m)) => {
                                     buf.drain(..m.len);
+                                    // Recorded before it is answered, so a client holding the answer finds it here.
+                                    let reply = answer(&m);
                                     recorded.lock().unwrap().push(Ok(m));
-                                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                                    let _ = stream.write_all(reply.as_bytes());
                                 }
                                 Ok(None) => break,
                                 Err(e) => {
@@ -547,6 +516,11 @@ impl StrictOrigin {
         });
         StrictOrigin { port, log }
     }
+
+    /// The heads of the messages read so far.
+    fn heads(&self) -> Vec<String> {
+        self.log.lock().unwrap().iter().filter_map(|m| m.as_ref().ok().map(|m| m.head.clone())).collect()
+    }
 }
 
 /// A POST with a random framing spelling, then a pipelined GET on the same connection. Whatever strata
@@ -554,7 +528,7 @@ impl StrictOrigin {
 /// POST's payload intact, and never a strict error or a request that strata did not answer.
 #[test]
 fn strata_and_a_strict_origin_agree_where_every_message_ends() {
-    let origin = StrictOrigin::start();
+    let origin = StrictOrigin::start(|_| OK.to_string());
     let proxy = Strata::start(&[]);
     let authority = format!("127.0.0.1:{}", origin.port);
     let config = ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() };
