@@ -10,7 +10,7 @@ use std::str::FromStr;
 use regex::bytes::{Regex, RegexBuilder};
 
 use crate::flow::{HttpFlow, TcpFlow, WebSocketMessage};
-use crate::layers::http1::Headers;
+use crate::http::message::Headers;
 
 /// Deepest nesting of `(` and `!` accepted, so that a hostile expression cannot overflow the stack of
 /// the recursive parser (or of `matches`).

@@ -9,8 +9,8 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::http::message::{Headers, Version};
 use crate::http::url::{split_host_port, split_url, Scheme};
-use crate::layers::http1::{Headers, Version};
 
 /// The request of an HTTP flow, as forwarded (hop-by-hop fields removed).
 #[derive(Debug, Clone)]

@@ -15,11 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use strata::config::Limits;
 use strata::filter::Filter;
+use strata::http::message::{Headers, RequestHead, ResponseHead, Version};
 use strata::http::url::split_host_port;
 use strata::io::BufIo;
 use strata::layers::http1::{
     copy_body, parse_chunk_size, parse_request, parse_response, write_request_head, write_response_head, Framing,
-    Headers, RequestHead, ResponseHead, Version,
 };
 use strata::layers::socks5;
 

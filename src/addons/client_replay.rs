@@ -15,11 +15,10 @@ use crate::config::{Mode, ModeKind};
 use crate::context::{Address, Context, Facts, RootContext};
 use crate::error::{ConfigError, ProtocolError};
 use crate::flow::{HttpFlow, Request, Response, Timings};
+use crate::http::message::{RequestHead, Version};
 use crate::http::url::Scheme;
 use crate::layer::LayerKind;
-use crate::layers::http1::{
-    self, collect_body, read_head, response_framing, write_request_head, Collected, RequestHead, Version,
-};
+use crate::layers::http1::{self, collect_body, read_head, response_framing, write_request_head, Collected};
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
 /// Replays every exchange in `path`; returns the number of failures (each already reported on stderr).

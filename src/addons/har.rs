@@ -5,7 +5,6 @@
 //! document. Reading: `read_har` accepts files from strata, browsers' devtools and mitmproxy and yields
 //! `RecordedExchange`s for replay. Bodies are recorded as strata relayed them (still content-encoded).
 
-use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,8 +14,9 @@ use serde_json::{json, Map, Value};
 
 use crate::certs::write_atomically;
 use crate::flow::{HttpFlow, WebSocketMessage};
-use crate::http::url::Scheme;
-use crate::layers::http1::Headers;
+use crate::http::fields::is_token;
+use crate::http::message::Headers;
+use crate::http::url::{split_host_port, Scheme};
 
 /// How often the background task of `HarRecorder::start` rewrites the file while entries arrive.
 pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
@@ -589,7 +589,7 @@ fn read_entry(entry: &Value, from_strata: bool) -> Result<Option<RecordedExchang
     }
     let request = entry.obj("request")?;
     let method = request.str("method")?;
-    if !is_token(method) {
+    if !is_token(method.as_bytes()) {
         return Err(format!("request.method '{method}' is not a valid method"));
     }
     let url = request.str("url")?;
@@ -642,7 +642,7 @@ fn read_headers(message: &Obj<'_>) -> Result<Headers, String> {
         if name.starts_with(':') {
             continue;
         }
-        if !is_token(name) {
+        if !is_token(name.as_bytes()) {
             return Err(format!("{}.name '{name}' is not a valid header name", header.at));
         }
         if value.contains(['\r', '\n', '\0']) {
@@ -690,11 +690,6 @@ fn fix_content_length(headers: &mut Headers, len: usize) {
     }
 }
 
-/// RFC 9110 section 5.6.2 token, the syntax of methods and header names.
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// Scheme, host, port and origin-form target of an absolute URL; `Ok(None)` for schemes other than
 /// http(s) and ws(s). The error completes "request.url 'URL' ...".
 fn parse_url(url: &str) -> Result<Option<(Scheme, String, u16, String)>, String> {
@@ -709,35 +704,16 @@ fn parse_url(url: &str) -> Result<Option<(Scheme, String, u16, String)>, String>
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, target) = rest.split_at(authority_end);
-    // Userinfo (`user:pass@`) is not part of the request.
+    // Userinfo (`user:pass@`) is not part of the request; an empty port means the scheme's default
+    // (RFC 3986 section 3.2.3).
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']').ok_or("has an unclosed '[' in its host")?;
-        host.parse::<Ipv6Addr>().map_err(|_| format!("has an invalid IPv6 address '{host}'"))?;
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or("has text after its IPv6 address")?),
-        };
-        (host, port)
-    } else {
-        match host_port.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("has no host".into());
+    let host_port = host_port.strip_suffix(':').unwrap_or(host_port);
+    let (host, port) =
+        split_host_port(host_port).ok_or_else(|| format!("has an invalid host or port '{host_port}'"))?;
+    let port = port.unwrap_or(scheme.default_port());
+    if port == 0 {
+        return Err(format!("has an invalid port '{port}'"));
     }
-    if host.contains(|c: char| c.is_whitespace() || c.is_control() || "[]@\\".contains(c)) {
-        return Err(format!("has an invalid host '{host}'"));
-    }
-    let port = match port {
-        // RFC 3986 section 3.2.3: an empty port means the scheme's default.
-        None | Some("") => scheme.default_port(),
-        Some(port) => {
-            port.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("has an invalid port '{port}'"))?
-        }
-    };
     let target = target.split('#').next().unwrap_or_default();
     if target.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err("contains whitespace or control characters in its path".into());

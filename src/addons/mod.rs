@@ -20,7 +20,7 @@ use crate::cli::Cli;
 use crate::error::ConfigError;
 use crate::filter::{Filter, FlowRef};
 use crate::flow::HttpFlow;
-use crate::layers::http1::Headers;
+use crate::http::message::Headers;
 
 /// A complete response made by strata itself.
 #[derive(Debug, Clone)]

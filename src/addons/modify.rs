@@ -10,7 +10,7 @@ use crate::addons::{invalid, parse_spec};
 use crate::error::ConfigError;
 use crate::filter::Filter;
 use crate::flow::HttpFlow;
-use crate::layers::http1::Headers;
+use crate::http::message::Headers;
 
 /// One header rule.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use base64::Engine;
 
 use crate::addons::{invalid, LocalResponse};
 use crate::error::ConfigError;
-use crate::layers::http1::Headers;
+use crate::http::message::Headers;
 
 /// The accepted credentials.
 #[derive(Debug)]

@@ -2,8 +2,8 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::flow::{Request, Response, Timings};
+use crate::http::message::Version;
 use crate::http::url::Scheme;
-use crate::layers::http1::Version;
 
 fn headers(fields: &[(&str, &[u8])]) -> Headers {
     Headers(fields.iter().map(|(name, value)| (name.to_string(), value.to_vec())).collect())

@@ -19,14 +19,15 @@ use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::flow::{HttpFlow, Request, Response, Timings};
 use crate::http::fields::list_members;
+use crate::http::message::{Headers, RequestHead, ResponseHead, Version};
 use crate::http::url::{is_same_authority, split_host_port, split_url, Scheme};
 use crate::io::{BoxStream, BufIo};
 use crate::layer::Layer;
 use crate::layer::{run_next_layer, ClientIo, LayerKind};
 use crate::layers::http1::{
     self, collect_body, copy_body, forward_partial, read_head, request_framing, response_framing, transfer_codings,
-    write_request_line, write_response_head, write_status_line, BodyError, Collected, Framing, FramingError, HeadError,
-    Headers, RequestHead, ResponseHead, Rest, Version,
+    write_fields, write_request_line, write_response_head, write_status_line, BodyError, Collected, Framing,
+    FramingError, HeadError, Rest,
 };
 use crate::layers::websocket::WebsocketLayer;
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
@@ -370,7 +371,7 @@ impl HttpLayer {
         } else {
             write_request_line(&request.method, &request.path, request.version, &mut out);
         }
-        request.headers.write_to(&mut out);
+        write_fields(&request.headers, &mut out);
         out.extend_from_slice(b"\r\n");
         if let (RequestBody::Whole, Some(bytes)) = (&body, &request.body) {
             out.extend_from_slice(bytes);
@@ -538,7 +539,7 @@ impl HttpLayer {
         // state from the Connection header set here, not from the server's version.
         let mut out = Vec::with_capacity(512);
         write_status_line(Version::Http11, flow_response.status, &flow_response.reason, &mut out);
-        flow_response.headers.write_to(&mut out);
+        write_fields(&flow_response.headers, &mut out);
         if !keep_client {
             out.extend_from_slice(b"connection: close\r\n");
         } else if request.version == Version::Http10 {

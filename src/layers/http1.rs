@@ -17,6 +17,7 @@ use crate::config::Limits;
 use crate::context::Context;
 use crate::error::ProtocolError;
 use crate::http::fields::{is_allowed_in_trailers, is_token, list_members};
+use crate::http::message::{Headers, RequestHead, ResponseHead, Version};
 use crate::io::{BufIo, Parsed, RELAY_BUF_BYTES};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 use crate::layers::http::HttpLayer;
@@ -41,108 +42,25 @@ impl Layer for Http1Layer {
     }
 }
 
-/// HTTP version of a message; strata speaks 1.0 and 1.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    Http10,
-    Http11,
-}
-
-impl Version {
-    fn from_minor(minor: u8) -> Self {
-        if minor == 0 {
-            Version::Http10
-        } else {
-            Version::Http11
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
-        }
+/// The version of an HTTP/1 message from its minor version digit.
+fn version_from_minor(minor: u8) -> Version {
+    if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
     }
 }
 
-/// Header fields in their received order and spelling. Lookups ignore case.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub Vec<(String, Vec<u8>)>);
-
-impl Headers {
-    /// The first value of `name`.
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
-    }
-
-    /// All values of `name`.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    /// True if a comma-separated list in any `name` field contains `token` (case-insensitive).
-    pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.get_all(name)
-            .flat_map(|v| v.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    }
-
-    pub fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-    }
-
-    pub fn append(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        self.0.push((name.to_string(), value.into()));
-    }
-
-    /// Replaces all `name` fields with one.
-    pub fn set(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        self.remove(name);
-        self.append(name, value);
-    }
-
-    fn from_parsed(parsed: &[httparse::Header<'_>]) -> Result<Self, String> {
-        let mut out = Vec::with_capacity(parsed.len());
-        for h in parsed {
-            if h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(format!("invalid characters in the value of '{}'", h.name));
-            }
-            out.push((h.name.to_string(), h.value.to_vec()));
+/// Header fields from httparse, checked: a value with CR, LF or NUL is refused (httparse lets NUL by).
+fn headers_from_parsed(parsed: &[httparse::Header<'_>]) -> Result<Headers, String> {
+    let mut out = Vec::with_capacity(parsed.len());
+    for h in parsed {
+        if h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!("invalid characters in the value of '{}'", h.name));
         }
-        Ok(Headers(out))
+        out.push((h.name.to_string(), h.value.to_vec()));
     }
-
-    /// Appends each field as `name: value CRLF`.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        for (name, value) in &self.0 {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-}
-
-/// A request line and its header fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestHead {
-    pub method: String,
-    pub target: String,
-    pub version: Version,
-    pub headers: Headers,
-}
-
-/// A status line and its header fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
-    pub version: Version,
-    pub status: u16,
-    pub reason: String,
-    pub headers: Headers,
+    Ok(Headers(out))
 }
 
 /// How the end of a body is found (RFC 9112 section 6.3).
@@ -229,8 +147,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed<RequestHead, HeadErr
     let head = RequestHead {
         method: req.method.unwrap_or_default().to_string(),
         target: req.path.unwrap_or_default().to_string(),
-        version: Version::from_minor(req.version.unwrap_or(1)),
-        headers: Headers::from_parsed(req.headers).map_err(HeadError::Malformed)?,
+        version: version_from_minor(req.version.unwrap_or(1)),
+        headers: headers_from_parsed(req.headers).map_err(HeadError::Malformed)?,
     };
     Ok(Some((head, len)))
 }
@@ -248,10 +166,10 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Parsed<ResponseHead, HeadE
         )));
     }
     let head = ResponseHead {
-        version: Version::from_minor(res.version.unwrap_or(1)),
+        version: version_from_minor(res.version.unwrap_or(1)),
         status: res.code.unwrap_or_default(),
         reason: res.reason.unwrap_or_default().to_string(),
-        headers: Headers::from_parsed(res.headers).map_err(HeadError::Malformed)?,
+        headers: headers_from_parsed(res.headers).map_err(HeadError::Malformed)?,
     };
     Ok(Some((head, len)))
 }
@@ -402,17 +320,27 @@ fn content_length(h: &Headers) -> Result<Option<u64>, FramingError> {
     Ok(found)
 }
 
+/// Appends each field as `name: value CRLF`.
+pub fn write_fields(headers: &Headers, out: &mut Vec<u8>) {
+    for (name, value) in &headers.0 {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Appends a request head, with `target` as its request target, to `out`.
 pub fn write_request_head(head: &RequestHead, target: &str, out: &mut Vec<u8>) {
     write_request_line(&head.method, target, head.version, out);
-    head.headers.write_to(out);
+    write_fields(&head.headers, out);
     out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a response head to `out`.
 pub fn write_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
     write_status_line(head.version, head.status, &head.reason, out);
-    head.headers.write_to(out);
+    write_fields(&head.headers, out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -718,7 +646,7 @@ where
             self.write(b"\r\n").await?;
         }
         let mut tail = b"0\r\n".to_vec();
-        self.read_trailers().await?.write_to(&mut tail);
+        write_fields(&self.read_trailers().await?, &mut tail);
         tail.extend_from_slice(b"\r\n");
         self.write(&tail).await?;
         Ok(total)
@@ -762,7 +690,7 @@ pub fn parse_trailers(section: &[u8]) -> Result<Headers, String> {
         Err(httparse::Error::TooManyHeaders) => return Err("too many trailer fields".into()),
         Err(e) => return Err(format!("invalid trailer field: {e}")),
     };
-    let mut trailers = Headers::from_parsed(fields)?;
+    let mut trailers = headers_from_parsed(fields)?;
     trailers.0.retain(|(name, _)| {
         let allowed = is_allowed_in_trailers(name);
         if !allowed {

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 use crate::flow::{Request, Response, Timings};
-use crate::layers::http1::Version;
+use crate::http::message::Version;
 
 /// 2023-11-14T22:13:20.123Z
 const STARTED_MS: u64 = 1_700_000_000_123;
@@ -626,7 +626,7 @@ fn malformed_files_give_errors_naming_file_entry_and_field() {
         ),
         (
             doc_with(r#"{"request":{"method":"GET","url":"http://h:99999/"},"response":{"status":200}}"#),
-            "entry 0: request.url 'http://h:99999/' has an invalid port '99999'",
+            "entry 0: request.url 'http://h:99999/' has an invalid host or port 'h:99999'",
         ),
         (
             doc_with(r#"{"request":{"method":"GET","url":"http://h/"},"response":{}}"#),
