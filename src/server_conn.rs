@@ -27,7 +27,7 @@ use crate::config::UpstreamTls;
 use crate::context::{Address, Context, RootContext};
 use crate::error::{ProtocolError, Side};
 use crate::io::{BoxStream, BufIo, Stream};
-use crate::layers::http1::{self, read_head};
+use crate::layers::http1::codec::{self, read_head};
 
 /// The ALPN protocol strata speaks over TLS to servers when it relays HTTP.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -347,7 +347,7 @@ impl ServerConnection {
         let request = format!("CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n\r\n");
         stream.write_all(request.as_bytes()).await.map_err(|e| ProtocolError::server_io(&host, e))?;
         let config = &self.root.config;
-        let head = read_head(&mut stream, &config.limits, config.timeouts.read, http1::parse_response)
+        let head = read_head(&mut stream, &config.limits, config.timeouts.read, codec::parse_response)
             .await
             .map_err(|e| ProtocolError::BadResponse { host: host.clone(), reason: e.to_string() })?
             .ok_or_else(|| ProtocolError::BadResponse {

@@ -18,7 +18,7 @@ use strata::filter::Filter;
 use strata::http::message::{Headers, RequestHead, ResponseHead, Version};
 use strata::http::url::split_host_port;
 use strata::io::BufIo;
-use strata::layers::http1::{
+use strata::layers::http1::codec::{
     copy_body, parse_chunk_size, parse_request, parse_response, write_request_head, write_response_head, Framing,
 };
 use strata::layers::socks5;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use strata::io::BufIo;
-use strata::layers::http1::{copy_body, parse_chunk_size, Framing};
+use strata::layers::http1::codec::{copy_body, parse_chunk_size, Framing};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_chunk_size(data);

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use strata::config::Limits;
-use strata::layers::http1::{parse_request, parse_response, write_request_head};
+use strata::layers::http1::codec::{parse_request, parse_response, write_request_head};
 
 const LIMITS: Limits = Limits { max_head_bytes: 64 * 1024, max_headers: 100, max_connections: 10 };
 

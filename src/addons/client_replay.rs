@@ -18,7 +18,7 @@ use crate::flow::{HttpFlow, Request, Response, Timings};
 use crate::http::message::{RequestHead, Version};
 use crate::http::url::Scheme;
 use crate::layer::LayerKind;
-use crate::layers::http1::{self, collect_body, read_head, response_framing, write_request_head, Collected};
+use crate::layers::http1::codec::{self, collect_body, read_head, response_framing, write_request_head, Collected};
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
 /// Replays every exchange in `path`; returns the number of failures (each already reported on stderr).
@@ -128,7 +128,7 @@ async fn replay_one(ctx: &Context, exchange: &RecordedExchange, flow: &mut HttpF
 
     let waited = Instant::now();
     let response = loop {
-        let head = read_head(stream, &config.limits, config.timeouts.read, http1::parse_response)
+        let head = read_head(stream, &config.limits, config.timeouts.read, codec::parse_response)
             .await
             .map_err(|e| ProtocolError::BadResponse { host: host.clone(), reason: e.to_string() })?
             .ok_or_else(|| ProtocolError::BadResponse {
