@@ -83,6 +83,10 @@ pub struct Cli {
     #[arg(long, overrides_with = "block_private")]
     pub no_block_private: bool,
 
+    /// Speak HTTP/1.1 only: do not offer HTTP/2 to clients (mitmproxy's http2=false).
+    #[arg(long)]
+    pub no_http2: bool,
+
     /// Reverse mode: keep the client's Host header instead of setting it to the server's.
     #[arg(long)]
     pub keep_host_header: bool,

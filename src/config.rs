@@ -213,6 +213,8 @@ pub struct Config {
     pub upstream_tls: UpstreamTls,
     /// Reverse mode: forward the client's Host header unchanged.
     pub keep_host_header: bool,
+    /// Offer HTTP/2 to clients (ALPN `h2`, h2c prior knowledge); off with `--no-http2`.
+    pub http2: bool,
     /// Hooks: filters, replay, modification, proxy authentication, HAR.
     pub addons: Arc<Addons>,
 }
@@ -255,6 +257,7 @@ impl Config {
             },
             hosts: host_rules(cli)?,
             keep_host_header: cli.keep_host_header,
+            http2: !cli.no_http2,
             addons: Arc::new(Addons::from_cli(cli)?),
             upstream_tls: UpstreamTls {
                 insecure: cli.ssl_insecure,

@@ -109,6 +109,8 @@ pub struct Facts {
     pub sni: Option<String>,
     /// The ALPN protocols the client offered in its ClientHello.
     pub alpn_offers: Option<Vec<Vec<u8>>>,
+    /// The ALPN protocol agreed with the client (set by the TLS layer; empty if none).
+    pub alpn: Option<Vec<u8>>,
     /// Why the client is refused (`--block-global`, `--block-private`), set by the mode layer.
     pub blocked: Option<Blocked>,
 }
@@ -145,6 +147,7 @@ impl Context {
             tls_cert_host: facts.tls_cert_host.or_else(|| own.tls_cert_host.clone()),
             sni: facts.sni.or_else(|| own.sni.clone()),
             alpn_offers: facts.alpn_offers.or_else(|| own.alpn_offers.clone()),
+            alpn: facts.alpn.or_else(|| own.alpn.clone()),
             blocked: facts.blocked.or(own.blocked),
         };
         Arc::new(Context { root: self.root.clone(), parent: self.parent.clone(), layer: self.layer, facts: merged })
@@ -210,18 +213,28 @@ impl Context {
         self.lookup(|f| f.sni.as_deref())
     }
 
+    /// The ALPN protocol agreed with the client, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.lookup(|f| f.alpn.as_deref()).filter(|p| !p.is_empty())
+    }
+
     pub fn alpn_offers(&self) -> &[Vec<u8>] {
         self.lookup(|f| f.alpn_offers.as_deref()).unwrap_or_default()
     }
 
     /// TLS parameters for a raw relay to the server: TLS if the client side was decrypted, with the
-    /// client's SNI (or the server's host) and the ALPN protocols it offered.
+    /// client's SNI (or the server's host) and the ALPN protocol agreed with the client (or, if none was,
+    /// those it offered), so both sides of the relay speak the same protocol.
     pub fn server_tls_for_relay(&self) -> Option<crate::server_conn::ServerTls> {
         if !self.is_server_tls() {
             return None;
         }
         let server_name = self.sni().map(str::to_string).or_else(|| self.server().map(|a| a.host.clone()))?;
-        Some(crate::server_conn::ServerTls { server_name, alpn: self.alpn_offers().to_vec() })
+        let alpn = match self.alpn() {
+            Some(agreed) => vec![agreed.to_vec()],
+            None => self.alpn_offers().to_vec(),
+        };
+        Some(crate::server_conn::ServerTls { server_name, alpn })
     }
 
     /// The layer stack, innermost first.

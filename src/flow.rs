@@ -221,8 +221,16 @@ impl FlowLog {
             pretty_duration(flow.timings.total())
         );
         if self.detail >= 2 {
-            write_headers(&mut out, "    >> ", &flow.request.headers);
+            let request = &flow.request;
+            out.push_str(&format!("    >> {} {} {}\n", request.method, request.path, request.version.as_str()));
+            write_headers(&mut out, "    >> ", &request.headers);
             if let Some(response) = &flow.response {
+                out.push_str(&format!(
+                    "    << {} {} {}\n",
+                    response.version.as_str(),
+                    response.status,
+                    response.reason
+                ));
                 write_headers(&mut out, "    << ", &response.headers);
             }
         }

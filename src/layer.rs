@@ -15,8 +15,10 @@ use crate::config::HostRules;
 use crate::context::Context;
 use crate::error::ProtocolError;
 use crate::io::{BoxStream, BufIo};
+use crate::layers::http2::{Http2Layer, H2_PREFACE_START};
 use crate::layers::tls::{peek_sni, HelloSni, TlsLayer, MAX_HELLO_RECORD_BYTES};
 use crate::layers::{http1::Http1Layer, socks5::Socks5Layer, tcp::TcpLayer};
+use crate::server_conn::ALPN_H2;
 
 /// A boxed, sendable future: what a layer's `run` returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -40,6 +42,7 @@ pub enum LayerKind {
     Socks5Proxy,
     Socks5,
     Http1,
+    Http2,
     Http,
     Tls,
     Tcp,
@@ -56,6 +59,7 @@ impl LayerKind {
             LayerKind::Socks5Proxy => "Socks5Proxy",
             LayerKind::Socks5 => "Socks5Layer",
             LayerKind::Http1 => "Http1Layer",
+            LayerKind::Http2 => "Http2Layer",
             LayerKind::Http => "HttpLayer",
             LayerKind::Tls => "TlsLayer",
             LayerKind::Tcp => "TcpLayer",
@@ -131,13 +135,18 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
         return Ok(Some(Box::new(TcpLayer::new(ctx))));
     }
 
-    // Rule 6: an HTTP/1 request line, or anything at all on a reverse proxy, whose server speaks HTTP: a
+    // Rule 6: HTTP/2, agreed by ALPN over TLS, or h2c with prior knowledge (the connection preface).
+    if ctx.config().http2 && (ctx.alpn() == Some(ALPN_H2) || peeked.starts_with(H2_PREFACE_START)) {
+        return Ok(Some(Box::new(Http2Layer::new(ctx))));
+    }
+
+    // Rule 7: an HTTP/1 request line, or anything at all on a reverse proxy, whose server speaks HTTP: a
     // request that does not parse gets a 400 there instead of reaching the server unrecorded as TCP.
     if is_http1_request_start(&peeked) || ctx.layers().contains(&LayerKind::ReverseProxy) {
         return Ok(Some(Box::new(Http1Layer::new(ctx))));
     }
 
-    // Rule 7: anything else is relayed as raw TCP.
+    // Rule 8: anything else is relayed as raw TCP.
     Ok(Some(Box::new(TcpLayer::new(ctx))))
 }
 

@@ -32,6 +32,9 @@ use crate::layers::http1::codec::{self, read_head};
 /// The ALPN protocol strata speaks over TLS to servers when it relays HTTP.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
+/// The ALPN protocol of HTTP/2 over TLS (RFC 9113 section 3.2).
+pub const ALPN_H2: &[u8] = b"h2";
+
 /// TLS parameters for a server connection: the name to send and verify, and the ALPN list to offer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerTls {

@@ -436,6 +436,19 @@ fn verbose_logs_the_layer_stack_of_an_intercepted_connection() {
     let proxy = Strata::start(&["-v", "--upstream-ca", ca.pem_path().to_str().unwrap()]);
     assert_hello(&proxy, &curl_https(&proxy, &proxy.ca_cert_path(), &origin.url("/hello")));
     proxy.wait_for_stderr_line(|l| l.contains("RegularProxy > Http1Layer > HttpLayer > TlsLayer"), SOON);
+    // curl offers h2 first, and strata speaks it.
+    proxy.wait_for_stderr_line(
+        |l| l.contains("RegularProxy > Http1Layer > HttpLayer > TlsLayer > Http2Layer > HttpLayer"),
+        SOON,
+    );
+}
+
+#[test]
+fn no_http2_keeps_intercepted_connections_on_http1() {
+    let ca = TestCa::new("strata test origin CA");
+    let origin = HttpsOrigin::start(&ca);
+    let proxy = Strata::start(&["-v", "--no-http2", "--upstream-ca", ca.pem_path().to_str().unwrap()]);
+    assert_hello(&proxy, &curl_https(&proxy, &proxy.ca_cert_path(), &origin.url("/hello")));
     proxy.wait_for_stderr_line(
         |l| l.contains("RegularProxy > Http1Layer > HttpLayer > TlsLayer > Http1Layer > HttpLayer"),
         SOON,

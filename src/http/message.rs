@@ -2,11 +2,12 @@
 //! the HTTP version, as every wire version shares them. Parsing and serialising belong to the wire layers
 //! (`layers/http1.rs`); meaning belongs to `layers/http.rs`.
 
-/// HTTP version of a message; strata speaks 1.0 and 1.1.
+/// HTTP version of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     Http10,
     Http11,
+    Http2,
 }
 
 impl Version {
@@ -14,6 +15,7 @@ impl Version {
         match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2.0",
         }
     }
 }

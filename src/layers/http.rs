@@ -321,7 +321,7 @@ impl HttpLayer {
             }
             return self.relay_upgrade(client, response, exchange).await;
         }
-        let server_keeps_open = !response_wants_close(&response) && !body.ends_with_connection();
+        let server_keeps_open = body.keeps_connection();
         strip_hop_by_hop(&mut response.headers);
         body.set_framing_fields(&mut response.headers);
         let receive_started = Instant::now();
@@ -599,13 +599,5 @@ pub fn error_response(error: &ProtocolError) -> Option<(u16, &'static str)> {
 async fn send_error(client: &mut ClientSide<'_>, error: &ProtocolError) {
     if let Some((status, reason)) = error_response(error) {
         client.send_error(status, reason, error).await;
-    }
-}
-
-/// True if the server will close the connection after this response (RFC 9112 section 9.3).
-fn response_wants_close(response: &ResponseHead) -> bool {
-    match response.version {
-        Version::Http11 => response.headers.has_token("connection", "close"),
-        Version::Http10 => !response.headers.has_token("connection", "keep-alive"),
     }
 }

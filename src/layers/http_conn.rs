@@ -10,19 +10,24 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
 
 use crate::addons::LocalResponse;
 use crate::config::Limits;
 use crate::error::{ProtocolError, Side};
 use crate::flow::{Request, Response};
+use crate::http::fields::is_allowed_in_trailers;
 use crate::http::message::{Headers, ResponseHead, Version};
 use crate::io::{BoxStream, BufIo};
 use crate::layer::ClientIo;
 use crate::layers::http1::codec::{
     self, collect_body, copy_body, forward_partial, read_head, response_framing, transfer_codings, write_fields,
-    write_request_line, write_response_head, write_status_line, BodyError, Collected, Framing, HeadError, Rest,
+    write_request_line, write_response_head, write_status_line, BodyDecoder, BodyError, BodyPiece, Collected, Framing,
+    HeadError, Rest,
 };
+use crate::layers::http2::client_h2_error;
 
 /// A server connection as the seam uses it.
 pub type ServerIo = BufIo<BoxStream>;
@@ -91,7 +96,28 @@ impl Remaining {
 pub enum ClientSide<'a> {
     /// An HTTP/1 request on a client connection that may carry more after it.
     Http1(Http1Client<'a>),
+    /// One HTTP/2 stream.
+    Http2(Http2Client),
 }
+
+/// The client of an HTTP/2 exchange: one stream's request body and response.
+pub struct Http2Client {
+    recv: h2::RecvStream,
+    /// What `collect_request_body` read before it found the body too large; sent on first.
+    prefix: Option<Vec<u8>>,
+    /// The whole request body has been read (END_STREAM seen).
+    request_done: bool,
+    /// The request's Content-Length, if it gave one.
+    content_length: Option<u64>,
+    respond: h2::server::SendResponse<Bytes>,
+    /// The response body's stream, once the response head went out.
+    send: Option<h2::SendStream<Bytes>>,
+    read_timeout: Duration,
+}
+
+/// Fields that belong to one HTTP/1 connection and are invalid in HTTP/2 (RFC 9113 section 8.2.2).
+const CONNECTION_SPECIFIC: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"];
 
 /// The client of an HTTP/1 exchange: its connection, and where the request body stands.
 pub struct Http1Client<'a> {
@@ -126,10 +152,31 @@ impl<'a> ClientSide<'a> {
         })
     }
 
+    /// The client of one HTTP/2 stream.
+    pub fn http2(
+        recv: h2::RecvStream,
+        respond: h2::server::SendResponse<Bytes>,
+        headers: &Headers,
+        read_timeout: Duration,
+    ) -> Self {
+        let content_length = headers.get("content-length").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+        let request_done = recv.is_end_stream();
+        ClientSide::Http2(Http2Client {
+            recv,
+            prefix: None,
+            request_done,
+            content_length,
+            respond,
+            send: None,
+            read_timeout,
+        })
+    }
+
     /// True if the client will not send another request on this connection.
     pub fn wants_close(&self) -> bool {
         match self {
             ClientSide::Http1(h1) => h1.wants_close,
+            ClientSide::Http2(_) => false,
         }
     }
 
@@ -143,6 +190,13 @@ impl<'a> ClientSide<'a> {
                 Framing::Chunked => headers.set("transfer-encoding", "chunked"),
                 Framing::Empty | Framing::Close => {}
             },
+            ClientSide::Http2(h2) => match h2.content_length {
+                Some(n) => headers.set("content-length", n.to_string()),
+                None => {
+                    headers.remove("content-length");
+                    headers.set("transfer-encoding", "chunked");
+                }
+            },
         }
     }
 
@@ -150,6 +204,7 @@ impl<'a> ClientSide<'a> {
     pub fn has_no_request_body(&self) -> bool {
         match self {
             ClientSide::Http1(h1) => matches!(h1.body, Remaining::Unread(Framing::Empty) | Remaining::Done),
+            ClientSide::Http2(h2) => h2.request_done && h2.prefix.is_none(),
         }
     }
 
@@ -161,7 +216,8 @@ impl<'a> ClientSide<'a> {
                 h1.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
                 h1.io.flush().await.map_err(ProtocolError::ClientIo)
             }
-            ClientSide::Http1(_) => Ok(()),
+            // An HTTP/2 client sends its body without waiting (RFC 9113 section 8.1.1).
+            ClientSide::Http1(_) | ClientSide::Http2(_) => Ok(()),
         }
     }
 
@@ -171,6 +227,7 @@ impl<'a> ClientSide<'a> {
             ClientSide::Http1(h1) => {
                 h1.body.collect(h1.io, limit, h1.read_timeout).await.map_err(|e| request_body_error(e, "(client)"))
             }
+            ClientSide::Http2(h2) => h2.collect(limit).await,
         }
     }
 
@@ -178,6 +235,7 @@ impl<'a> ClientSide<'a> {
     pub fn can_resend_request_body(&self) -> bool {
         match self {
             ClientSide::Http1(h1) => matches!(h1.body, Remaining::Done | Remaining::Unread(Framing::Empty)),
+            ClientSide::Http2(h2) => h2.request_done && h2.prefix.is_none(),
         }
     }
 
@@ -186,6 +244,11 @@ impl<'a> ClientSide<'a> {
         match self {
             ClientSide::Http1(h1) => {
                 h1.body.drain(h1.io, h1.read_timeout).await.map_err(|e| request_body_error(e, "(local)"))
+            }
+            ClientSide::Http2(h2) => {
+                h2.prefix = None;
+                while h2.next_data().await?.is_some() {}
+                Ok(())
             }
         }
     }
@@ -197,6 +260,7 @@ impl<'a> ClientSide<'a> {
             ClientSide::Http1(h1) => {
                 h1.body.relay(h1.io, server, h1.read_timeout).await.map_err(|e| request_body_error(e, host))
             }
+            ClientSide::Http2(h2) => h2.send_request_body(server, host).await,
         }
     }
 
@@ -208,6 +272,8 @@ impl<'a> ClientSide<'a> {
                 write_response_head(head, &mut out);
                 h1.io.write_all(&out).await.map_err(ProtocolError::ClientIo)
             }
+            // Interim responses are not passed on to HTTP/2 clients.
+            ClientSide::Http2(_) => Ok(()),
         }
     }
 
@@ -228,6 +294,11 @@ impl<'a> ClientSide<'a> {
                 h1.io.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
                 h1.io.flush().await.map_err(ProtocolError::ClientIo)?;
             }
+            ClientSide::Http2(h2) => {
+                h2.send_head(response.status, &response.headers, response.body.is_empty())?;
+                h2.send_body(Bytes::from(response.body.clone())).await?;
+                h2.end(None)?;
+            }
         }
         Ok(response)
     }
@@ -237,6 +308,16 @@ impl<'a> ClientSide<'a> {
     pub async fn send_error(&mut self, status: u16, reason: &str, error: &ProtocolError) {
         match self {
             ClientSide::Http1(h1) => send_http1_error(h1.io, status, reason, error).await,
+            ClientSide::Http2(h2) => {
+                let body = format!("strata: {error}\n");
+                let mut headers = Headers::default();
+                headers.append("content-type", "text/plain; charset=utf-8");
+                headers.append("content-length", body.len().to_string());
+                // The stream may be gone already; then there is nobody to tell.
+                if h2.send_head(status, &headers, false).is_ok() && h2.send_body(Bytes::from(body)).await.is_ok() {
+                    let _ = h2.end(None);
+                }
+            }
         }
     }
 
@@ -250,6 +331,8 @@ impl<'a> ClientSide<'a> {
                 h1.io.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
                 h1.io.flush().await.map_err(ProtocolError::ClientIo)
             }
+            // HTTP/2 has no upgrades, and strata asks for none on a stream's behalf.
+            ClientSide::Http2(_) => Err(ProtocolError::Refused { status: 502, reason: "upgrade on HTTP/2".into() }),
         }
     }
 
@@ -266,8 +349,207 @@ impl<'a> ClientSide<'a> {
     ) -> Result<(u64, bool), ProtocolError> {
         match self {
             ClientSide::Http1(h1) => h1.send_response(response, whole, server, server_body, host).await,
+            ClientSide::Http2(h2) => h2.send_response(response, whole, server, server_body, host).await,
         }
     }
+}
+
+impl Http2Client {
+    /// The next piece of the request body, `None` at its end; flow-control window is given back as it is
+    /// read.
+    async fn next_data(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        if self.request_done {
+            return Ok(None);
+        }
+        let read = timeout(self.read_timeout, self.recv.data())
+            .await
+            .map_err(|_| ProtocolError::Timeout { side: Side::Client, step: "request body" })?;
+        match read {
+            None => {
+                self.request_done = true;
+                Ok(None)
+            }
+            Some(Err(e)) => Err(client_h2_error(e)),
+            Some(Ok(data)) => {
+                let _ = self.recv.flow_control().release_capacity(data.len());
+                Ok(Some(data))
+            }
+        }
+    }
+
+    async fn collect(&mut self, limit: usize) -> Result<Option<Vec<u8>>, ProtocolError> {
+        let mut body = Vec::new();
+        while let Some(data) = self.next_data().await? {
+            body.extend_from_slice(&data);
+            if body.len() > limit {
+                self.prefix = Some(body);
+                return Ok(None);
+            }
+        }
+        Ok(Some(body))
+    }
+
+    /// Streams the rest of the request body to an HTTP/1 server: raw with the Content-Length the client
+    /// gave, else chunked with the client's trailers.
+    async fn send_request_body(&mut self, server: &mut ServerIo, host: &str) -> Result<Option<u64>, ProtocolError> {
+        let to_server = |e| ProtocolError::server_io(host, e);
+        if self.request_done && self.prefix.is_none() {
+            server.flush().await.map_err(to_server)?;
+            return Ok(None);
+        }
+        let chunked = self.content_length.is_none();
+        let mut sent = 0u64;
+        let mut out = Vec::new();
+        let mut next = self.prefix.take().map(Bytes::from);
+        if next.is_none() {
+            next = self.next_data().await?;
+        }
+        while let Some(data) = next {
+            out.clear();
+            if chunked {
+                codec::encode_chunk(&data, &mut out);
+            } else {
+                out.extend_from_slice(&data);
+            }
+            server.write_all(&out).await.map_err(to_server)?;
+            sent += data.len() as u64;
+            next = self.next_data().await?;
+        }
+        if chunked {
+            let trailers = match timeout(self.read_timeout, self.recv.trailers()).await {
+                Ok(Ok(Some(map))) => trailer_fields(&map),
+                Ok(Ok(None)) | Err(_) => Headers::default(),
+                Ok(Err(e)) => return Err(client_h2_error(e)),
+            };
+            out.clear();
+            codec::encode_last_chunk(&trailers, &mut out);
+            server.write_all(&out).await.map_err(to_server)?;
+        }
+        server.flush().await.map_err(to_server)?;
+        Ok(Some(sent))
+    }
+
+    /// Sends the response head; `end` when there is no body.
+    fn send_head(&mut self, status: u16, headers: &Headers, end: bool) -> Result<(), ProtocolError> {
+        let mut response = http::Response::new(());
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        for (name, value) in &headers.0 {
+            if CONNECTION_SPECIFIC.iter().any(|c| name.eq_ignore_ascii_case(c)) {
+                continue;
+            }
+            let name_bytes = name.to_ascii_lowercase();
+            match (http::HeaderName::from_bytes(name_bytes.as_bytes()), http::HeaderValue::from_bytes(value)) {
+                (Ok(name), Ok(value)) => {
+                    response.headers_mut().append(name, value);
+                }
+                _ => tracing::debug!(field = %name, "dropping a field HTTP/2 cannot carry"),
+            }
+        }
+        let send = self.respond.send_response(response, end).map_err(client_h2_error)?;
+        self.send = (!end).then_some(send);
+        Ok(())
+    }
+
+    /// Sends body bytes as the stream's flow-control window allows: a slow client holds the sender back
+    /// instead of strata buffering for it.
+    async fn send_body(&mut self, mut data: Bytes) -> Result<(), ProtocolError> {
+        let Some(send) = self.send.as_mut() else { return Ok(()) };
+        while !data.is_empty() {
+            send.reserve_capacity(data.len());
+            let window = timeout(self.read_timeout, std::future::poll_fn(|cx| send.poll_capacity(cx)))
+                .await
+                .map_err(|_| ProtocolError::Timeout { side: Side::Client, step: "HTTP/2 flow-control window" })?;
+            let granted = match window {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => return Err(client_h2_error(e)),
+                None => return Err(ProtocolError::ClientIo(std::io::ErrorKind::ConnectionReset.into())),
+            };
+            let piece = data.split_to(granted.min(data.len()));
+            send.send_data(piece, false).map_err(client_h2_error)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the response: with trailers, or an empty last DATA frame.
+    fn end(&mut self, trailers: Option<&Headers>) -> Result<(), ProtocolError> {
+        let Some(mut send) = self.send.take() else { return Ok(()) };
+        match trailers.map(header_map).filter(|map| !map.is_empty()) {
+            Some(map) => send.send_trailers(map).map_err(client_h2_error),
+            None => send.send_data(Bytes::new(), true).map_err(client_h2_error),
+        }
+    }
+
+    async fn send_response(
+        &mut self,
+        response: &mut Response,
+        whole: Option<&[u8]>,
+        server: &mut ServerIo,
+        server_body: &mut ResponseBody,
+        host: &str,
+    ) -> Result<(u64, bool), ProtocolError> {
+        let no_body = server_body.is_empty() || whole.is_some_and(<[u8]>::is_empty);
+        if let Some(body) = whole {
+            response.headers.set("content-length", body.len().to_string());
+        }
+        self.send_head(response.status, &response.headers, no_body)?;
+        if no_body {
+            return Ok((0, true));
+        }
+        if let Some(body) = whole {
+            self.send_body(Bytes::copy_from_slice(body)).await?;
+            self.end(None)?;
+            return Ok((body.len() as u64, true));
+        }
+        let mut sent = 0u64;
+        let mut decoder = match std::mem::replace(&mut server_body.remaining, Remaining::Done) {
+            Remaining::Unread(framing) => BodyDecoder::new(framing),
+            Remaining::Partial { prefix, rest } => {
+                sent += prefix.len() as u64;
+                self.send_body(Bytes::from(prefix)).await?;
+                BodyDecoder::resume(rest)
+            }
+            Remaining::Done => BodyDecoder::Done,
+        };
+        let mut trailers = None;
+        loop {
+            let piece = decoder.next(server, self.read_timeout).await.map_err(|e| response_body_error(e, host))?;
+            match piece {
+                Some(BodyPiece::Data(data)) => {
+                    sent += data.len() as u64;
+                    self.send_body(Bytes::from(data)).await?;
+                }
+                Some(BodyPiece::Trailers(fields)) => trailers = Some(fields),
+                None => break,
+            }
+        }
+        self.end(trailers.as_ref())?;
+        Ok((sent, true))
+    }
+}
+
+/// Trailer fields from an HTTP/2 HEADERS frame, keeping only those that may be trailers.
+fn trailer_fields(map: &http::HeaderMap) -> Headers {
+    let mut fields = Headers::default();
+    for (name, value) in map {
+        if is_allowed_in_trailers(name.as_str()) {
+            fields.append(name.as_str(), value.as_bytes());
+        }
+    }
+    fields
+}
+
+/// Header fields as an HTTP/2 header map; names are lower-cased, fields HTTP/2 cannot carry are dropped.
+fn header_map(fields: &Headers) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in &fields.0 {
+        let lower = name.to_ascii_lowercase();
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(lower.as_bytes()), http::HeaderValue::from_bytes(value))
+        {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 impl Http1Client<'_> {
@@ -350,14 +632,13 @@ pub async fn send_request_head(
     host: &str,
 ) -> Result<(), ProtocolError> {
     let mut out = Vec::with_capacity(512);
+    // An HTTP/2 request goes to an HTTP/1 server as HTTP/1.1.
+    let version = if request.version == Version::Http2 { Version::Http11 } else { request.version };
     match proxy_authority {
-        Some(authority) => write_request_line(
-            &request.method,
-            &format!("http://{authority}{}", request.path),
-            request.version,
-            &mut out,
-        ),
-        None => write_request_line(&request.method, &request.path, request.version, &mut out),
+        Some(authority) => {
+            write_request_line(&request.method, &format!("http://{authority}{}", request.path), version, &mut out)
+        }
+        None => write_request_line(&request.method, &request.path, version, &mut out),
     }
     write_fields(&request.headers, &mut out);
     out.extend_from_slice(b"\r\n");
@@ -394,6 +675,8 @@ pub async fn read_final_response(
 pub struct ResponseBody {
     framing: Framing,
     remaining: Remaining,
+    /// The server will take another request on the connection after this response.
+    keeps_connection: bool,
 }
 
 impl ResponseBody {
@@ -401,16 +684,17 @@ impl ResponseBody {
     pub fn of(method: &str, head: &ResponseHead, host: &str) -> Result<ResponseBody, ProtocolError> {
         let framing = response_framing(method, head)
             .map_err(|e| ProtocolError::BadResponse { host: host.to_string(), reason: e.to_string() })?;
-        Ok(ResponseBody { framing, remaining: Remaining::Unread(framing) })
+        let keeps_connection = !codec::wants_close(head.version, &head.headers) && framing != Framing::Close;
+        Ok(ResponseBody { framing, remaining: Remaining::Unread(framing), keeps_connection })
+    }
+
+    /// True if the server connection can carry another request once this body has been read.
+    pub fn keeps_connection(&self) -> bool {
+        self.keeps_connection
     }
 
     pub fn is_empty(&self) -> bool {
         self.framing == Framing::Empty
-    }
-
-    /// True if the end of the body is the end of the connection.
-    pub fn ends_with_connection(&self) -> bool {
-        self.framing == Framing::Close
     }
 
     /// Sets the framing fields as strata read them: one Content-Length, and the transfer codings as a

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod http1;
+pub mod http2;
 pub mod http_conn;
 pub mod mode;
 pub mod socks5;

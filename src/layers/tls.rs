@@ -18,7 +18,7 @@ use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::io::BufIo;
 use crate::layer::{run_next_layer, BoxFuture, ClientIo, Layer, LayerKind};
-use crate::server_conn::ALPN_HTTP1;
+use crate::server_conn::{ALPN_H2, ALPN_HTTP1};
 
 /// The layer that terminates the client's TLS with a minted certificate.
 pub struct TlsLayer {
@@ -48,16 +48,17 @@ impl TlsLayer {
             return Err(ProtocolError::ClientTls("no SNI and no server address to name a certificate".into()));
         };
         let leaf = self.parent.root().ca.leaf(&cert_name).map_err(ProtocolError::ClientTls)?;
-        let config = server_config(&self.parent, leaf, alpn_offers.iter().any(|p| p == ALPN_HTTP1));
+        let config = server_config(&self.parent, leaf, &alpn_offers);
 
         let tls = timeout(deadline, start.into_stream(config))
             .await
             .map_err(|_| handshake_timeout())?
             .map_err(|e| ProtocolError::ClientTls(format!("{e} (does the client trust strata's CA?)")))?;
 
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec).unwrap_or_default();
         let ctx = self.parent.push(
             LayerKind::Tls,
-            Facts { client_tls: Some(true), sni, alpn_offers: Some(alpn_offers), ..Facts::default() },
+            Facts { client_tls: Some(true), sni, alpn_offers: Some(alpn_offers), alpn: Some(alpn), ..Facts::default() },
         );
         tracing::debug!(stack = %ctx.stack(), sni = ?ctx.sni(), "client TLS established");
         run_next_layer(&ctx, BufIo::new(Box::new(tls))).await
@@ -176,11 +177,16 @@ impl<'a> Reader<'a> {
 }
 
 /// The server configuration for one intercepted connection: the shared base (session cache, key log)
-/// with this connection's certificate, offering HTTP/1.1 by ALPN only if the client asked for it.
-fn server_config(ctx: &Context, leaf: Arc<CertifiedKey>, offer_http1: bool) -> Arc<ServerConfig> {
+/// with this connection's certificate. ALPN offers what the client asked for and strata speaks (`h2`
+/// unless `--no-http2`, `http/1.1`), in the client's order of preference; rustls picks the first.
+fn server_config(ctx: &Context, leaf: Arc<CertifiedKey>, offers: &[Vec<u8>]) -> Arc<ServerConfig> {
     let mut config = (*ctx.root().tls_server_base).clone();
     config.cert_resolver = Arc::new(FixedCertificate(leaf));
-    config.alpn_protocols = if offer_http1 { vec![ALPN_HTTP1.to_vec()] } else { Vec::new() };
+    // A `--tcp-hosts` relay cannot translate between versions, so it gets the one every server speaks.
+    let is_relayed = ctx.server().is_some_and(|s| ctx.config().hosts.is_tcp(&s.to_string()));
+    let offers_h2 = ctx.config().http2 && !is_relayed;
+    let speaks = |p: &&Vec<u8>| p.as_slice() == ALPN_HTTP1 || (p.as_slice() == ALPN_H2 && offers_h2);
+    config.alpn_protocols = offers.iter().filter(speaks).cloned().collect();
     Arc::new(config)
 }
 

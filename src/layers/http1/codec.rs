@@ -303,6 +303,8 @@ pub fn wants_close(version: Version, headers: &Headers) -> bool {
     match version {
         Version::Http11 => headers.has_token("connection", "close"),
         Version::Http10 => !headers.has_token("connection", "keep-alive"),
+        // HTTP/2 has no connection options; a stream's end never ends the connection.
+        Version::Http2 => false,
     }
 }
 
@@ -499,6 +501,111 @@ where
     Ok(prefix.len() as u64 + sent)
 }
 
+/// A piece of a body whose HTTP/1 framing was taken off, for a receiver that frames it another way.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyPiece {
+    Data(Vec<u8>),
+    /// The trailer fields after the last chunk (only those that may be trailers).
+    Trailers(Headers),
+}
+
+/// Reads a body's payload piece by piece, decoding its framing as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyDecoder {
+    /// This many bytes of a Content-Length body are left.
+    Length(u64),
+    /// Inside a chunked body, this many bytes of the current chunk are left (0: a chunk-size line is next).
+    Chunk(u64),
+    /// Everything until the sender closes.
+    Close,
+    Done,
+}
+
+impl BodyDecoder {
+    pub fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty => BodyDecoder::Done,
+            Framing::Length(n) => BodyDecoder::Length(n),
+            Framing::Chunked => BodyDecoder::Chunk(0),
+            Framing::Close => BodyDecoder::Close,
+        }
+    }
+
+    /// Goes on where `collect_body` stopped.
+    pub fn resume(rest: Rest) -> Self {
+        match rest {
+            Rest::Length(n) => BodyDecoder::Length(n),
+            Rest::Chunked { in_chunk } => BodyDecoder::Chunk(in_chunk),
+            Rest::Close => BodyDecoder::Close,
+        }
+    }
+
+    /// The next piece of payload (at most what one read brings), the trailers, or `None` at the end.
+    pub async fn next<R>(&mut self, src: &mut BufIo<R>, read_timeout: Duration) -> Result<Option<BodyPiece>, BodyError>
+    where
+        R: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut sink = tokio::io::sink();
+        let mut reader = BodyCopier { src, dst: &mut sink, read_timeout };
+        loop {
+            match *self {
+                BodyDecoder::Done | BodyDecoder::Length(0) => {
+                    *self = BodyDecoder::Done;
+                    return Ok(None);
+                }
+                BodyDecoder::Length(left) => {
+                    let data = reader.take_some(left).await?;
+                    *self = BodyDecoder::Length(left - data.len() as u64);
+                    return Ok(Some(BodyPiece::Data(data)));
+                }
+                BodyDecoder::Close => {
+                    if reader.src.buffered().is_empty() && !reader.read_more(RELAY_BUF_BYTES).await? {
+                        *self = BodyDecoder::Done;
+                        return Ok(None);
+                    }
+                    let data = reader.src.buffered().to_vec();
+                    reader.src.consume(data.len());
+                    return Ok(Some(BodyPiece::Data(data)));
+                }
+                BodyDecoder::Chunk(0) => {
+                    let size = reader.read_chunk_size().await?;
+                    if size == 0 {
+                        *self = BodyDecoder::Done;
+                        let trailers = reader.read_trailers().await?;
+                        return Ok((!trailers.0.is_empty()).then_some(BodyPiece::Trailers(trailers)));
+                    }
+                    *self = BodyDecoder::Chunk(size);
+                }
+                BodyDecoder::Chunk(left) => {
+                    let data = reader.take_some(left).await?;
+                    let left = left - data.len() as u64;
+                    if left == 0 {
+                        reader.read_chunk_end().await?;
+                    }
+                    *self = BodyDecoder::Chunk(left);
+                    return Ok(Some(BodyPiece::Data(data)));
+                }
+            }
+        }
+    }
+}
+
+/// Writes payload pieces as a chunked body: one chunk per piece, then the last chunk with the trailers.
+pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
+    if !data.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The end of a chunked body: the last chunk and the trailer section.
+pub fn encode_last_chunk(trailers: &Headers, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n");
+    write_fields(trailers, out);
+    out.extend_from_slice(b"\r\n");
+}
+
 struct BodyCopier<'a, R, W> {
     src: &'a mut BufIo<R>,
     dst: &'a mut W,
@@ -543,6 +650,15 @@ where
             n -= take as u64;
         }
         Ok(total)
+    }
+
+    /// Reads what is buffered (reading first if nothing is), up to `max` bytes.
+    async fn take_some(&mut self, max: u64) -> Result<Vec<u8>, BodyError> {
+        self.need().await?;
+        let take = (self.src.buffered().len() as u64).min(max) as usize;
+        let data = self.src.buffered()[..take].to_vec();
+        self.src.consume(take);
+        Ok(data)
     }
 
     /// Reads exactly `n` payload bytes into `out`.

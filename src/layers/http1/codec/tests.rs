@@ -613,3 +613,30 @@ async fn write_failures_are_reported_as_write_errors() {
     assert!(matches!(r, Err(BodyError::Write(_))), "{r:?}");
     drop(peer);
 }
+
+#[tokio::test]
+async fn body_decoder_yields_the_payload_and_trailers_and_stops_at_the_end() {
+    for pipe in [1, 3, 64 * 1024] {
+        let (src, mut peer) = tokio::io::duplex(pipe);
+        let input = CHUNKED.to_vec();
+        let writer = tokio::spawn(async move {
+            let _ = peer.write_all(&input).await;
+        });
+        let mut src = BufIo::new(src);
+        let mut decoder = BodyDecoder::new(Framing::Chunked);
+        let (mut payload, mut trailers) = (Vec::new(), None);
+        while let Some(piece) = decoder.next(&mut src, Duration::from_secs(10)).await.unwrap() {
+            match piece {
+                BodyPiece::Data(data) => payload.extend_from_slice(&data),
+                BodyPiece::Trailers(t) => trailers = Some(t),
+            }
+        }
+        assert_eq!(payload, b"Wikipedia in\r\n\r\nchunks.", "pipe {pipe}");
+        let names: Vec<String> = trailers.unwrap().0.into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["X-Checksum", "X-Other"]);
+        let mut rest = Vec::new();
+        src.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"NEXT");
+        writer.await.unwrap();
+    }
+}
