@@ -26,30 +26,36 @@ pub struct ServerSpec {
     pub scheme: Scheme,
     pub host: String,
     pub port: u16,
+    /// `h2c://`: plain HTTP/2 with prior knowledge (RFC 9113 section 3.3), for servers that speak only
+    /// that (gRPC servers without TLS, h2c dev servers).
+    pub h2c: bool,
 }
 
 impl fmt::Display for ServerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        write!(f, "{}://{}:{}", self.scheme.as_str(), host, self.port)
+        let scheme = if self.h2c { "h2c" } else { self.scheme.as_str() };
+        write!(f, "{scheme}://{host}:{}", self.port)
     }
 }
 
 impl FromStr for ServerSpec {
     type Err = String;
 
-    /// Parses `scheme://host[:port][/]`; a path other than `/` is refused.
+    /// Parses `scheme://host[:port][/]` (`http`, `https`, or `h2c` for HTTP/2 with prior knowledge); a path
+    /// other than `/` is refused.
     fn from_str(s: &str) -> Result<Self, String> {
         let (scheme, rest) =
             s.split_once("://").ok_or_else(|| format!("'{s}' is not a URL (expected http://HOST[:PORT])"))?;
-        let scheme = Scheme::from_name(scheme)
-            .ok_or_else(|| format!("unsupported scheme '{scheme}' (expected http or https)"))?;
+        let h2c = scheme.eq_ignore_ascii_case("h2c");
+        let scheme = if h2c { Some(Scheme::Http) } else { Scheme::from_name(scheme) }
+            .ok_or_else(|| format!("unsupported scheme '{scheme}' (expected http, https or h2c)"))?;
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains('/') {
             return Err(format!("'{s}' has a path; only scheme://host[:port] is supported"));
         }
         let (host, port) = split_host_port(authority).ok_or_else(|| format!("'{s}' has no valid host"))?;
-        Ok(ServerSpec { scheme, host, port: port.unwrap_or(scheme.default_port()) })
+        Ok(ServerSpec { scheme, host, port: port.unwrap_or(scheme.default_port()), h2c })
     }
 }
 
@@ -309,7 +315,7 @@ fn read_ca_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>,
 /// Modes whose layers are not built yet are refused up front rather than half-working.
 fn refuse_unbuilt(mode: &Mode) -> Result<(), ConfigError> {
     match &mode.kind {
-        ModeKind::Upstream(proxy) if proxy.scheme == Scheme::Https => Err(ConfigError::InvalidValue {
+        ModeKind::Upstream(proxy) if proxy.scheme == Scheme::Https || proxy.h2c => Err(ConfigError::InvalidValue {
             flag: "--mode",
             reason: format!("mode '{mode}': only http:// upstream proxies are supported"),
         }),
@@ -361,7 +367,7 @@ mod tests {
         let m: Mode = "reverse:http://127.0.0.1:5173@8443".parse().unwrap();
         assert_eq!(
             m.kind,
-            ModeKind::Reverse(ServerSpec { scheme: Scheme::Http, host: "127.0.0.1".into(), port: 5173 })
+            ModeKind::Reverse(ServerSpec { scheme: Scheme::Http, host: "127.0.0.1".into(), port: 5173, h2c: false })
         );
         assert_eq!(m.listen_port, Some(8443));
         let m: Mode = "regular@0.0.0.0:9000".parse().unwrap();

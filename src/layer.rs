@@ -94,8 +94,11 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
     }
 
     // Rule 1: regular and upstream listeners speak HTTP/1 to their clients (a malformed request gets a
-    // 400 there); the requests and CONNECTs name the servers.
+    // 400 there), or HTTP/2 with prior knowledge; the requests and CONNECTs name the servers.
     if matches!(ctx.layer(), LayerKind::RegularProxy | LayerKind::UpstreamProxy) {
+        if ctx.config().http2 && starts_with_h2_preface(io).await {
+            return Ok(Some(Box::new(Http2Layer::new(ctx))));
+        }
         return Ok(Some(Box::new(Http1Layer::new(ctx))));
     }
 
@@ -136,7 +139,7 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
     }
 
     // Rule 6: HTTP/2, agreed by ALPN over TLS, or h2c with prior knowledge (the connection preface).
-    if ctx.config().http2 && (ctx.alpn() == Some(ALPN_H2) || peeked.starts_with(H2_PREFACE_START)) {
+    if ctx.config().http2 && (ctx.alpn() == Some(ALPN_H2) || starts_with_h2_preface(io).await) {
         return Ok(Some(Box::new(Http2Layer::new(ctx))));
     }
 
@@ -148,6 +151,27 @@ pub async fn next_layer(ctx: &Arc<Context>, io: &mut ClientIo) -> Result<Option<
 
     // Rule 8: anything else is relayed as raw TCP.
     Ok(Some(Box::new(TcpLayer::new(ctx))))
+}
+
+/// True if the client's first bytes are the HTTP/2 connection preface; reads only as far as needed to tell,
+/// and gives up (false) after the first-bytes timeout.
+async fn starts_with_h2_preface(io: &mut ClientIo) -> bool {
+    let work = async {
+        loop {
+            let have = io.buffered();
+            let n = have.len().min(H2_PREFACE_START.len());
+            if have[..n] != H2_PREFACE_START[..n] {
+                return false;
+            }
+            if n == H2_PREFACE_START.len() {
+                return true;
+            }
+            if !matches!(io.fill_more(H2_PREFACE_START.len().max(have.len() + 1)).await, Ok(more) if more > 0) {
+                return false;
+            }
+        }
+    };
+    timeout(CLIENT_FIRST_BYTES_TIMEOUT, work).await.unwrap_or(false)
 }
 
 /// Asks `next_layer()` for the layer after `ctx` and runs it on `io`.

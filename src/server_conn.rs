@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
@@ -49,7 +50,21 @@ impl ServerTls {
     pub fn http1(server_name: impl Into<String>) -> Self {
         ServerTls { server_name: server_name.into(), alpn: vec![ALPN_HTTP1.to_vec()] }
     }
+
+    /// TLS for relaying HTTP to `server_name`, offering both versions with the client's own first, so a
+    /// server that speaks only one of them is still reached (strata translates).
+    pub fn http(server_name: impl Into<String>, prefer_h2: bool) -> Self {
+        let alpn = if prefer_h2 {
+            vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()]
+        } else {
+            vec![ALPN_HTTP1.to_vec(), ALPN_H2.to_vec()]
+        };
+        ServerTls { server_name: server_name.into(), alpn }
+    }
 }
+
+/// A handle for sending requests on an HTTP/2 server connection; clones share the connection.
+pub type Http2Sender = h2::client::SendRequest<Bytes>;
 
 /// The rustls client configuration for all server connections, built once at start.
 pub fn upstream_tls_config(options: &UpstreamTls) -> Arc<ClientConfig> {
@@ -94,7 +109,11 @@ pub struct ServerConnection {
     /// The next proxy, in upstream mode.
     via: Option<Address>,
     purpose: Purpose,
+    /// Speak HTTP/2 without TLS and without asking first (`reverse:h2c://`).
+    prior_knowledge: bool,
     stream: Option<BufIo<BoxStream>>,
+    /// The open HTTP/2 connection, when the server chose HTTP/2 (then `stream` is `None`).
+    h2: Option<Http2Sender>,
     /// The server's socket address, once connected.
     peer_addr: Option<SocketAddr>,
     /// True once the open stream has carried a complete exchange (it may have gone stale since).
@@ -119,6 +138,9 @@ const POOL_PER_SERVER: usize = 64;
 #[derive(Default)]
 pub struct ConnectionPool {
     idle: Mutex<HashMap<PoolKey, Vec<Pooled>>>,
+    /// HTTP/2 connections, shared (not taken) by every exchange to the same server, with when each was
+    /// last used.
+    shared: Mutex<HashMap<PoolKey, (Http2Sender, SocketAddr, Instant)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -126,6 +148,7 @@ struct PoolKey {
     address: Address,
     tls: Option<ServerTls>,
     via: Option<Address>,
+    prior_knowledge: bool,
 }
 
 struct Pooled {
@@ -155,6 +178,24 @@ impl ConnectionPool {
             list.retain(|p| p.since.elapsed() < POOL_IDLE_LIMIT);
             !list.is_empty()
         });
+        // An HTTP/2 connection closes once the last handle to it is gone and its streams are done.
+        self.shared.lock().expect("pool lock").retain(|_, (_, _, used)| used.elapsed() < POOL_IDLE_LIMIT);
+    }
+
+    /// A handle on the shared HTTP/2 connection to `key`, if there is one.
+    fn share(&self, key: &PoolKey) -> Option<(Http2Sender, SocketAddr)> {
+        let mut shared = self.shared.lock().expect("pool lock");
+        let (sender, peer, used) = shared.get_mut(key)?;
+        *used = Instant::now();
+        Some((sender.clone(), *peer))
+    }
+
+    fn offer_shared(&self, key: PoolKey, sender: Http2Sender, peer: SocketAddr) {
+        self.shared.lock().expect("pool lock").insert(key, (sender, peer, Instant::now()));
+    }
+
+    fn forget_shared(&self, key: &PoolKey) {
+        self.shared.lock().expect("pool lock").remove(key);
     }
 
     /// How often `sweep` should run.
@@ -183,7 +224,9 @@ impl ServerConnection {
             tls,
             via,
             purpose,
+            prior_knowledge: false,
             stream: None,
+            h2: None,
             peer_addr: None,
             reused: false,
             idle: false,
@@ -205,23 +248,30 @@ impl ServerConnection {
         self.address.as_ref().map_or_else(|| "(no server)".to_string(), Address::to_string)
     }
 
-    /// Points at a new server, with or without TLS. An open connection to a different server is closed.
-    pub fn set_server(&mut self, address: Address, tls: Option<ServerTls>) {
-        if self.address.as_ref() != Some(&address) || self.tls != tls {
+    /// Points at a new server, with or without TLS, and with HTTP/2 prior knowledge or not. An open
+    /// connection to a different server is closed.
+    pub fn set_server(&mut self, address: Address, tls: Option<ServerTls>, prior_knowledge: bool) {
+        if self.address.as_ref() != Some(&address) || self.tls != tls || self.prior_knowledge != prior_knowledge {
             self.release();
             self.address = Some(address);
             self.tls = tls;
+            self.prior_knowledge = prior_knowledge;
         }
     }
 
     pub fn is_connected(&self) -> bool {
-        self.stream.is_some()
+        self.stream.is_some() || self.h2.is_some()
+    }
+
+    /// The HTTP/2 connection, if the server speaks HTTP/2 (after `connect()`).
+    pub fn http2(&self) -> Option<Http2Sender> {
+        self.h2.clone()
     }
 
     /// True if the open connection has already carried an exchange, so a failure before any response
     /// byte may just mean the server closed it while idle.
     pub fn is_reused(&self) -> bool {
-        self.stream.is_some() && self.reused
+        self.is_connected() && self.reused
     }
 
     /// Records that an exchange on the open connection finished and it may be used again.
@@ -236,6 +286,9 @@ impl ServerConnection {
     /// Closes a reused connection that the server had closed; the next `connect()` dials a new one
     /// instead of trying another pooled connection, so a request is retried once at most.
     pub fn discard_stale(&mut self) {
+        if let (Some(_), Some(key)) = (&self.h2, self.pool_key()) {
+            self.root.pool.forget_shared(&key);
+        }
         self.disconnect();
         self.dial_next = true;
     }
@@ -243,6 +296,7 @@ impl ServerConnection {
     /// Closes the connection, if open.
     pub fn disconnect(&mut self) {
         self.stream = None;
+        self.h2 = None;
         self.peer_addr = None;
         self.reused = false;
         self.idle = false;
@@ -260,40 +314,61 @@ impl ServerConnection {
 
     fn pool_key(&self) -> Option<PoolKey> {
         let address = self.address.clone()?;
-        Some(PoolKey { address, tls: self.tls.clone(), via: self.via.clone() })
+        Some(PoolKey { address, tls: self.tls.clone(), via: self.via.clone(), prior_knowledge: self.prior_knowledge })
     }
 
-    /// The open connection, dialling the server first if there is none.
-    pub async fn connect(&mut self) -> Result<&mut BufIo<BoxStream>, ProtocolError> {
+    /// Makes sure a connection is open, dialling the server first if there is none: an HTTP/1 stream
+    /// (`stream()`) or, when the server chose HTTP/2 or prior knowledge says so, an HTTP/2 connection
+    /// (`http2()`) shared with every exchange to the same server.
+    pub async fn connect(&mut self) -> Result<(), ProtocolError> {
         if self.reused && self.stream.as_mut().is_some_and(|s| !s.is_idle_usable()) {
             tracing::debug!(host = %self.host(), "kept-alive server connection was closed while idle");
             self.disconnect();
         }
-        if self.stream.is_none() {
-            let address = self.address.clone().ok_or(ProtocolError::Refused {
-                status: 400,
-                reason: "no server address known for this request".into(),
-            })?;
-            let pooled = match (self.purpose, self.pool_key()) {
-                (Purpose::Http, Some(key)) if !std::mem::take(&mut self.dial_next) => self.root.pool.take(&key),
-                _ => None,
-            };
-            match pooled {
-                Some(pooled) => {
-                    self.stream = Some(pooled.stream);
-                    self.peer_addr = Some(pooled.peer_addr);
-                    self.reused = true;
-                }
-                None => {
-                    let (stream, peer_addr) = self.open(&address).await?;
-                    self.stream = Some(BufIo::new(stream));
-                    self.peer_addr = Some(peer_addr);
-                    self.reused = false;
-                }
+        self.idle = false;
+        if self.is_connected() {
+            return Ok(());
+        }
+        let address = self
+            .address
+            .clone()
+            .ok_or(ProtocolError::Refused { status: 400, reason: "no server address known for this request".into() })?;
+        let key = self.pool_key().filter(|_| self.purpose == Purpose::Http);
+        let dial_next = std::mem::take(&mut self.dial_next);
+        if let (Some(key), false) = (&key, dial_next) {
+            if let Some((sender, peer_addr)) = self.root.pool.share(key) {
+                (self.h2, self.peer_addr, self.reused) = (Some(sender), Some(peer_addr), true);
+                return Ok(());
+            }
+            if let Some(pooled) = self.root.pool.take(key) {
+                (self.stream, self.peer_addr, self.reused) = (Some(pooled.stream), Some(pooled.peer_addr), true);
+                return Ok(());
             }
         }
-        self.idle = false;
-        Ok(self.stream.as_mut().expect("connected above"))
+        let (stream, peer_addr, alpn) = self.open(&address).await?;
+        (self.peer_addr, self.reused) = (Some(peer_addr), false);
+        let speaks_h2 = self.prior_knowledge || alpn.as_deref() == Some(ALPN_H2);
+        if self.purpose == Purpose::Http && speaks_h2 {
+            let host = address.to_string();
+            let handshake = h2::client::Builder::new().handshake::<_, Bytes>(stream);
+            let (sender, connection) = timeout(self.root.config.timeouts.read, handshake)
+                .await
+                .map_err(|_| ProtocolError::Timeout { side: Side::Server, step: "HTTP/2 handshake" })?
+                .map_err(|e| server_h2_error(&host, e))?;
+            // The connection runs in its own task until the server or the last handle closes it.
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%host, error = %e, "HTTP/2 server connection ended");
+                }
+            });
+            if let Some(key) = key {
+                self.root.pool.offer_shared(key, sender.clone(), peer_addr);
+            }
+            self.h2 = Some(sender);
+        } else {
+            self.stream = Some(BufIo::new(stream));
+        }
+        Ok(())
     }
 
     /// The address of the server (or upstream proxy) strata is connected to.
@@ -313,8 +388,9 @@ impl ServerConnection {
         self.stream.as_mut()
     }
 
-    /// Dials the server (or the upstream proxy, tunnelling through it when needed) and adds TLS.
-    async fn open(&self, address: &Address) -> Result<(BoxStream, SocketAddr), ProtocolError> {
+    /// Dials the server (or the upstream proxy, tunnelling through it when needed) and adds TLS. Returns
+    /// the stream, the peer's address and the ALPN protocol the server chose.
+    async fn open(&self, address: &Address) -> Result<(BoxStream, SocketAddr, Option<Vec<u8>>), ProtocolError> {
         let unknown = || SocketAddr::from(([0, 0, 0, 0], 0));
         let (tcp, peer): (BoxStream, SocketAddr) = match &self.via {
             None => {
@@ -333,8 +409,12 @@ impl ServerConnection {
             }
         };
         match &self.tls {
-            Some(tls) => Ok((Box::new(self.handshake(tcp, address, tls).await?), peer)),
-            None => Ok((tcp, peer)),
+            Some(tls) => {
+                let stream = self.handshake(tcp, address, tls).await?;
+                let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                Ok((Box::new(stream), peer, alpn))
+            }
+            None => Ok((tcp, peer, None)),
         }
     }
 
@@ -439,6 +519,12 @@ impl Drop for ServerConnection {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// An error of the `h2` crate on a server connection, as the failure of that connection.
+pub fn server_h2_error(host: &str, e: h2::Error) -> ProtocolError {
+    let kind = if e.is_io() || e.is_go_away() { std::io::ErrorKind::BrokenPipe } else { std::io::ErrorKind::Other };
+    ProtocolError::server_io(host, std::io::Error::new(kind, e.to_string()))
 }
 
 /// The rustls error inside an IO error, described for a human (e.g. "invalid peer certificate: UnknownIssuer").

@@ -20,7 +20,9 @@ use crate::http::fields::list_members;
 use crate::http::message::{Headers, RequestHead, ResponseHead, Version};
 use crate::http::url::{is_same_authority, split_host_port, split_url, Scheme};
 use crate::layer::LayerKind;
-use crate::layers::http_conn::{read_final_response, send_request_head, ClientSide, ResponseBody, ServerIo};
+use crate::layers::http_conn::{
+    read_final_response, send_http2_request, send_request_head, ClientSide, ResponseBody, ServerIo,
+};
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
 /// Longest request target accepted; longer gets 414.
@@ -228,9 +230,14 @@ impl HttpLayer {
             let tls = (request.scheme == Scheme::Https).then(|| ServerTls::http1(request.host.clone()));
             (Address::new(request.host.clone(), request.port), tls)
         };
-        self.server.set_server(address, tls);
-        let response = self.send_request(client, exchange).await?;
-        self.relay_response(client, response, is_upgrade, exchange).await
+        // Reverse mode toward an h2c server speaks HTTP/2 at once; anywhere else the server chooses by ALPN.
+        let prior_knowledge = matches!(&self.ctx.mode().kind, ModeKind::Reverse(spec) if spec.h2c)
+            && self.ctx.server() == Some(&address)
+            && !is_upgrade;
+        let tls = tls.map(|tls| self.versions_offered(tls, exchange.flow.request.version, is_upgrade));
+        self.server.set_server(address, tls, prior_knowledge);
+        let (response, body) = self.send_request(client, exchange).await?;
+        self.relay_response(client, response, body, is_upgrade, exchange).await
     }
 
     /// Sends the request (head, and the body: from the flow if it was read whole, else streamed from the
@@ -240,10 +247,9 @@ impl HttpLayer {
         &mut self,
         client: &mut ClientSide<'_>,
         exchange: &mut Exchange,
-    ) -> Result<ResponseHead, ProtocolError> {
+    ) -> Result<(ResponseHead, ResponseBody), ProtocolError> {
         let host = self.server.host();
         let timeouts = self.ctx.config().timeouts;
-        let limits = self.ctx.config().limits;
         // The framing fields go out as strata read the body, never in the client's spelling.
         let request = &mut exchange.flow.request;
         match &request.body {
@@ -266,27 +272,13 @@ impl HttpLayer {
             timings.connect_ms = if dialled { Exchange::elapsed_ms(connect_started) } else { -1.0 };
             exchange.flow.server_addr = self.server.peer_addr();
             let send_started = Instant::now();
-            let proxy_authority =
-                self.server.is_forwarded_to_proxy().then(|| self.server.address().map(Address::to_string)).flatten();
-            let server = self.server.stream().expect("connected above");
-            let request = &exchange.flow.request;
-            let whole = request.body.as_deref();
-            let sent = match send_request_head(server, request, proxy_authority.as_deref(), whole, &host).await {
-                Ok(()) => client.send_request_body(server, &host).await,
-                Err(e) => Err(e),
-            };
-            let response = match sent {
-                Ok(streamed) => {
-                    if let Some(len) = streamed {
-                        exchange.flow.request.body_len = len;
-                    }
-                    exchange.flow.timings.send_ms = Exchange::elapsed_ms(send_started);
-                    let wait_started = Instant::now();
-                    let head = read_final_response(server, client, &limits, timeouts.read, &host).await;
-                    exchange.flow.timings.wait_ms = Exchange::elapsed_ms(wait_started);
-                    head
+            let response = match self.server.http2() {
+                Some(sender) => {
+                    let request = &exchange.flow.request;
+                    let whole = request.body.as_deref();
+                    send_http2_request(sender, request, whole, client, timeouts.read, &host).await
                 }
-                Err(e) => Err(e),
+                None => self.send_http1_request(client, exchange, send_started).await,
             };
             match response {
                 Err(e) if reused && client.can_resend_request_body() && is_stale_connection(&e) => {
@@ -298,17 +290,43 @@ impl HttpLayer {
         }
     }
 
+    /// One try of an HTTP/1 request on the open server stream: head, body, and the final response head.
+    async fn send_http1_request(
+        &mut self,
+        client: &mut ClientSide<'_>,
+        exchange: &mut Exchange,
+        send_started: Instant,
+    ) -> Result<(ResponseHead, ResponseBody), ProtocolError> {
+        let host = self.server.host();
+        let (limits, read_timeout) = (self.ctx.config().limits, self.ctx.config().timeouts.read);
+        let proxy_authority =
+            self.server.is_forwarded_to_proxy().then(|| self.server.address().map(Address::to_string)).flatten();
+        let server = self.server.stream().expect("connected above");
+        let request = &exchange.flow.request;
+        send_request_head(server, request, proxy_authority.as_deref(), request.body.as_deref(), &host).await?;
+        if let Some(len) = client.send_request_body(server, &host).await? {
+            exchange.flow.request.body_len = len;
+        }
+        exchange.flow.timings.send_ms = Exchange::elapsed_ms(send_started);
+        let wait_started = Instant::now();
+        let head = read_final_response(server, client, &limits, read_timeout, &host).await;
+        exchange.flow.timings.wait_ms = Exchange::elapsed_ms(wait_started);
+        let head = head?;
+        let body = ResponseBody::http1(&exchange.flow.request.method, &head, &host)?;
+        Ok((head, body))
+    }
+
     async fn relay_response(
         &mut self,
         client: &mut ClientSide<'_>,
         mut response: ResponseHead,
+        mut body: ResponseBody,
         is_upgrade: bool,
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
         let host = self.server.host();
         let config = self.ctx.config();
         let addons = config.addons.clone();
-        let mut body = ResponseBody::of(&exchange.flow.request.method, &response, &host)?;
 
         if response.status == 101 {
             // Only a WebSocket upgrade is ever asked for (`prepare_request_headers`); a server that switches
@@ -335,8 +353,8 @@ impl HttpLayer {
         });
 
         // Read the body now if a hook or the HAR file wants it whole.
-        let server = self.server.stream().expect("a response was read from it");
         if !body.is_empty() && addons.keeps_response_bodies() {
+            let server = self.server.stream();
             match body.collect(server, addons.body_size_limit, config.timeouts.read, &host).await? {
                 Some(bytes) => exchange.flow.response.as_mut().expect("set above").body = Some(bytes),
                 None => {
@@ -349,6 +367,7 @@ impl HttpLayer {
         let flow_response = exchange.flow.response.as_mut().expect("set above");
         exchange.response_started = true;
         let whole = flow_response.body.take();
+        let server = self.server.stream();
         let sent = client.send_response(flow_response, whole.as_deref(), server, &mut body, &host).await;
         flow_response.body = whole;
         let (bytes, keep_client) = sent?;
@@ -482,6 +501,16 @@ impl HttpLayer {
         Ok(Target { scheme, address, display_host, host_field, path, tls })
     }
 
+    /// What to offer the server by ALPN: both HTTP versions, the client's own first, so a server that
+    /// speaks only one of them is still reached; HTTP/1.1 alone for a WebSocket upgrade (it needs an
+    /// HTTP/1.1 connection) or with `--no-http2`.
+    fn versions_offered(&self, tls: ServerTls, client_version: Version, is_upgrade: bool) -> ServerTls {
+        if is_upgrade || !self.ctx.config().http2 {
+            return tls;
+        }
+        ServerTls::http(tls.server_name, client_version == Version::Http2)
+    }
+
     /// True if the Host header is set to the server's address: always in reverse mode, unless
     /// `--keep-host-header`.
     fn rewrites_host(&self) -> bool {
@@ -548,7 +577,13 @@ fn strip_hop_by_hop(headers: &mut Headers) {
 
 /// Turns the client's request headers into those the server gets.
 fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_websocket_upgrade: bool) {
+    // `TE: trailers` says the client takes trailers; gRPC servers insist on it (RFC 9113 section 8.2.2
+    // keeps it in HTTP/2, where all other TE values are gone).
+    let takes_trailers = head.headers.has_token("te", "trailers");
     strip_hop_by_hop(&mut head.headers);
+    if takes_trailers {
+        head.headers.append("te", "trailers");
+    }
     head.headers.remove("expect");
     if is_websocket_upgrade {
         // The WebSocket layer parses frames without extensions; asking for none keeps both sides agreed.

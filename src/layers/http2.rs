@@ -110,7 +110,7 @@ async fn serve_stream(
     let (parts, body) = request.into_parts();
     let mut http = HttpLayer::new(&ctx);
     tracing::debug!(stack = %http.context().stack(), "http layer");
-    let head = request_head(&parts);
+    let head = request_head(&parts, ctx.server().is_none());
     let read_timeout = ctx.config().timeouts.read;
     let mut side = ClientSide::http2(body, respond, &head.headers, read_timeout);
     if parts.method == http::Method::CONNECT {
@@ -128,8 +128,9 @@ async fn serve_stream(
 
 /// The request of a stream in the message model: `:authority` becomes the Host field (RFC 9113 section
 /// 8.3.1), cookies split into several fields are joined again (section 8.2.3), and the target is the
-/// `:path`, or the absolute URL when the client sent `:scheme` and `:authority` to a proxy's front door.
-fn request_head(parts: &http::request::Parts) -> RequestHead {
+/// `:path`, or the absolute URL (`:scheme://:authority:path`) at a proxy's front door, where it names the
+/// server.
+fn request_head(parts: &http::request::Parts, absolute: bool) -> RequestHead {
     let mut headers = Headers::default();
     let authority = parts.uri.authority().map(|a| a.as_str().to_string());
     if let (Some(authority), false) = (&authority, parts.headers.contains_key(http::header::HOST)) {
@@ -146,7 +147,11 @@ fn request_head(parts: &http::request::Parts) -> RequestHead {
     if !cookies.is_empty() {
         headers.append("cookie", cookies.join(&b"; "[..]));
     }
-    let target = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let path = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let target = match (absolute, parts.uri.scheme_str(), &authority) {
+        (true, Some(scheme), Some(authority)) => format!("{scheme}://{authority}{path}"),
+        _ => path,
+    };
     RequestHead { method: parts.method.as_str().to_string(), target, version: Version::Http2, headers }
 }
 

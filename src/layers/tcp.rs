@@ -34,7 +34,8 @@ impl TcpLayer {
             Purpose::Relay,
         );
         let host = server.host();
-        let stream = server.connect().await?;
+        server.connect().await?;
+        let stream = server.stream().expect("connected above");
         let (up, down) = relay(&mut client, stream).await.map_err(|e| ProtocolError::server_io(&host, e))?;
         self.ctx.root().log_tcp(&TcpFlow {
             client_addr: self.ctx.client_addr(),

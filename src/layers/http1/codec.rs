@@ -310,7 +310,12 @@ pub fn wants_close(version: Version, headers: &Headers) -> bool {
 
 /// Appends each field as `name: value CRLF`.
 pub fn write_fields(headers: &Headers, out: &mut Vec<u8>) {
-    for (name, value) in &headers.0 {
+    write_fields_except(headers, "", out);
+}
+
+/// Appends each field but those named `skip` as `name: value CRLF`.
+pub fn write_fields_except(headers: &Headers, skip: &str, out: &mut Vec<u8>) {
+    for (name, value) in headers.0.iter().filter(|(name, _)| !name.eq_ignore_ascii_case(skip)) {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
