@@ -817,6 +817,32 @@ fn server_reset_of_one_stream_leaves_the_others_alone() {
     }
 }
 
+#[test]
+fn client_reset_of_one_stream_leaves_the_others_alone() {
+    let origin = PyOrigin::plain();
+    // The same origin behind an HTTP/2 (h2c) and an HTTP/1.1 server connection.
+    for mode in
+        [format!("reverse:h2c://127.0.0.1:{}", origin.port), format!("reverse:http://127.0.0.1:{}", origin.port)]
+    {
+        let proxy = Strata::start(&["-m", &mode]);
+        // 20 MB is far more than the flow-control windows let through before the cancel arrives.
+        let lines = h2_client(
+            &proxy,
+            proxy.port,
+            None,
+            None,
+            &[json!([{"path": "/size/20000000", "cancel": true}, {"path": "/hello"}]), json!([{"path": "/hello"}])],
+        );
+        let hello = answered("/hello", 200, PY_HELLO, json!([]));
+        let expected = [
+            "RESULT /size/20000000 cancelled (by us, after a response head with 200)".to_string(),
+            hello.clone(),
+            hello,
+        ];
+        proxy.check(lines == expected, format!("{mode}: expected {expected:#?}, got {lines:#?}"));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // HAR
 // ---------------------------------------------------------------------------------------------------

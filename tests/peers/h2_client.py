@@ -6,12 +6,14 @@ happened to each stream.
 
 Without --tls it speaks h2c with prior knowledge; with --tls it offers ALPN `h2` only (and verifies the
 server against --cafile when given). Each BATCH is a JSON list of requests,
-`{"method": "GET", "path": "/x", "body": "...", "trailers": [["name", "value"]]}` (method, body and
-trailers optional); the requests of a batch are sent at once on concurrent streams, and the next batch
-starts when every stream of this one has ended. One line per stream, in the order the requests were given:
+`{"method": "GET", "path": "/x", "body": "...", "trailers": [["name", "value"]], "cancel": true}` (all
+but path optional; `cancel` resets the stream with CANCEL as soon as the response head arrives). The
+requests of a batch are sent at once on concurrent streams, and the next batch starts when every stream
+of this one has ended. One line per stream, in the order the requests were given:
 
     RESULT <path> status=<code> body=<JSON string> trailers=<JSON list, no spaces>
     RESULT <path> reset=<error code name>
+    RESULT <path> cancelled (by us, after a response head with <code>)
     RESULT <path> unanswered (<why>)
 
 then `DONE`. Exits 0 when every stream ended (answered or reset), 1 otherwise. Bounded by --timeout.
@@ -86,7 +88,8 @@ def main():
                 conn.send_data(sid, body, end_stream=not trailers)
             if trailers:
                 conn.send_headers(sid, trailers, end_stream=True)
-            streams[sid] = {"path": req["path"], "status": None, "body": bytearray(), "trailers": [], "end": None}
+            streams[sid] = {"path": req["path"], "status": None, "body": bytearray(), "trailers": [], "end": None,
+                            "cancel": req.get("cancel", False)}
             order.append(sid)
 
         why = send()
@@ -108,15 +111,21 @@ def main():
                 s = streams.get(getattr(ev, "stream_id", None))
                 if isinstance(ev, h2.events.ResponseReceived) and s:
                     s["status"] = dict(ev.headers).get(":status")
+                    if s["cancel"]:
+                        conn.reset_stream(ev.stream_id, error_code=h2.errors.ErrorCodes.CANCEL)
+                        s["end"] = f"cancelled (by us, after a response head with {s['status']})"
                 elif isinstance(ev, h2.events.DataReceived):
-                    if s:
+                    if s and not s["cancel"]:
                         s["body"] += ev.data
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    try:
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    except h2.exceptions.StreamClosedError:
+                        conn.increment_flow_control_window(ev.flow_controlled_length)
                 elif isinstance(ev, h2.events.TrailersReceived) and s:
                     s["trailers"] = [list(h) for h in ev.headers]
-                elif isinstance(ev, h2.events.StreamEnded) and s:
+                elif isinstance(ev, h2.events.StreamEnded) and s and not s["end"]:
                     s["end"] = "ended"
-                elif isinstance(ev, h2.events.StreamReset) and s:
+                elif isinstance(ev, h2.events.StreamReset) and s and not s["end"]:
                     code = ev.error_code
                     s["end"] = "reset=" + (code.name if isinstance(code, h2.errors.ErrorCodes) else str(code))
                 elif isinstance(ev, h2.events.ConnectionTerminated):
