@@ -75,6 +75,10 @@ pub enum ProtocolError {
     /// The request cannot be served by this proxy (e.g. no host known); answered with the given status.
     #[error("{reason}")]
     Refused { status: u16, reason: String },
+    /// The server reset the request's HTTP/2 stream with this error code before answering; an HTTP/2 client
+    /// gets the same reset on its stream, an HTTP/1 client a 502.
+    #[error("{host} reset the stream (HTTP/2 error code {code:#x})")]
+    ServerReset { host: String, code: u32 },
     /// `--block-global` or `--block-private` refuses this client; answered with 403 where HTTP is spoken.
     #[error("{0}")]
     Blocked(crate::addons::block::Blocked),

@@ -523,6 +523,9 @@ impl Drop for ServerConnection {
 
 /// An error of the `h2` crate on a server connection, as the failure of that connection.
 pub fn server_h2_error(host: &str, e: h2::Error) -> ProtocolError {
+    if let (true, Some(reason)) = (e.is_reset() && e.is_remote(), e.reason()) {
+        return ProtocolError::ServerReset { host: host.to_string(), code: reason.into() };
+    }
     let kind = if e.is_io() || e.is_go_away() { std::io::ErrorKind::BrokenPipe } else { std::io::ErrorKind::Other };
     ProtocolError::server_io(host, std::io::Error::new(kind, e.to_string()))
 }

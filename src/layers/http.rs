@@ -620,9 +620,12 @@ pub fn error_response(error: &ProtocolError) -> Option<(u16, &'static str)> {
         BadRequest(_) => Some((400, "Bad Request")),
         HeadTooLarge { .. } | TooManyHeaders { .. } => Some((431, "Request Header Fields Too Large")),
         UriTooLong { .. } => Some((414, "URI Too Long")),
-        BadResponse { .. } | Connect { .. } | SelfConnect { .. } | ServerTls { .. } | ServerIo { .. } => {
-            Some((502, "Bad Gateway"))
-        }
+        BadResponse { .. }
+        | Connect { .. }
+        | SelfConnect { .. }
+        | ServerTls { .. }
+        | ServerIo { .. }
+        | ServerReset { .. } => Some((502, "Bad Gateway")),
         Timeout { side: Side::Server, .. } => Some((504, "Gateway Timeout")),
         Refused { status, .. } => Some((*status, crate::addons::reason_phrase(*status))),
         Blocked(_) => Some((403, "Forbidden")),

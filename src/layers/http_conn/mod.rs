@@ -294,6 +294,12 @@ impl<'a> ClientSide<'a> {
     pub async fn send_error(&mut self, status: u16, reason: &str, error: &ProtocolError) {
         match self {
             ClientSide::Http1(h1) => send_http1_error(h1.io, status, reason, error).await,
+            // A server's reset reaches the client as the same reset on the same stream.
+            ClientSide::Http2(h2) if matches!(error, ProtocolError::ServerReset { .. }) => {
+                if let ProtocolError::ServerReset { code, .. } = error {
+                    h2.respond.send_reset(h2::Reason::from(*code));
+                }
+            }
             ClientSide::Http2(h2) => {
                 let body = format!("strata: {error}\n");
                 let mut headers = Headers::default();
