@@ -898,3 +898,35 @@ fn big_download_over_http2_streams_with_bounded_memory() {
     proxy.check(peak_kb < 64 * 1024, format!("peak RSS {peak_kb} kB after a 1 GiB download over HTTP/2"));
     eprintln!("1 GiB over HTTP/2 through the proxy in {:?}, peak RSS {peak_kb} kB", started.elapsed());
 }
+
+/// Server replay answers across versions: a HAR recorded from HTTP/1.1 requests answers an HTTP/2 client,
+/// and one recorded over HTTP/2 answers an HTTP/1.1 client, with no server contacted
+/// (`--server-replay-extra 404` would answer anything unrecorded).
+#[test]
+fn server_replay_answers_across_http_versions() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (record_with, replay_with) in
+        [("--http1.1", "--http2-prior-knowledge"), ("--http2-prior-knowledge", "--http1.1")]
+    {
+        let har = dir.path().join(format!("recorded{record_with}.har"));
+        let reverse = format!("reverse:http://{}", origin.authority());
+        let mut recorder = Strata::start(&["-m", &reverse, "--save-har", &path_str(&har)]);
+        let url = format!("http://127.0.0.1:{}/hello", recorder.port);
+        let out = curl_unchecked(&[record_with, "-w", " %{http_version}", &url]);
+        recorder.check(out.stdout.starts_with("hello, world\n"), format!("recording: {}", out.stdout));
+        terminate(&mut recorder);
+
+        let accepts = origin.accepts();
+        let replayer =
+            Strata::start(&["-m", &reverse, "--server-replay", &path_str(&har), "--server-replay-extra", "404"]);
+        let url = format!("http://127.0.0.1:{}/hello", replayer.port);
+        let out = curl_unchecked(&[replay_with, "-w", " %{http_code} %{http_version}", &url]);
+        let version = if replay_with == "--http1.1" { "1.1" } else { "2" };
+        replayer.check(
+            out.stdout == format!("hello, world\n 200 {version}"),
+            format!("recorded {record_with}, replayed {replay_with}: {:?} {}", out.stdout, out.stderr),
+        );
+        replayer.check(origin.accepts() == accepts, "the replay contacted the origin");
+    }
+}
