@@ -930,3 +930,30 @@ fn server_replay_answers_across_http_versions() {
         replayer.check(origin.accepts() == accepts, "the replay contacted the origin");
     }
 }
+
+/// The "rapid reset" attack (CVE-2023-44487): thousands of streams opened and reset at once. strata does
+/// not turn them into server requests: the attacking connection gets GOAWAY (or its streams die before an
+/// exchange starts), few flows happen, and the next client is served as usual.
+#[test]
+fn rapid_reset_burst_is_cut_off_and_other_clients_are_served() {
+    const BURST: usize = 5000;
+    let origin = Origin::start();
+    let proxy = Strata::start(&["-m", &format!("reverse:http://{}", origin.authority())]);
+    let out = run_with_timeout(
+        python("h2_rapid_reset.py", &["127.0.0.1", &proxy.port.to_string(), &BURST.to_string()]),
+        Duration::from_secs(40),
+    );
+    let goaway = out.stdout.lines().next().unwrap_or_default().to_string();
+    proxy.check(
+        goaway == "GOAWAY ENHANCE_YOUR_CALM" || goaway == "NO-GOAWAY",
+        format!("attacker saw {:?} / {}", out.stdout, out.stderr),
+    );
+    // Whatever got through became at most a bounded number of exchanges.
+    let url = format!("http://127.0.0.1:{}/hello", proxy.port);
+    let next = curl_unchecked(&["--http2-prior-knowledge", "-w", " %{http_code}", &url]);
+    proxy.check(next.stdout == "hello, world\n 200", format!("the next client got {:?} {}", next.stdout, next.stderr));
+    proxy.wait_for_stdout_line(|l| l.contains("/hello -> 200"), SOON);
+    let flows = proxy.stdout_lines().len();
+    proxy.check(flows < BURST / 10, format!("{flows} flows for {BURST} reset streams ({goaway})"));
+    eprintln!("rapid reset: {goaway}, {flows} flows for {BURST} streams");
+}

@@ -33,6 +33,10 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// (CVE-2023-44487), and the connection is closed with GOAWAY.
 pub const MAX_PENDING_RESETS: usize = 64;
 
+/// Streams of one connection being served at once. A stream the client reset still holds its task until
+/// the exchange notices, so this is the connection's real cost, whatever the client's view of its streams.
+pub const MAX_STREAM_TASKS: usize = MAX_CONCURRENT_STREAMS as usize;
+
 /// The layer that speaks HTTP/2 to the client.
 pub struct Http2Layer {
     ctx: Arc<Context>,
@@ -60,8 +64,20 @@ impl Http2Layer {
         let mut closing = false;
         loop {
             let idle = sleep(config.timeouts.idle);
+            // At the cap, streams wait in h2's accept queue while the connection is still driven; a client
+            // that resets them there (the "rapid reset" attack) runs into MAX_PENDING_RESETS and gets GOAWAY,
+            // and no reset stream costs a task or a server request.
+            let at_cap = streams.len() >= MAX_STREAM_TASKS;
+            let next = async {
+                if at_cap {
+                    let _ = std::future::poll_fn(|cx| conn.poll_closed(cx)).await;
+                    None
+                } else {
+                    conn.accept().await
+                }
+            };
             tokio::select! {
-                next = conn.accept() => match next {
+                next = next => match next {
                     Some(Ok((request, respond))) => {
                         streams.spawn(serve_stream(self.ctx.clone(), request, respond));
                     }
@@ -107,6 +123,11 @@ async fn serve_stream(
     request: http::Request<h2::RecvStream>,
     respond: h2::server::SendResponse<Bytes>,
 ) {
+    let mut respond = respond;
+    // A stream the client has already reset asks for nothing: no exchange, no server request.
+    if is_reset_already(&mut respond) {
+        return;
+    }
     let (parts, body) = request.into_parts();
     let mut http = HttpLayer::new(&ctx);
     tracing::debug!(stack = %http.context().stack(), "http layer");
@@ -124,6 +145,12 @@ async fn serve_stream(
         Err(e) if e.is_ordinary_end() => tracing::debug!(error = %e, "stream ended"),
         Err(e) => tracing::info!(error = %e, "stream failed"),
     }
+}
+
+/// True if the client has reset the stream already (checked without waiting).
+fn is_reset_already(respond: &mut h2::server::SendResponse<Bytes>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    respond.poll_reset(&mut cx).is_ready()
 }
 
 /// The request of a stream in the message model: `:authority` becomes the Host field (RFC 9113 section
