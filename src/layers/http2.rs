@@ -18,6 +18,7 @@ use crate::http::message::{Headers, RequestHead, Version};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 use crate::layers::http::HttpLayer;
 use crate::layers::http_conn::ClientSide;
+use crate::server_conn::{H2_CONNECTION_WINDOW, H2_STREAM_WINDOW};
 
 /// The start of the HTTP/2 connection preface (RFC 9113 section 3.4), enough to recognise h2c with prior
 /// knowledge among a connection's first bytes.
@@ -51,6 +52,8 @@ impl Http2Layer {
         tracing::debug!(stack = %self.ctx.stack(), "http/2 layer");
         let config = self.ctx.config();
         let handshake = h2::server::Builder::new()
+            .initial_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .max_header_list_size(MAX_HEADER_LIST_BYTES)
             .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
