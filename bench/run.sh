@@ -9,17 +9,19 @@
 #
 # Environment: RUNS (repetitions per cell, median reported), DURATION (seconds per load run), CONNS (concurrent
 # connections in scenarios 1-3, default 64), HS_CONNS (concurrent connections in scenario 4, default 16),
-# IDLE_CONNS (scenario 6, default 2000), BIG_SIZE (size of the large file, default 1G), SCENARIOS (which to
-# run, default "1 2 3 4 5 6"), TARGETS (default "direct nginx mitmdump strata"), KEEP_TMP=1 (keep the temp
-# dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
+# IDLE_CONNS (scenario 6, default 2000), H2_CONNS, H2_STREAMS and H2_THREADS (scenario 7: h2load connections,
+# concurrent streams per connection and threads, default 16, 16 and 2), BIG_SIZE (size of the large file, default
+# 1G), SCENARIOS (which to run, default "1 2 3 4 5 6 7 8"), TARGETS (default "direct nginx mitmdump strata"),
+# KEEP_TMP=1 (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
 #
 # What it does:
-#  1. Installs what is missing: nginx-light and wrk (Debian packages, apt-get), mitmproxy (pip, into the
-#     venv bench/.venv, which it creates), then builds strata and the load client (`cargo build --release`,
-#     `cargo build --release --example loadgen`).
+#  1. Installs what is missing: nginx-light, wrk and h2load (Debian packages nginx-light, wrk, nghttp2-client;
+#     apt-get), mitmproxy (pip, into the venv bench/.venv, which it creates), then builds strata and the load
+#     client (`cargo build --release`, `cargo build --release --example loadgen`).
 #  2. Makes a temp dir with a self-signed test CA and a leaf for 127.0.0.1 (ECDSA P-256, openssl), a 1 KiB
-#     file and a sparse 1 GiB file, and starts the origin: nginx with a plain and a TLS server block,
-#     keep-alive on, sendfile on, no access log.
+#     file and a sparse 1 GiB file, and starts the origin: nginx with a plain, a TLS (HTTP/1.1 only) and a
+#     TLS + HTTP/2 server block (`listen ... ssl http2`, its own port, so that the HTTP/1.1 scenarios 3-5 keep
+#     an origin that cannot pick h2), keep-alive on, sendfile on, no access log.
 #  3. Runs the scenarios, each against the four targets, starting each proxy fresh for each scenario:
 #       1. reverse proxy, HTTP, 1 KiB, keep-alive, CONNS connections (wrk -t2);
 #       2. explicit proxy, plain HTTP, absolute-form `GET http://127.0.0.1:ORIGIN/1k` with keep-alive (wrk with
@@ -30,14 +32,26 @@
 #          10^6 bytes) and the proxy's peak RSS (VmHWM, proxy restarted for each run);
 #       6. IDLE_CONNS keep-alive client connections that each sent one request and stay open: (RSS after -
 #          RSS before) / IDLE_CONNS, RSS of the proxy's processes (nginx: master and workers), proxy restarted
-#          for each run (bench/idle_conns.py is the client; direct has no proxy, so n/a).
+#          for each run (bench/idle_conns.py is the client; direct has no proxy, so n/a);
+#       7. HTTP/2 over TLS toward the client, 1 KiB: h2load with H2_CONNS connections x H2_STREAMS concurrent
+#          streams, reverse proxies in front of the origin's h2 block (h2load has no proxy support): req/s,
+#          mean request latency (h2load gives min/max/mean/sd, no percentiles) and the proxy's peak RSS over
+#          the warm-up and all runs;
+#       8. the large file over HTTP/2 (curl --http2, reverse proxies as in 7): MB/s and the proxy's peak RSS,
+#          proxy restarted for each run, as in 5.
+#     Every curl call names its HTTP version (--http1.1 in 5, --http2 in 8; curl would otherwise pick h2
+#     wherever it is offered) and the negotiated version is checked; loadgen (3, 4) offers no ALPN, so it
+#     speaks HTTP/1.1.
 #     Targets: "direct" is the client straight to the origin (plain or TLS port); "nginx" is a second nginx
 #     instance as reverse proxy (upstream keepalive 128; in 3-5 it terminates TLS with the test leaf and
-#     re-encrypts to the origin's TLS port, the closest it comes to interception); "mitmdump" runs from the
-#     venv (`--mode regular` or `--mode reverse:`, `-q`, `--ssl-insecure`, confdir in the temp dir,
-#     stream_large_bodies=1m so that the large file is streamed, not buffered); "strata" is
-#     target/release/strata (`-q`, `--confdir` temp, `--upstream-ca` the test CA). A mode strata refuses
-#     (exit code 2, "not supported") is shown as n/a.
+#     re-encrypts to the origin's TLS port, the closest it comes to interception; in 7-8 it terminates TLS +
+#     h2 (`listen ... ssl http2`) and speaks HTTP/1.1 with keep-alive over TLS to the origin's h2 block, since
+#     nginx's proxy offers no ALPN); "mitmdump" runs from the venv (`--mode regular` or `--mode reverse:`,
+#     `-q`, `--ssl-insecure`, confdir in the temp dir, stream_large_bodies=1m so that the large file is
+#     streamed, not buffered; in 7-8 `--mode reverse:https://127.0.0.1:ORIGIN_H2`, h2 on both sides);
+#     "strata" is target/release/strata (`-q`, `--confdir` temp, `--upstream-ca` the test CA; in 7-8
+#     `-m reverse:https://127.0.0.1:ORIGIN_H2`, its TLS listener with a leaf from its own CA, h2 to the client
+#     and, by ALPN, h2 to the origin). A mode strata refuses (exit code 2, "not supported") is shown as n/a.
 #  Everything binds 127.0.0.1 and only talks to 127.0.0.1; every process it starts is killed on exit.
 set -euo pipefail
 
@@ -52,8 +66,11 @@ DURATION=${DURATION:-5}
 CONNS=${CONNS:-64}
 HS_CONNS=${HS_CONNS:-16}
 IDLE_CONNS=${IDLE_CONNS:-2000}
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-16}
+H2_THREADS=${H2_THREADS:-2}
 BIG_SIZE=${BIG_SIZE:-1G}
-SCENARIOS=${SCENARIOS:-1 2 3 4 5 6}
+SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8}
 TARGETS=${TARGETS:-direct nginx mitmdump strata}
 NGINX=/usr/sbin/nginx
 VENV=$ROOT/bench/.venv
@@ -70,6 +87,7 @@ install_deps() {
     local missing=()
     [[ -x $NGINX ]] || missing+=(nginx-light)
     command -v wrk >/dev/null || missing+=(wrk)
+    command -v h2load >/dev/null || missing+=(nghttp2-client)
     command -v curl >/dev/null || missing+=(curl)
     command -v openssl >/dev/null || missing+=(openssl)
     if ((${#missing[@]})); then
@@ -162,7 +180,7 @@ hwm_kb() { # PID: VmHWM (peak RSS) of it and its children, KiB
 }
 
 # ---------------------------------------------------------------------------------------------- origin
-read -r ORIGIN ORIGIN_TLS NGX NGX_TLS MITM_PORT STRATA_PORT < <(free_ports 6)
+read -r ORIGIN ORIGIN_TLS ORIGIN_H2 NGX NGX_TLS NGX_H2 MITM_PORT STRATA_PORT < <(free_ports 8)
 
 log "test CA, leaf and files in $TMP"
 (
@@ -227,11 +245,18 @@ nginx_conf origin "
         ssl_certificate $TMP/leaf-chain.pem;
         ssl_certificate_key $TMP/leaf.key;
         root $TMP/www;
+    }
+    server {
+        listen 127.0.0.1:$ORIGIN_H2 ssl http2;
+        ssl_certificate $TMP/leaf-chain.pem;
+        ssl_certificate_key $TMP/leaf.key;
+        root $TMP/www;
     }"
 
 nginx_conf nginxproxy "
     upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
     upstream origin_tls { server 127.0.0.1:$ORIGIN_TLS; keepalive 128; }
+    upstream origin_h2 { server 127.0.0.1:$ORIGIN_H2; keepalive 128; }
     proxy_http_version 1.1;
     proxy_set_header Connection \"\";
     proxy_max_temp_file_size 0;
@@ -250,6 +275,18 @@ nginx_conf nginxproxy "
             proxy_ssl_name localhost;   # nginx matches DNS names only, not IP SANs
             proxy_ssl_session_reuse on;
         }
+    }
+    server {
+        listen 127.0.0.1:$NGX_H2 ssl http2;   # h2 toward the client, HTTP/1.1 keep-alive toward the origin
+        ssl_certificate $TMP/leaf-chain.pem;
+        ssl_certificate_key $TMP/leaf.key;
+        location / {
+            proxy_pass https://origin_h2;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $TMP/ca.pem;
+            proxy_ssl_name localhost;
+            proxy_ssl_session_reuse on;
+        }
     }"
 
 start_nginx() { # NAME PORT: starts nginx with $TMP/NAME.conf, sets PID
@@ -259,23 +296,31 @@ start_nginx() { # NAME PORT: starts nginx with $TMP/NAME.conf, sets PID
     wait_port "$2" "$PID" || { cat "$TMP/$1/error.log" >&2; die "nginx $1 did not start"; }
 }
 
-log "origin nginx on 127.0.0.1:$ORIGIN (http) and :$ORIGIN_TLS (https)"
+log "origin nginx on 127.0.0.1:$ORIGIN (http), :$ORIGIN_TLS (https, HTTP/1.1) and :$ORIGIN_H2 (https, h2)"
 start_nginx origin "$ORIGIN"
 ORIGIN_PID=$PID
 wait_port "$ORIGIN_TLS" "$ORIGIN_PID" || die "origin TLS port"
+wait_port "$ORIGIN_H2" "$ORIGIN_PID" || die "origin h2 port"
 curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN/1k" || die "origin does not serve /1k"
-curl -sf -o /dev/null --cacert "$TMP/ca.pem" "https://127.0.0.1:$ORIGIN_TLS/1k" || die "origin TLS does not serve /1k"
+# the TLS block must refuse h2 even when curl offers it (scenarios 3-5 stay HTTP/1.1), the h2 block must speak it
+[[ $(curl -sf -o /dev/null -w '%{http_version}' --http2 --cacert "$TMP/ca.pem" \
+    "https://127.0.0.1:$ORIGIN_TLS/1k") == 1.1 ]] || die "origin TLS does not serve /1k over HTTP/1.1"
+[[ $(curl -sf -o /dev/null -w '%{http_version}' --http2 --cacert "$TMP/ca.pem" \
+    "https://127.0.0.1:$ORIGIN_H2/1k") == 2 ]] || die "origin h2 block does not serve /1k over HTTP/2"
 
 # ---------------------------------------------------------------------------------------------- proxies
 # Per target: TPID (0 for direct), TCA (the CA a client must trust for intercepted TLS), and the ports a
 # client uses: HTTP_PORT[t] (reverse proxy or origin), TLS_PORT[t] (TLS straight to it: direct, nginx),
-# PROXY[t] (explicit proxy port: mitmdump, strata).
-declare -A TPID TCA HTTP_PORT TLS_PORT PROXY
+# PROXY[t] (explicit proxy port: mitmdump, strata), H2_PORT[t] (TLS + h2: the origin's h2 block, nginx's h2
+# server block, or mitmdump and strata in mode reverse-h2).
+declare -A TPID TCA HTTP_PORT TLS_PORT PROXY H2_PORT
 HTTP_PORT=([direct]=$ORIGIN [nginx]=$NGX [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
 TLS_PORT=([direct]=$ORIGIN_TLS [nginx]=$NGX_TLS)
 PROXY=([mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
+H2_PORT=([direct]=$ORIGIN_H2 [nginx]=$NGX_H2 [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
 
-# start_target TARGET MODE (regular|reverse); returns 2 when the target refuses the mode (n/a).
+# start_target TARGET MODE (regular|reverse|reverse-h2; reverse-h2: a reverse proxy with TLS toward the client
+# in front of the origin's h2 block); returns 2 when the target refuses the mode (n/a).
 start_target() {
     local target=$1 mode=$2 rc=0 args pid=0 ca=$TMP/ca.pem
     case $target in
@@ -284,12 +329,17 @@ start_target() {
         start_nginx nginxproxy "$NGX"
         pid=$PID
         wait_port "$NGX_TLS" "$pid" || die "nginx proxy TLS port"
+        wait_port "$NGX_H2" "$pid" || die "nginx proxy h2 port"
         ;;
     mitmdump)
         rm -rf "$TMP/mitm" && mkdir -p "$TMP/mitm"
         args=(--listen-host 127.0.0.1 -p "$MITM_PORT" -q --ssl-insecure --set "confdir=$TMP/mitm"
             --set stream_large_bodies=1m)
-        [[ $mode == reverse ]] && args+=(--mode "reverse:http://127.0.0.1:$ORIGIN") || args+=(--mode regular)
+        case $mode in
+        reverse) args+=(--mode "reverse:http://127.0.0.1:$ORIGIN") ;;
+        reverse-h2) args+=(--mode "reverse:https://127.0.0.1:$ORIGIN_H2") ;;
+        *) args+=(--mode regular) ;;
+        esac
         "$VENV/bin/mitmdump" "${args[@]}" >"$TMP/mitm.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
@@ -299,7 +349,10 @@ start_target() {
     strata)
         rm -rf "$TMP/strata" && mkdir -p "$TMP/strata"
         args=(--listen-host 127.0.0.1 -p "$STRATA_PORT" -q --confdir "$TMP/strata" --upstream-ca "$TMP/ca.pem")
-        [[ $mode == reverse ]] && args+=(-m "reverse:http://127.0.0.1:$ORIGIN")
+        case $mode in
+        reverse) args+=(-m "reverse:http://127.0.0.1:$ORIGIN") ;;
+        reverse-h2) args+=(-m "reverse:https://127.0.0.1:$ORIGIN_H2") ;;
+        esac
         "$STRATA" "${args[@]}" >"$TMP/strata.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
@@ -378,16 +431,41 @@ loadgen_run() {
     log "  $row $target: $out"
 }
 
-# curl_run ROW TARGET CURL-ARGS...: downloads the large file, records MB/s in ROW and peak RSS in ROW.rss
+# h2load_run ROW TARGET URL: one h2load run (HTTP/2 over TLS, H2_CONNS x H2_STREAMS), records req/s in ROW
+# and the mean request time in ROW.lat (h2load prints min/max/mean/sd, no percentiles)
+h2load_run() {
+    local row=$1 target=$2 url=$3 out rps mean failed non2xx
+    out=$(h2load -c"$H2_CONNS" -m"$H2_STREAMS" -t"$H2_THREADS" -D "$DURATION" "$url" 2>&1) || true
+    rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+    mean=$(awk '/^time for request:/ {print $6}' <<<"$out")
+    if [[ -z $rps || -z $mean ]] || grep -q 'No protocol negotiated' <<<"$out"; then
+        note "$row $target: h2load failed: $(tr '\n' ' ' <<<"$out" | tail -c 300)"
+        return
+    fi
+    failed=$(awk '/^requests:/ {print $10 + $12 + $14}' <<<"$out")
+    non2xx=$(awk '/^status codes:/ {print $5 + $7 + $9}' <<<"$out")
+    ((${failed:-0} + ${non2xx:-0} == 0)) ||
+        note "$row $target: h2load: $(grep -e '^requests:' -e '^status codes:' <<<"$out" | tr '\n' ' ')"
+    VAL["$row|$target"]+="$rps "
+    VAL["$row.lat|$target"]+="$(to_ms "$mean") "
+    log "  $row $target: $rps req/s, mean request time $mean"
+}
+
+# curl_run ROW TARGET VERSION CURL-ARGS...: downloads the large file with HTTP VERSION (1.1 or 2, passed to
+# curl and checked against what it negotiated), records MB/s in ROW and peak RSS in ROW.rss
 curl_run() {
-    local row=$1 target=$2 out speed code size rc=0
-    shift 2
-    out=$(curl -sS --max-time 300 -o /dev/null -w '%{speed_download} %{http_code} %{size_download}' "$@" 2>&1) ||
-        rc=$?
-    read -r speed code size <<<"$(tail -1 <<<"$out")"
+    local row=$1 target=$2 want=$3 out speed code size version rc=0
+    shift 3
+    out=$(curl -sS --max-time 300 -o /dev/null --http"$want" \
+        -w '%{speed_download} %{http_code} %{size_download} %{http_version}' "$@" 2>&1) || rc=$?
+    read -r speed code size version <<<"$(tail -1 <<<"$out")"
     if ((rc != 0)) || [[ $code != 200 || $size != "$BIG_BYTES" ]]; then
         note "$row $target: curl exit $rc, status $code, $size of $BIG_BYTES bytes: $(head -1 <<<"$out")"
         [[ $code == 200 && -n $size ]] || return 0
+    fi
+    if [[ $version != "$want" ]]; then
+        note "$row $target: curl spoke HTTP/$version, not HTTP/$want; not counted"
+        return 0
     fi
     VAL["$row|$target"]+="$(awk -v s="$speed" 'BEGIN {printf "%.1f", s / 1e6}') "
     local pid=${TPID[$target]:-0}
@@ -414,6 +492,7 @@ tls_client_args() { # TARGET: loadgen arguments to reach the TLS origin through 
 measure3() { loadgen_run "$2" "$1" $(tls_client_args "$1") --connections "$CONNS"; }
 # shellcheck disable=SC2046
 measure4() { loadgen_run "$2" "$1" $(tls_client_args "$1") --connections "$HS_CONNS" --new-connection-per-request; }
+measure7() { h2load_run "$2" "$1" "https://127.0.0.1:${H2_PORT[$1]}/1k"; }
 
 # load_scenario N MODE: starts every target, warms each up for 1 s, then runs RUNS rounds, each measuring
 # every target once in turn (so that a disturbance on the machine spreads over all of them).
@@ -426,12 +505,19 @@ load_scenario() {
     for r in $(seq "$RUNS"); do
         for t in "${up[@]}"; do "measure$n" "$t" "s$n"; done
     done
-    for t in "${up[@]}"; do stop_target "$t"; done
+    for t in "${up[@]}"; do
+        # the proxy's peak RSS over the warm-up and all runs (reported for scenario 7)
+        if ((${TPID[$t]:-0})); then
+            VAL["s$n.rss|$t"]=$(awk -v k="$(hwm_kb "${TPID[$t]}")" 'BEGIN {printf "%.1f", k / 1024}')
+        fi
+        stop_target "$t"
+    done
 }
 scenario1() { load_scenario 1 reverse; }
 scenario2() { load_scenario 2 regular; }
 scenario3() { load_scenario 3 regular; }
 scenario4() { load_scenario 4 regular; }
+scenario7() { load_scenario 7 reverse-h2; }
 
 # Scenario 5: each download with a freshly started proxy, so that VmHWM is this download's peak.
 scenario5() {
@@ -443,16 +529,32 @@ scenario5() {
                 [[ -n ${refused[$t]:-} ]] && continue
                 start_target "$t" regular || { refused[$t]=1 VAL["s5plain|$t"]=na VAL["s5tls|$t"]=na; continue; }
                 case $t:$kind in
-                direct:plain | nginx:plain) curl_run s5plain "$t" "http://127.0.0.1:${HTTP_PORT[$t]}/1g" ;;
-                direct:tls | nginx:tls) curl_run s5tls "$t" --cacert "${TCA[$t]}" "https://127.0.0.1:${TLS_PORT[$t]}/1g" ;;
-                *:plain) curl_run s5plain "$t" -x "http://127.0.0.1:${PROXY[$t]}" "http://127.0.0.1:$ORIGIN/1g" ;;
+                direct:plain | nginx:plain) curl_run s5plain "$t" 1.1 "http://127.0.0.1:${HTTP_PORT[$t]}/1g" ;;
+                direct:tls | nginx:tls)
+                    curl_run s5tls "$t" 1.1 --cacert "${TCA[$t]}" "https://127.0.0.1:${TLS_PORT[$t]}/1g"
+                    ;;
+                *:plain) curl_run s5plain "$t" 1.1 -x "http://127.0.0.1:${PROXY[$t]}" "http://127.0.0.1:$ORIGIN/1g" ;;
                 *:tls)
-                    curl_run s5tls "$t" -x "http://127.0.0.1:${PROXY[$t]}" --cacert "${TCA[$t]}" \
+                    curl_run s5tls "$t" 1.1 -x "http://127.0.0.1:${PROXY[$t]}" --cacert "${TCA[$t]}" \
                         "https://127.0.0.1:$ORIGIN_TLS/1g"
                     ;;
                 esac
                 stop_target "$t"
             done
+        done
+    done
+}
+
+# Scenario 8: the large file over HTTP/2 (TLS, h2 toward the client), a freshly started proxy per download, as 5.
+scenario8() {
+    local t r
+    declare -A refused=()
+    for r in $(seq "$RUNS"); do
+        for t in $TARGETS; do
+            [[ -n ${refused[$t]:-} ]] && continue
+            start_target "$t" reverse-h2 || { refused[$t]=1 VAL["s8|$t"]=na; continue; }
+            curl_run s8 "$t" 2 --cacert "${TCA[$t]}" "https://127.0.0.1:${H2_PORT[$t]}/1g"
+            stop_target "$t"
         done
     done
 }
@@ -507,12 +609,13 @@ ceiling() {
 
 busy_note() { # notes other CPU-heavy processes (builds, tests) that make the numbers noisy
     local others
-    others=$(ps -eo pid=,pcpu=,comm= --sort=-pcpu | awk -v me=$$ '$2 > 20 && $3 !~ /^(nginx|mitmdump|strata|loadgen|wrk|curl|python3|ps)$/ {print $3 "(" $2 "%)"}' | head -5 | tr '\n' ' ')
+    others=$(ps -eo pid=,pcpu=,comm= --sort=-pcpu | awk -v me=$$ '$2 > 20 && $3 !~ /^(nginx|mitmdump|strata|loadgen|wrk|h2load|curl|python3|ps)$/ {print $3 "(" $2 "%)"}' | head -5 | tr '\n' ' ')
     [[ -z $others ]] || note "$1: other busy processes on the machine: $others(results are noisy)"
 }
 
 START=$SECONDS
-log "runs=$RUNS duration=${DURATION}s conns=$CONNS hs_conns=$HS_CONNS idle=$IDLE_CONNS big=$BIG_SIZE"
+log "runs=$RUNS duration=${DURATION}s conns=$CONNS hs_conns=$HS_CONNS idle=$IDLE_CONNS big=$BIG_SIZE" \
+    "h2=${H2_CONNS}x$H2_STREAMS"
 log "targets: $TARGETS; scenarios: $SCENARIOS"
 CEILING_PLAIN=""
 [[ $TARGETS == *direct* ]] && ceiling
@@ -586,11 +689,25 @@ has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
     if has 6; then
         row "6. $IDLE_CONNS idle keep-alive conns: KiB RSS per conn" s6 no
     fi
+    if has 7; then
+        row "7. HTTP/2 over TLS, 1 KiB, $H2_CONNS conns x $H2_STREAMS streams (h2load): req/s" s7 yes
+        row "7. mean request time, ms" s7.lat no
+        row "7. proxy peak RSS, MiB" s7.rss no
+    fi
+    if has 8; then
+        row "8. $BIG_SIZE download over HTTP/2 (TLS): MB/s" s8 yes
+        row "8. proxy peak RSS, MiB" s8.rss no
+    fi
     echo
     echo "Medians of $RUNS run(s) of ${DURATION}s; ratios to direct in parentheses. $(nproc) cores," \
         "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)."
     [[ -n $CEILING_PLAIN ]] && echo "loadgen ceiling (plain HTTP 1 KiB straight to the origin, $CONNS conns):" \
         "$(fmt "$CEILING_PLAIN") req/s; its TLS ceiling is the direct column of rows 3 and 4."
+    if has 5 && has 8 && [[ $(med "s8|strata") != na && $(med "s5tls|strata") != na ]]; then
+        echo "strata's HTTP/2 download (row 8) runs at" \
+            "$(awk -v a="$(med "s8|strata")" -v b="$(med "s5tls|strata")" 'BEGIN {printf "%.2fx", a / b}')" \
+            "its own HTTP/1.1 intercepted rate (row 5)."
+    fi
     if ((${#NOTES[@]})); then
         echo
         echo "Notes:"
