@@ -11,14 +11,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{curl_unchecked, run_with_timeout, unused_port, Finished, HttpsOrigin, Origin, Strata, TestCa};
+use common::{
+    curl_unchecked, read_lines_in_background, run_with_timeout, unused_port, Finished, HttpsOrigin, Origin, Strata,
+    TestCa,
+};
 use regex::Regex;
 use serde_json::{json, Value};
 
@@ -119,23 +121,18 @@ impl Drop for Peer {
 }
 
 fn collect_peer_lines<R: Read + Send + 'static>(from: R, into: Arc<PeerOutput>) {
-    thread::spawn(move || {
-        let mut reader = BufReader::new(from);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
-                    into.state.lock().unwrap().0.push(text);
-                    into.changed.notify_all();
-                }
-            }
-        }
-        into.state.lock().unwrap().1 += 1;
-        into.changed.notify_all();
-    });
+    let at_end = into.clone();
+    read_lines_in_background(
+        from,
+        move |text| {
+            into.state.lock().unwrap().0.push(text);
+            into.changed.notify_all();
+        },
+        move || {
+            at_end.state.lock().unwrap().1 += 1;
+            at_end.changed.notify_all();
+        },
+    );
 }
 
 fn install_hint() -> &'static str {

@@ -45,6 +45,24 @@ fn collect_lines<R: Read + Send + 'static>(
     into: Arc<Output>,
     on_line: impl Fn(&str) + Send + 'static,
 ) -> thread::JoinHandle<()> {
+    read_lines_in_background(
+        from,
+        move |text| {
+            // Stored first, so whoever `on_line` wakes finds the line in the output already.
+            into.push(text.clone());
+            on_line(&text);
+        },
+        || {},
+    )
+}
+
+/// Reads `from` line by line on a thread of its own, handing each line (without its line end) to `on_line`,
+/// then calls `on_end` at end of stream.
+pub fn read_lines_in_background<R: Read + Send + 'static>(
+    from: R,
+    mut on_line: impl FnMut(String) + Send + 'static,
+    on_end: impl FnOnce() + Send + 'static,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(from);
         let mut line = Vec::new();
@@ -52,14 +70,10 @@ fn collect_lines<R: Read + Send + 'static>(
             line.clear();
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
-                    // Stored first, so whoever `on_line` wakes finds the line in the output already.
-                    into.push(text.clone());
-                    on_line(&text);
-                }
+                Ok(_) => on_line(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string()),
             }
         }
+        on_end();
     })
 }
 
