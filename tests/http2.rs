@@ -954,3 +954,21 @@ fn rapid_reset_burst_is_cut_off_and_other_clients_are_served() {
     proxy.check(flows < BURST / 10, format!("{flows} flows for {BURST} reset streams ({goaway})"));
     eprintln!("rapid reset: {goaway}, {flows} flows for {BURST} streams");
 }
+
+/// An HTTP/2 client that sends `Expect: 100-continue` gets strata's 100 as an informational HEADERS frame
+/// at once, then the server's answer to the whole body.
+#[test]
+fn expect_100_continue_over_http2_gets_an_informational_100() {
+    let origin = Origin::start();
+    let proxy = Strata::start(&["-m", &format!("reverse:http://{}", origin.authority())]);
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.bin");
+    std::fs::write(&body, vec![b'x'; 200_000]).unwrap();
+    let url = format!("http://127.0.0.1:{}/count", proxy.port);
+    let data = format!("@{}", path_str(&body));
+    let out =
+        curl_unchecked(&["-v", "--http2-prior-knowledge", "-H", "Expect: 100-continue", "--data-binary", &data, &url]);
+    proxy.check(out.stderr.contains("< HTTP/2 100"), format!("no informational 100: {}", out.stderr));
+    proxy.check(out.stderr.contains("< HTTP/2 200"), format!("no final 200: {}", out.stderr));
+    proxy.check(out.stdout == "200000", format!("the origin counted {:?}", out.stdout));
+}

@@ -156,8 +156,9 @@ impl<'a> ClientSide<'a> {
                 h1.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
                 h1.io.flush().await.map_err(ProtocolError::ClientIo)
             }
-            // An HTTP/2 client sends its body without waiting (RFC 9113 section 8.1.1).
-            ClientSide::Http1(_) | ClientSide::Http2(_) => Ok(()),
+            // An HTTP/2 client that asked to wait gets its 100 as an informational HEADERS frame.
+            ClientSide::Http2(h2) => h2.send_interim(100, &Headers::default()),
+            ClientSide::Http1(_) => Ok(()),
         }
     }
 
@@ -261,8 +262,7 @@ impl<'a> ClientSide<'a> {
                 write_response_head(head, &mut out);
                 h1.io.write_all(&out).await.map_err(ProtocolError::ClientIo)
             }
-            // Interim responses are not passed on to HTTP/2 clients.
-            ClientSide::Http2(_) => Ok(()),
+            ClientSide::Http2(h2) => h2.send_interim(head.status, &head.headers),
         }
     }
 
@@ -444,13 +444,19 @@ impl Http2Client {
         }
     }
 
+    /// Sends a 1xx interim response (RFC 9113 section 8.1): an informational HEADERS frame.
+    fn send_interim(&mut self, status: u16, headers: &Headers) -> Result<(), ProtocolError> {
+        let mut response = http::Response::new(());
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::CONTINUE);
+        *response.headers_mut() = response_header_map(headers);
+        self.respond.send_informational(response).map_err(client_h2_error)
+    }
+
     /// Sends the response head; `end` when there is no body.
     fn send_head(&mut self, status: u16, headers: &Headers, end: bool) -> Result<(), ProtocolError> {
         let mut response = http::Response::new(());
         *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        let mut fields = headers.clone();
-        fields.0.retain(|(name, _)| !server::CONNECTION_SPECIFIC.iter().any(|c| name.eq_ignore_ascii_case(c)));
-        *response.headers_mut() = header_map(&fields);
+        *response.headers_mut() = response_header_map(headers);
         let send = self.respond.send_response(response, end).map_err(client_h2_error)?;
         self.send = (!end).then_some(send);
         Ok(())
@@ -513,6 +519,13 @@ impl Http2Client {
         })?;
         Ok((sent, true))
     }
+}
+
+/// A response's fields as HTTP/2 carries them: without the connection-specific ones.
+fn response_header_map(headers: &Headers) -> http::HeaderMap {
+    let mut fields = headers.clone();
+    fields.0.retain(|(name, _)| !server::CONNECTION_SPECIFIC.iter().any(|c| name.eq_ignore_ascii_case(c)));
+    header_map(&fields)
 }
 
 /// A failure while sending to an HTTP/2 client.
