@@ -972,3 +972,34 @@ fn expect_100_continue_over_http2_gets_an_informational_100() {
     proxy.check(out.stderr.contains("< HTTP/2 200"), format!("no final 200: {}", out.stderr));
     proxy.check(out.stdout == "200000", format!("the origin counted {:?}", out.stdout));
 }
+
+/// HTTP/2 through a SOCKS5 listener: the TLS inside the SOCKS tunnel is intercepted and spoken as h2 to the
+/// client and to an origin that prefers h2.
+#[test]
+fn curl_http2_through_socks5_speaks_h2_on_both_sides() {
+    let ca = TestCa::new("strata http2 test CA");
+    let origin = PyOrigin::tls(&ca, "h2,http/1.1");
+    let proxy = Strata::start(&["-m", "socks5", "--upstream-ca", &path_str(&ca.pem_path())]);
+    let cacert = path_str(&proxy.ca_cert_path());
+    let socks = format!("127.0.0.1:{}", proxy.port);
+    let via = ["--socks5-hostname", &socks, "--cacert", &cacert, "--http2"];
+    let got = curl_got(&proxy, &[&via[..], &[&origin.url("/proto")]].concat());
+    expect(&proxy, "the protocol the origin saw, through SOCKS5", &got, 200, "2", "HTTP/2\n");
+    proxy.wait_for_stdout_line(|l| flow_line("GET", &origin.url("/proto"), 200).is_match(l), SOON);
+}
+
+/// HTTP/2 in upstream mode: the client speaks h2 to the first strata, which tunnels to the origin through a
+/// second proxy (another strata, regular mode, passing TLS through untouched) and speaks h2 to the origin.
+#[test]
+fn curl_http2_through_upstream_mode_speaks_h2_on_both_sides() {
+    let ca = TestCa::new("strata http2 test CA");
+    let origin = PyOrigin::tls(&ca, "h2,http/1.1");
+    let next_proxy = Strata::start(&["--ignore-hosts", "."]);
+    let upstream = format!("upstream:http://127.0.0.1:{}", next_proxy.port);
+    let proxy = Strata::start(&["-m", &upstream, "--upstream-ca", &path_str(&ca.pem_path())]);
+    let cacert = path_str(&proxy.ca_cert_path());
+    let via = ["-x", &proxy.proxy_url(), "--cacert", &cacert, "--http2"];
+    let got = curl_got(&proxy, &[&via[..], &[&origin.url("/proto")]].concat());
+    expect(&proxy, "the protocol the origin saw, through an upstream proxy", &got, 200, "2", "HTTP/2\n");
+    next_proxy.wait_for_stdout_line(|l| l.contains(&format!("localhost:{}", origin.port)), SOON);
+}
