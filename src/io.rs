@@ -170,6 +170,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for BufIo<S> {
     }
 }
 
+/// An error of the `h2` crate as the I/O error it amounts to: the connection went away (broken pipe), or the
+/// peer broke off the stream or the protocol (reset). Both are ordinary endings, not strata's failures.
+pub fn h2_io_error(e: h2::Error) -> io::Error {
+    let kind = if e.is_io() || e.is_go_away() { io::ErrorKind::BrokenPipe } else { io::ErrorKind::ConnectionReset };
+    io::Error::new(kind, e.to_string())
+}
+
 /// A stream whose "closed without TLS close_notify" read error counts as a plain end of stream. Used by
 /// raw relays: many servers close TLS that way, and a relay has no message framing that truncation
 /// could fake (HTTP bodies are framed and checked elsewhere).

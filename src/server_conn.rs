@@ -27,7 +27,7 @@ use crate::config::ModeKind;
 use crate::config::UpstreamTls;
 use crate::context::{Address, Context, RootContext};
 use crate::error::{ProtocolError, Side};
-use crate::io::{BoxStream, BufIo, Stream};
+use crate::io::{h2_io_error, BoxStream, BufIo, Stream};
 use crate::layers::http1::codec::{self, read_head};
 
 /// The ALPN protocol strata speaks over TLS to servers when it relays HTTP.
@@ -537,8 +537,7 @@ pub fn server_h2_error(host: &str, e: h2::Error) -> ProtocolError {
     if let (true, Some(reason)) = (e.is_reset() && e.is_remote(), e.reason()) {
         return ProtocolError::ServerReset { host: host.to_string(), code: reason.into() };
     }
-    let kind = if e.is_io() || e.is_go_away() { std::io::ErrorKind::BrokenPipe } else { std::io::ErrorKind::Other };
-    ProtocolError::server_io(host, std::io::Error::new(kind, e.to_string()))
+    ProtocolError::server_io(host, h2_io_error(e))
 }
 
 /// The rustls error inside an IO error, described for a human (e.g. "invalid peer certificate: UnknownIssuer").

@@ -951,7 +951,9 @@ fn rapid_reset_burst_is_cut_off_and_other_clients_are_served() {
     proxy.check(next.stdout == "hello, world\n 200", format!("the next client got {:?} {}", next.stdout, next.stderr));
     proxy.wait_for_stdout_line(|l| l.contains("/hello -> 200"), SOON);
     let flows = proxy.stdout_lines().len();
-    proxy.check(flows < BURST / 10, format!("{flows} flows for {BURST} reset streams ({goaway})"));
+    // A stream whose HEADERS and RST_STREAM arrive in different reads may still start an exchange; a
+    // handful of those is all. (Without the check for reset streams, about 50 start here.)
+    proxy.check(flows <= 20, format!("{flows} flows for {BURST} reset streams ({goaway})"));
     eprintln!("rapid reset: {goaway}, {flows} flows for {BURST} streams");
 }
 

@@ -15,6 +15,7 @@ use tokio::time::{sleep, timeout};
 use crate::context::Context;
 use crate::error::{ProtocolError, Side};
 use crate::http::message::{Headers, RequestHead, Version};
+use crate::io::h2_io_error;
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 use crate::layers::http::HttpLayer;
 use crate::layers::http_conn::ClientSide;
@@ -187,6 +188,5 @@ fn request_head(parts: &http::request::Parts, absolute: bool) -> RequestHead {
 
 /// An error of the `h2` crate on the client's side.
 pub fn client_h2_error(e: h2::Error) -> ProtocolError {
-    let kind = if e.is_io() { std::io::ErrorKind::BrokenPipe } else { std::io::ErrorKind::ConnectionReset };
-    ProtocolError::ClientIo(std::io::Error::new(kind, e.to_string()))
+    ProtocolError::ClientIo(h2_io_error(e))
 }

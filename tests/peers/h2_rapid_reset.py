@@ -19,6 +19,14 @@ import h2.errors
 import h2.events
 
 
+def goaway_in(conn, data):
+    """The error code of a GOAWAY among the frames in `data`, or None."""
+    for event in conn.receive_data(data):
+        if isinstance(event, h2.events.ConnectionTerminated):
+            return event.error_code
+    return None
+
+
 def main():
     host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     sock = socket.create_connection((host, port), timeout=5)
@@ -41,9 +49,7 @@ def main():
                 data = sock.recv(65536)
                 if not data:
                     break
-                for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.ConnectionTerminated):
-                        goaway = event.error_code
+                goaway = goaway_in(conn, data)
             except BlockingIOError:
                 pass
             finally:
@@ -54,9 +60,7 @@ def main():
             data = sock.recv(65536)
             if not data:
                 break
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ConnectionTerminated):
-                    goaway = event.error_code
+            goaway = goaway_in(conn, data)
             sock.sendall(conn.data_to_send())
     except (OSError, h2.exceptions.ProtocolError):
         pass

@@ -9,6 +9,7 @@
 use std::io;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -509,7 +510,8 @@ where
 /// A piece of a body whose HTTP/1 framing was taken off, for a receiver that frames it another way.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyPiece {
-    Data(Vec<u8>),
+    /// Payload bytes, owned, so an HTTP/2 receiver can send them on without copying.
+    Data(Bytes),
     /// The trailer fields after the last chunk (only those that may be trailers).
     Trailers(Headers),
 }
@@ -568,7 +570,7 @@ impl BodyDecoder {
                         *self = BodyDecoder::Done;
                         return Ok(None);
                     }
-                    let data = reader.src.buffered().to_vec();
+                    let data = Bytes::copy_from_slice(reader.src.buffered());
                     reader.src.consume(data.len());
                     return Ok(Some(BodyPiece::Data(data)));
                 }
@@ -658,10 +660,10 @@ where
     }
 
     /// Reads what is buffered (reading first if nothing is), up to `max` bytes.
-    async fn take_some(&mut self, max: u64) -> Result<Vec<u8>, BodyError> {
+    async fn take_some(&mut self, max: u64) -> Result<Bytes, BodyError> {
         self.need().await?;
         let take = (self.src.buffered().len() as u64).min(max) as usize;
-        let data = self.src.buffered()[..take].to_vec();
+        let data = Bytes::copy_from_slice(&self.src.buffered()[..take]);
         self.src.consume(take);
         Ok(data)
     }

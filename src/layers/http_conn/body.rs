@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use crate::error::{ProtocolError, Side};
 use crate::http::fields::is_allowed_in_trailers;
 use crate::http::message::Headers;
-use crate::io::{BoxStream, BufIo};
+use crate::io::{h2_io_error, BoxStream, BufIo};
 use crate::layers::http1::codec::{
     self, collect_body, copy_body, forward_partial, BodyDecoder, BodyError, BodyPiece, Collected, Framing, HeadError,
     Rest,
@@ -115,12 +115,12 @@ impl Source<'_> {
     pub(super) async fn next(&mut self, read_timeout: Duration) -> Result<Option<BodyPiece>, BodyError> {
         match self {
             Source::Http1 { prefix: prefix @ Some(_), .. } | Source::Http2 { prefix: prefix @ Some(_), .. } => {
-                Ok(prefix.take().map(BodyPiece::Data))
+                Ok(prefix.take().map(|p| BodyPiece::Data(Bytes::from(p))))
             }
             Source::Http1 { io, decoder, .. } => decoder.next(io, read_timeout).await,
             Source::Http2 { trailers: trailers @ Some(_), .. } => Ok(trailers.take().map(BodyPiece::Trailers)),
             Source::Whole { data, trailers } => match data.take().filter(|d| !d.is_empty()) {
-                Some(data) => Ok(Some(BodyPiece::Data(data))),
+                Some(data) => Ok(Some(BodyPiece::Data(Bytes::from(data)))),
                 None => Ok(trailers.take().map(BodyPiece::Trailers)),
             },
             Source::Http2 { recv, .. } => next_http2_piece(recv, read_timeout).await,
@@ -137,16 +137,16 @@ pub(super) async fn next_http2_piece(
         match timeout(read_timeout, recv.data()).await.map_err(|_| BodyError::Timeout)? {
             Some(Ok(data)) => {
                 let _ = recv.flow_control().release_capacity(data.len());
-                return Ok(Some(BodyPiece::Data(data.to_vec())));
+                return Ok(Some(BodyPiece::Data(data)));
             }
-            Some(Err(e)) => return Err(BodyError::Read(h2_io(e))),
+            Some(Err(e)) => return Err(BodyError::Read(h2_io_error(e))),
             None => {}
         }
     }
     match timeout(read_timeout, recv.trailers()).await.map_err(|_| BodyError::Timeout)? {
         Ok(Some(map)) => Ok(Some(BodyPiece::Trailers(trailer_fields(&map)))),
         Ok(None) => Ok(None),
-        Err(e) => Err(BodyError::Read(h2_io(e))),
+        Err(e) => Err(BodyError::Read(h2_io_error(e))),
     }
 }
 
@@ -192,7 +192,7 @@ pub(super) enum Sink<'s> {
 }
 
 impl Sink<'_> {
-    async fn write(&mut self, data: Vec<u8>) -> Result<(), BodyError> {
+    async fn write(&mut self, data: Bytes) -> Result<(), BodyError> {
         match self {
             Sink::Http1 { io, chunked: true } => {
                 let mut out = Vec::with_capacity(data.len() + 16);
@@ -200,7 +200,7 @@ impl Sink<'_> {
                 io.write_all(&out).await.map_err(BodyError::Write)
             }
             Sink::Http1 { io, chunked: false } => io.write_all(&data).await.map_err(BodyError::Write),
-            Sink::Http2 { send, read_timeout } => send_flow_controlled(send, Bytes::from(data), *read_timeout).await,
+            Sink::Http2 { send, read_timeout } => send_flow_controlled(send, data, *read_timeout).await,
         }
     }
 
@@ -216,8 +216,8 @@ impl Sink<'_> {
                 io.flush().await.map_err(BodyError::Write)
             }
             Sink::Http2 { send, .. } => match trailers.map(|t| header_map(&t)).filter(|map| !map.is_empty()) {
-                Some(map) => send.send_trailers(map).map_err(|e| BodyError::Write(h2_io(e))),
-                None => send.send_data(Bytes::new(), true).map_err(|e| BodyError::Write(h2_io(e))),
+                Some(map) => send.send_trailers(map).map_err(|e| BodyError::Write(h2_io_error(e))),
+                None => send.send_data(Bytes::new(), true).map_err(|e| BodyError::Write(h2_io_error(e))),
             },
         }
     }
@@ -258,19 +258,13 @@ pub(super) async fn send_flow_controlled(
             .map_err(|_| BodyError::Timeout)?;
         let granted = match window {
             Some(Ok(n)) => n,
-            Some(Err(e)) => return Err(BodyError::Write(h2_io(e))),
+            Some(Err(e)) => return Err(BodyError::Write(h2_io_error(e))),
             None => return Err(BodyError::Write(io::ErrorKind::ConnectionReset.into())),
         };
         let piece = data.split_to(granted.min(data.len()));
-        send.send_data(piece, false).map_err(|e| BodyError::Write(h2_io(e)))?;
+        send.send_data(piece, false).map_err(|e| BodyError::Write(h2_io_error(e)))?;
     }
     Ok(())
-}
-
-/// An `h2` error as the I/O error it amounts to: the peer went away, or broke the protocol.
-pub(super) fn h2_io(e: h2::Error) -> io::Error {
-    let kind = if e.is_io() || e.is_go_away() { io::ErrorKind::BrokenPipe } else { io::ErrorKind::ConnectionReset };
-    io::Error::new(kind, e.to_string())
 }
 
 /// Trailer fields from an HTTP/2 HEADERS frame, keeping only those that may be trailers.
