@@ -944,3 +944,39 @@ fn dns_failure_gets_502_naming_the_host() {
     );
     proxy.check(reply.closed, "client connection left open after the 502");
 }
+
+/// A request whose body was streamed to a reused server connection is never sent again when the server
+/// closes without answering: the body is gone, and a retry would send its head with nothing after it. The
+/// client gets a 502 at once.
+#[test]
+fn streamed_body_is_not_retried_after_the_server_closed_without_answering() {
+    // Answers the first request of each connection; reads the second whole, then closes without a word.
+    let origin = ScriptedOrigin::start(|mut stream, _| {
+        for answered in [true, false] {
+            let Some(head) = read_request_head(&mut stream) else { return };
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let length =
+                head.lines().find_map(|l| l.strip_prefix("content-length: ")?.trim().parse().ok()).unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if stream.read_exact(&mut body).is_err() {
+                return;
+            }
+            if answered && stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                return;
+            }
+        }
+    });
+    let proxy = Strata::start(&[]);
+    let mut conn = Conn::open(proxy.port, SOON);
+    conn.send(&get_request(&origin.url("/first"), &origin.authority()));
+    let first = conn.read_response();
+    proxy.check(first.starts_with("HTTP/1.1 200 "), format!("first: {first:?}"));
+    let post = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\n\r\nhello",
+        origin.url("/upload"),
+        origin.authority()
+    );
+    conn.send(post.as_bytes());
+    let reply = conn.read_response();
+    proxy.check(reply.starts_with("HTTP/1.1 502 "), format!("expected a 502, got {reply:?}"));
+}

@@ -27,6 +27,8 @@ pub enum Remaining {
     Partial { prefix: Vec<u8>, rest: Rest },
     /// All of it has been read (into memory, or dropped).
     Done,
+    /// It was streamed to a server: gone, and not to be sent again.
+    Sent,
 }
 
 impl Remaining {
@@ -58,8 +60,12 @@ impl Remaining {
         dst: &mut BufIo<BoxStream>,
         read_timeout: Duration,
     ) -> Result<Option<u64>, BodyError> {
-        let sent = match std::mem::replace(self, Remaining::Done) {
-            Remaining::Done => None,
+        let sent = match std::mem::replace(self, Remaining::Sent) {
+            Remaining::Done | Remaining::Unread(Framing::Empty) => {
+                *self = Remaining::Done;
+                None
+            }
+            Remaining::Sent => None,
             Remaining::Unread(framing) => Some(copy_body(src, dst, framing, read_timeout).await?),
             Remaining::Partial { prefix, rest } => Some(forward_partial(src, dst, &prefix, rest, read_timeout).await?),
         };
@@ -71,7 +77,7 @@ impl Remaining {
     pub(super) async fn drain(&mut self, src: &mut BufIo<BoxStream>, read_timeout: Duration) -> Result<(), BodyError> {
         let mut sink = tokio::io::sink();
         match std::mem::replace(self, Remaining::Done) {
-            Remaining::Done => Ok(()),
+            Remaining::Done | Remaining::Sent => Ok(()),
             Remaining::Unread(framing) => copy_body(src, &mut sink, framing, read_timeout).await.map(drop),
             Remaining::Partial { rest, .. } => forward_partial(src, &mut sink, &[], rest, read_timeout).await.map(drop),
         }
@@ -84,7 +90,7 @@ impl Remaining {
         let (decoder, prefix) = match self {
             Remaining::Unread(framing) => (BodyDecoder::new(framing), None),
             Remaining::Partial { prefix, rest } => (BodyDecoder::resume(rest), Some(prefix)),
-            Remaining::Done => (BodyDecoder::Done, None),
+            Remaining::Done | Remaining::Sent => (BodyDecoder::Done, None),
         };
         Source::Http1 { io, decoder, prefix }
     }

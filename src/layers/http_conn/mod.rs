@@ -61,6 +61,8 @@ pub struct Http2Client {
     trailers: Option<Headers>,
     /// The request body has been read to its end.
     request_done: bool,
+    /// The request body went to a server as a stream (it cannot be sent again).
+    body_streamed: bool,
     /// The request's Content-Length, if it gave one.
     content_length: Option<u64>,
     respond: h2::server::SendResponse<Bytes>,
@@ -97,6 +99,7 @@ impl<'a> ClientSide<'a> {
             prefix: None,
             trailers: None,
             request_done,
+            body_streamed: false,
             content_length,
             respond,
             send: None,
@@ -180,9 +183,13 @@ impl<'a> ClientSide<'a> {
         collected.map_err(|e| request_body_error(e, "(client)"))
     }
 
-    /// True if nothing was read from the client that could not be sent again (for a retry).
+    /// True if nothing was read from the client that could not be sent again (for a retry): the request has
+    /// no body, or it was read whole into the flow. A body streamed to a server is gone.
     pub fn can_resend_request_body(&self) -> bool {
-        self.has_no_request_body()
+        match self {
+            ClientSide::Http1(h1) => matches!(h1.body, Remaining::Unread(Framing::Empty) | Remaining::Done),
+            ClientSide::Http2(h2) => h2.request_done && h2.prefix.is_none() && !h2.body_streamed,
+        }
     }
 
     /// Reads and drops what is left of the request body (for a request answered locally).
@@ -207,6 +214,7 @@ impl<'a> ClientSide<'a> {
             }
             ClientSide::Http2(h2) => {
                 let (chunked, read_timeout) = (h2.content_length.is_none(), h2.read_timeout);
+                h2.body_streamed = true;
                 let mut sink = Sink::Http1 { io: server, chunked };
                 pump(&mut h2.source(), &mut sink, read_timeout).await.map(Some)
             }
@@ -225,7 +233,7 @@ impl<'a> ClientSide<'a> {
         let read_timeout = self.read_timeout();
         match self {
             ClientSide::Http1(h1) => {
-                let remaining = std::mem::replace(&mut h1.body, Remaining::Done);
+                let remaining = std::mem::replace(&mut h1.body, Remaining::Sent);
                 let mut sink = Sink::Http2 { send: &mut send, read_timeout };
                 let sent = pump(&mut remaining.into_source(h1.io), &mut sink, read_timeout).await;
                 sent.map(drop).map_err(|e| request_body_error(e, host))
@@ -233,7 +241,7 @@ impl<'a> ClientSide<'a> {
             ClientSide::Http2(h2) => {
                 let (prefix, trailers) = (h2.prefix.take(), h2.trailers.take());
                 let recv = h2.recv.take().filter(|_| !h2.request_done);
-                h2.request_done = true;
+                (h2.request_done, h2.body_streamed) = (true, true);
                 let host = host.to_string();
                 tokio::spawn(async move {
                     let mut sink = Sink::Http2 { send: &mut send, read_timeout };
