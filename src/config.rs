@@ -9,13 +9,12 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 use rustls::pki_types::CertificateDer;
 
-use crate::addons::Addons;
+use crate::addons::AddonOptions;
 use crate::cli::Cli;
 use crate::error::ConfigError;
 use crate::http::url::{split_host_port, Scheme};
@@ -206,12 +205,10 @@ pub struct ListenSpec {
 }
 
 /// The checked configuration the proxy runs with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     pub listeners: Vec<ListenSpec>,
     pub confdir: PathBuf,
-    /// 0 when `--quiet`.
-    pub flow_detail: u8,
     pub verbose: u8,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -221,8 +218,8 @@ pub struct Config {
     pub keep_host_header: bool,
     /// Offer HTTP/2 to clients (ALPN `h2`, h2c prior knowledge); off with `--no-http2`.
     pub http2: bool,
-    /// Hooks: filters, replay, modification, proxy authentication, HAR.
-    pub addons: Arc<Addons>,
+    /// The built-in addons' options; `server::run` builds the addon chain from them.
+    pub addons: AddonOptions,
 }
 
 impl Config {
@@ -249,7 +246,6 @@ impl Config {
                 Some(dir) => dir.clone(),
                 None => default_confdir()?,
             },
-            flow_detail: if cli.quiet { 0 } else { cli.flow_detail },
             verbose: cli.verbose,
             timeouts: Timeouts {
                 connect: seconds("--connect-timeout", cli.connect_timeout)?,
@@ -264,7 +260,7 @@ impl Config {
             hosts: host_rules(cli)?,
             keep_host_header: cli.keep_host_header,
             http2: !cli.no_http2,
-            addons: Arc::new(Addons::from_cli(cli)?),
+            addons: AddonOptions::from_cli(cli)?,
             upstream_tls: UpstreamTls {
                 insecure: cli.ssl_insecure,
                 extra_roots: cli.upstream_ca.iter().map(|p| read_ca_certs(p)).collect::<Result<Vec<_>, _>>()?.concat(),

@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::addon::AddonChain;
 use crate::addons::block::Blocked;
-use crate::addons::har::HarRecorder;
 use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode};
-use crate::flow::{FlowLog, HttpFlow, TcpFlow};
 use crate::http::url::Scheme;
 use crate::layer::LayerKind;
 use crate::server_conn::ConnectionPool;
@@ -43,13 +42,14 @@ impl fmt::Display for Address {
     }
 }
 
-/// What all connections share: the configuration, the real listen addresses, the flow log and the
+/// What all connections share: the configuration, the real listen addresses, the addon chain and the
 /// shutdown signal.
 pub struct RootContext {
     pub config: Config,
     /// The addresses the listeners actually bound (port 0 resolved), so nobody dials us in a loop.
     pub listen_addrs: Vec<SocketAddr>,
-    pub flows: FlowLog,
+    /// Every feature that looks at flows, in order; layers report each event here.
+    pub addons: AddonChain,
     /// Signs the certificates shown to intercepted clients.
     pub ca: CertificateAuthority,
     /// rustls configuration for TLS to servers.
@@ -58,33 +58,8 @@ pub struct RootContext {
     pub tls_server_base: Arc<rustls::ServerConfig>,
     /// Becomes true when the proxy shuts down; idle connections close on it.
     pub shutdown: watch::Receiver<bool>,
-    /// `--save-har`: where finished HTTP flows are recorded.
-    pub har: Option<Arc<HarRecorder>>,
     /// Idle server connections, reused across clients.
     pub pool: ConnectionPool,
-}
-
-impl RootContext {
-    /// Prints a finished (or upgraded) HTTP flow, if the view filter shows it.
-    pub fn log_http(&self, flow: &HttpFlow) {
-        if self.config.addons.is_shown(flow.into()) {
-            self.flows.http(flow);
-        }
-    }
-
-    /// Records a finished HTTP flow (with its WebSocket messages, if any) in the HAR file.
-    pub fn record_http(&self, flow: &HttpFlow) {
-        if let Some(har) = &self.har {
-            har.record(flow);
-        }
-    }
-
-    /// Prints a finished TCP flow, if the view filter shows it.
-    pub fn log_tcp(&self, flow: &TcpFlow) {
-        if self.config.addons.is_shown(flow.into()) {
-            self.flows.tcp(flow);
-        }
-    }
 }
 
 /// The facts one layer adds. Unset fields fall through to the enclosing layers.

@@ -277,8 +277,8 @@ fn has_body_match(re: &Regex, body: &Option<Vec<u8>>) -> bool {
 fn has_message_match(re: &Regex, f: &HttpFlow, from_client: Option<bool>) -> bool {
     let is_data = |m: &WebSocketMessage| matches!(m.kind, "text" | "binary");
     f.websocket
-        .as_deref()
-        .unwrap_or_default()
+        .as_ref()
+        .map_or(&[][..], |ws| &ws.messages)
         .iter()
         .any(|m| is_data(m) && from_client.is_none_or(|side| m.from_client == side) && re.is_match(&m.payload))
 }

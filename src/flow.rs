@@ -1,16 +1,43 @@
-//! Flow records and the flow log on stdout.
-//!
-//! A flow is the record of one HTTP exchange or TCP session. When it ends, it is written to the flow log
-//! as one mitmdump-style line (`CLIENT METHOD URL -> STATUS SIZE DURATION`), flushed at once so that a
-//! reader of stdout sees each exchange as it finishes. stdout carries nothing else.
+//! The flow model: what strata records of one HTTP exchange (with its WebSocket session, if any) or one
+//! TCP session. Layers create and fill flows; addons (`crate::addons`) observe and change them through
+//! the events of their lifecycle. Nothing here does I/O.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::http::message::{Headers, Version};
 use crate::http::url::{split_host_port, split_url, Scheme};
+
+/// A flow's identity: unique across flows and, with overwhelming probability, across runs (a random
+/// per-process part and a sequence number), shown in the form of a UUID as mitmproxy shows its flow ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(u128);
+
+impl FlowId {
+    /// The next id of this process.
+    pub fn next() -> FlowId {
+        static PROCESS: OnceLock<u64> = OnceLock::new();
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let process = *PROCESS.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            // Without randomness the ids are still unique within the run.
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+            u64::from_le_bytes(bytes)
+        });
+        FlowId((u128::from(process) << 64) | u128::from(SEQUENCE.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl fmt::Display for FlowId {
+    /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = format!("{:032x}", self.0);
+        write!(f, "{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    }
+}
 
 /// The request of an HTTP flow, as forwarded (hop-by-hop fields removed).
 #[derive(Debug, Clone)]
@@ -24,11 +51,15 @@ pub struct Request {
     pub path: String,
     pub version: Version,
     pub headers: Headers,
-    /// The body, when a feature needed it kept (HAR, replay, body filters, modification); `None` if it
-    /// was only streamed.
+    /// The body, when an addon asked for it (by clearing `stream` in `requestheaders`) and it fit in
+    /// `--body-size-limit`; `None` if it was only streamed.
     pub body: Option<Vec<u8>>,
     /// Body bytes seen, kept or not.
     pub body_len: u64,
+    /// True (the default) to relay the body as it arrives without keeping it; an addon that needs the
+    /// body in its `request` hook sets it to false in `requestheaders` (mitmproxy's `stream`, whose default
+    /// is the other way round).
+    pub stream: bool,
 }
 
 impl Request {
@@ -69,23 +100,119 @@ pub struct Response {
     pub body: Option<Vec<u8>>,
     /// Payload bytes relayed (after removing chunked framing).
     pub body_len: u64,
+    /// As `Request::stream`, set in `responseheaders`.
+    pub stream: bool,
 }
+
+impl Response {
+    /// A complete response made by strata or an addon, with a body of `content_type` (none if empty);
+    /// `content-length` is set from the body when it is sent.
+    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        let mut headers = Headers::default();
+        if !content_type.is_empty() {
+            headers.append("content-type", content_type);
+        }
+        Response::with_headers(status, headers, body)
+    }
+
+    /// A complete response with these header fields.
+    pub fn with_headers(status: u16, headers: Headers, body: Vec<u8>) -> Self {
+        Response {
+            status,
+            reason: reason_phrase(status).to_string(),
+            version: Version::Http11,
+            headers,
+            body_len: body.len() as u64,
+            body: Some(body),
+            stream: false,
+        }
+    }
+
+    /// A short plain-text response.
+    pub fn text(status: u16, text: &str) -> Self {
+        Response::new(status, "text/plain; charset=utf-8", text.as_bytes().to_vec())
+    }
+}
+
+/// The reason phrase strata sends with a status.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        407 => "Proxy Authentication Required",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// Why a killed flow ended, as `HttpFlow::error` says it.
+pub const KILLED: &str = "killed by an addon";
 
 /// One HTTP exchange (and, after an upgrade, its WebSocket session).
 #[derive(Debug, Clone)]
 pub struct HttpFlow {
+    pub id: FlowId,
     pub client_addr: SocketAddr,
+    /// True when the client sent this request to strata as its HTTP proxy (regular and upstream modes,
+    /// outside any CONNECT tunnel): the requests `--proxyauth` checks.
+    pub at_proxy: bool,
     /// The server's IP address and port, once connected.
     pub server_addr: Option<SocketAddr>,
     pub request: Request,
     pub response: Option<Response>,
     /// Why the exchange failed, if it did (the client then got an error response or a closed connection).
     pub error: Option<String>,
-    /// The messages of a WebSocket session that followed a 101, when kept.
-    pub websocket: Option<Vec<WebSocketMessage>>,
+    /// The WebSocket session that followed a 101.
+    pub websocket: Option<WebSocketData>,
     /// Wall-clock start, for records such as HAR.
     pub started_at: SystemTime,
     pub timings: Timings,
+    /// Values addons keep with the flow (mitmproxy's `flow.metadata`), as text.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl HttpFlow {
+    /// A flow for a request that just arrived.
+    pub fn new(client_addr: SocketAddr, at_proxy: bool, request: Request) -> Self {
+        HttpFlow {
+            id: FlowId::next(),
+            client_addr,
+            at_proxy,
+            server_addr: None,
+            request,
+            response: None,
+            error: None,
+            websocket: None,
+            started_at: SystemTime::now(),
+            timings: Timings::default(),
+            metadata: Vec::new(),
+        }
+    }
+
+    /// Ends the flow without a response: the client connection is dropped (mitmproxy's `flow.kill()`).
+    pub fn kill(&mut self) {
+        self.error = Some(KILLED.to_string());
+    }
+
+    /// True once an addon killed the flow.
+    pub fn is_killed(&self) -> bool {
+        self.error.as_deref() == Some(KILLED)
+    }
 }
 
 /// Where the time of an exchange went (HAR's `timings`), in milliseconds; -1 when it does not apply.
@@ -111,15 +238,23 @@ impl Timings {
     }
 }
 
-/// One finished TCP relay.
+/// One TCP relay.
 #[derive(Debug, Clone)]
 pub struct TcpFlow {
+    pub id: FlowId,
     pub client_addr: SocketAddr,
     /// `host:port` of the server.
     pub server: String,
     pub bytes_to_server: u64,
     pub bytes_to_client: u64,
     pub duration: Duration,
+}
+
+/// A chunk of a TCP relay, as the `tcp_message` event sees it (and may change).
+#[derive(Debug, Clone)]
+pub struct TcpMessage {
+    pub from_client: bool,
+    pub content: Vec<u8>,
 }
 
 /// One WebSocket message, as recorded on its flow.
@@ -148,14 +283,28 @@ impl WebSocketMessage {
         };
         WebSocketMessage { from_client, kind, payload }
     }
+
+    /// The message to send for a (possibly changed) text or binary message; `None` for other kinds,
+    /// whose payload is not the addons' to change. A text message whose new payload is not UTF-8 is
+    /// sent as binary.
+    pub fn to_message(&self) -> Option<tokio_tungstenite::tungstenite::Message> {
+        use tokio_tungstenite::tungstenite::Message;
+        match self.kind {
+            "text" => Some(match String::from_utf8(self.payload.clone()) {
+                Ok(text) => Message::Text(text.into()),
+                Err(e) => Message::Binary(e.into_bytes().into()),
+            }),
+            "binary" => Some(Message::Binary(self.payload.clone().into())),
+            _ => None,
+        }
+    }
 }
 
-/// A WebSocket session: counts of what passed, for the closing line.
+/// A WebSocket session: counts of what passed, and the messages, when an addon keeps them.
 #[derive(Debug, Clone)]
-pub struct WebSocketFlow {
-    pub client_addr: SocketAddr,
-    /// `ws://` or `wss://` URL of the handshake.
-    pub url: String,
+pub struct WebSocketData {
+    /// Messages kept by an addon (the HAR recorder pushes them); the session itself keeps none.
+    pub messages: Vec<WebSocketMessage>,
     pub messages_from_client: u64,
     pub messages_from_server: u64,
     pub bytes_from_client: u64,
@@ -164,11 +313,15 @@ pub struct WebSocketFlow {
     pub duration: Duration,
 }
 
-impl WebSocketFlow {
-    pub fn new(client_addr: SocketAddr, url: String) -> Self {
-        WebSocketFlow {
-            client_addr,
-            url,
+impl WebSocketData {
+    pub fn new() -> Self {
+        WebSocketData::with_messages(Vec::new())
+    }
+
+    /// A session record holding `messages` (for records read back, and tests).
+    pub fn with_messages(messages: Vec<WebSocketMessage>) -> Self {
+        WebSocketData {
+            messages,
             messages_from_client: 0,
             messages_from_server: 0,
             bytes_from_client: 0,
@@ -178,7 +331,8 @@ impl WebSocketFlow {
         }
     }
 
-    pub fn record(&mut self, message: &WebSocketMessage) {
+    /// Counts a message that passed.
+    pub fn count(&mut self, message: &WebSocketMessage) {
         let len = message.payload.len() as u64;
         if message.from_client {
             self.messages_from_client += 1;
@@ -194,168 +348,8 @@ impl WebSocketFlow {
     }
 }
 
-/// Where finished flows go: the stdout log, at the configured level of detail.
-pub struct FlowLog {
-    /// 0 prints nothing, 1 one line per flow, 2 and more adds headers.
-    detail: u8,
-}
-
-impl FlowLog {
-    pub fn new(detail: u8) -> Self {
-        FlowLog { detail }
-    }
-
-    pub fn http(&self, flow: &HttpFlow) {
-        if self.detail == 0 {
-            return;
-        }
-        let (status, size) = match &flow.response {
-            Some(response) => (response.status.to_string(), pretty_size(response.body_len)),
-            None => ("<error>".to_string(), format!("({})", flow.error.as_deref().unwrap_or("no response"))),
-        };
-        let mut out = format!(
-            "{} {} {} -> {status} {size} {}\n",
-            flow.client_addr,
-            flow.request.method,
-            flow.request.url(),
-            pretty_duration(flow.timings.total())
-        );
-        if self.detail >= 2 {
-            let request = &flow.request;
-            out.push_str(&format!("    >> {} {} {}\n", request.method, request.path, request.version.as_str()));
-            write_headers(&mut out, "    >> ", &request.headers);
-            if let Some(response) = &flow.response {
-                out.push_str(&format!(
-                    "    << {} {} {}\n",
-                    response.version.as_str(),
-                    response.status,
-                    response.reason
-                ));
-                write_headers(&mut out, "    << ", &response.headers);
-            }
-        }
-        emit(&out);
-    }
-
-    pub fn tcp(&self, flow: &TcpFlow) {
-        if self.detail == 0 {
-            return;
-        }
-        emit(&format!(
-            "{} TCP {} -> {} up {} down {}\n",
-            flow.client_addr,
-            flow.server,
-            pretty_size(flow.bytes_to_server),
-            pretty_size(flow.bytes_to_client),
-            pretty_duration(flow.duration)
-        ));
-    }
-}
-
-impl FlowLog {
-    /// A line per WebSocket message, at detail 2 and up: `CLIENT WS URL -> text 5b: hello`
-    /// (`->` client to server, `<-` server to client).
-    pub fn websocket_message(&self, flow: &WebSocketFlow, message: &WebSocketMessage) {
-        if self.detail < 2 {
-            return;
-        }
-        let arrow = if message.from_client { "->" } else { "<-" };
-        let preview = match message.kind {
-            "binary" => String::new(),
-            _ => {
-                let text = String::from_utf8_lossy(&message.payload);
-                let mut preview: String = text.chars().take(MESSAGE_PREVIEW_CHARS).collect();
-                if text.chars().count() > MESSAGE_PREVIEW_CHARS {
-                    preview.push_str("...");
-                }
-                format!(": {}", preview.escape_debug())
-            }
-        };
-        emit(&format!(
-            "{} WS {} {arrow} {} {}{preview}\n",
-            flow.client_addr,
-            flow.url,
-            message.kind,
-            pretty_size(message.payload.len() as u64)
-        ));
-    }
-
-    /// The closing line of a WebSocket session.
-    pub fn websocket_end(&self, flow: &WebSocketFlow) {
-        if self.detail == 0 {
-            return;
-        }
-        emit(&format!(
-            "{} WS {} closed: {} messages ({}) up, {} messages ({}) down {}\n",
-            flow.client_addr,
-            flow.url,
-            flow.messages_from_client,
-            pretty_size(flow.bytes_from_client),
-            flow.messages_from_server,
-            pretty_size(flow.bytes_from_server),
-            pretty_duration(flow.duration)
-        ));
-    }
-}
-
-/// Characters of a text message shown in its log line.
-const MESSAGE_PREVIEW_CHARS: usize = 80;
-
-fn write_headers(out: &mut String, prefix: &str, headers: &Headers) {
-    for (name, value) in &headers.0 {
-        let _ = writeln!(out, "{prefix}{name}: {}", String::from_utf8_lossy(value));
-    }
-}
-
-/// Writes and flushes in one go, so concurrent flows never interleave within a line. A closed stdout
-/// (e.g. `strata | head`) is not a reason to stop proxying.
-fn emit(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
-}
-
-/// Sizes as mitmdump prints them: `512b`, `1.2k`, `3.4m`, `1g`.
-pub fn pretty_size(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)];
-    for (suffix, unit) in UNITS {
-        if bytes >= unit {
-            let value = format!("{:.1}", bytes as f64 / unit as f64);
-            return format!("{}{suffix}", value.strip_suffix(".0").unwrap_or(&value));
-        }
-    }
-    format!("{bytes}b")
-}
-
-/// Durations as mitmdump prints them: `15ms`, `1.24s`.
-pub fn pretty_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 10_000 {
-        format!("{:.2}s", d.as_secs_f64())
-    } else {
-        format!("{:.0}s", d.as_secs_f64())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_are_human_readable() {
-        assert_eq!(pretty_size(0), "0b");
-        assert_eq!(pretty_size(1023), "1023b");
-        assert_eq!(pretty_size(1024), "1k");
-        assert_eq!(pretty_size(1229), "1.2k");
-        assert_eq!(pretty_size(1 << 30), "1g");
-    }
-
-    #[test]
-    fn durations_are_human_readable() {
-        assert_eq!(pretty_duration(Duration::from_millis(15)), "15ms");
-        assert_eq!(pretty_duration(Duration::from_millis(1240)), "1.24s");
-        assert_eq!(pretty_duration(Duration::from_secs(42)), "42s");
+impl Default for WebSocketData {
+    fn default() -> Self {
+        WebSocketData::new()
     }
 }

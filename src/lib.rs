@@ -1,7 +1,8 @@
 //! strata: an intercepting proxy for HTTP, HTTPS, WebSocket and raw TCP, built as a stack of protocol
 //! layers. The binary (`main.rs`) is a thin shell around `server::run`.
 
-pub mod addons; // hooks that may answer a request locally (CA download page)
+pub mod addon; // the Addon trait (mitmproxy's events) and the addon chain
+pub mod addons; // the built-in addons and their options
 pub mod certs; // certificate authority and leaf certificates
 pub mod cli; // command-line flags (clap)
 pub mod config; // checked configuration: modes, listen addresses, limits

@@ -15,13 +15,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::addons::client_replay;
-use crate::addons::har::HarRecorder;
+use crate::addons::{self, client_replay};
 use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode, ModeKind};
 use crate::context::RootContext;
 use crate::error::ConfigError;
-use crate::flow::FlowLog;
 use crate::io::BufIo;
 use crate::layer::Layer;
 use crate::layers::mode::{original_destination, ModeLayer};
@@ -36,7 +34,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Runs the proxy until SIGINT or SIGTERM (or, with `--client-replay`, until the replay is done).
 /// Returns false if the replay had failures. Errors are startup problems (confdir, bind).
-pub async fn run(config: Config) -> Result<bool, ConfigError> {
+pub async fn run(mut config: Config) -> Result<bool, ConfigError> {
     prepare_confdir(&config)?;
     let ca = CertificateAuthority::load_or_create(&config.confdir)?;
     let client_replay = config.addons.client_replay.clone();
@@ -51,13 +49,13 @@ pub async fn run(config: Config) -> Result<bool, ConfigError> {
     // Handlers go in before the `listening on` line, so a signal sent on seeing it is always handled.
     let signals = ShutdownSignals::install();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let addons = addons::chain(&mut config.addons, &ca, Vec::new());
     let root = Arc::new(RootContext {
-        flows: FlowLog::new(config.flow_detail),
+        addons,
         listen_addrs: listeners.iter().map(|(_, addr, _)| *addr).collect(),
         ca,
         upstream_tls: upstream_tls_config(&config.upstream_tls),
         tls_server_base: server_base_config(),
-        har: config.addons.save_har.as_ref().map(HarRecorder::start),
         pool: ConnectionPool::default(),
         config,
         shutdown: shutdown_rx,
@@ -87,6 +85,7 @@ pub async fn run(config: Config) -> Result<bool, ConfigError> {
         accept_loops.spawn(accept_loop(listener, mode, root.clone(), alive.clone(), slots.clone()));
     }
     drop(alive);
+    root.addons.each(&(), |addon, _| addon.running()).await;
 
     signals.wait().await;
     tracing::info!("shutting down");
@@ -96,9 +95,7 @@ pub async fn run(config: Config) -> Result<bool, ConfigError> {
     if tokio::time::timeout(SHUTDOWN_GRACE, all_done.recv()).await.is_err() {
         tracing::info!("grace period over; closing remaining connections");
     }
-    if let Some(har) = &root.har {
-        har.flush().map_err(|reason| ConfigError::File { path: har.path().display().to_string(), reason })?;
-    }
+    root.addons.each(&(), |addon, _| addon.done()).await;
     Ok(true)
 }
 

@@ -1,10 +1,27 @@
 //! `--block-list :FILTER:STATUS`: matching requests are answered with STATUS and an empty body; 444
 //! closes the connection without any response, as nginx (and mitmproxy) do.
 
-use crate::addons::{invalid, LocalResponse, RequestAction};
+use crate::addon::Addon;
+use crate::addons::invalid;
 use crate::error::ConfigError;
 use crate::filter::Filter;
-use crate::flow::HttpFlow;
+use crate::flow::{HttpFlow, Response};
+
+/// The addon: the first matching rule answers (or, for 444, kills) the request.
+pub struct BlockList(pub Vec<BlockRule>);
+
+#[async_trait::async_trait]
+impl Addon for BlockList {
+    fn name(&self) -> &str {
+        "blocklist"
+    }
+
+    async fn request(&self, flow: &mut HttpFlow) {
+        if let Some(rule) = self.0.iter().find(|rule| rule.filter.matches((&*flow).into())) {
+            rule.apply(flow);
+        }
+    }
+}
 
 /// One block rule.
 #[derive(Debug)]
@@ -30,15 +47,11 @@ impl BlockRule {
         Ok(BlockRule { filter, status })
     }
 
-    /// The answer for a blocked flow, or `None` if this rule does not match it.
-    pub fn check(&self, flow: &HttpFlow) -> Option<RequestAction> {
-        if !self.filter.matches(flow.into()) {
-            return None;
-        }
-        Some(if self.status == 444 {
-            RequestAction::Kill
+    fn apply(&self, flow: &mut HttpFlow) {
+        if self.status == 444 {
+            flow.kill();
         } else {
-            RequestAction::Respond(LocalResponse::new(self.status, "", Vec::new()))
-        })
+            flow.response = Some(Response::new(self.status, "", Vec::new()));
+        }
     }
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 
@@ -14,7 +14,7 @@ use crate::addons::har::{read_har, RecordedExchange};
 use crate::config::{Mode, ModeKind};
 use crate::context::{Address, Context, Facts, RootContext};
 use crate::error::{ConfigError, ProtocolError};
-use crate::flow::{HttpFlow, Request, Response, Timings};
+use crate::flow::{HttpFlow, Request, Response};
 use crate::http::message::{RequestHead, Version};
 use crate::http::url::Scheme;
 use crate::layer::LayerKind;
@@ -40,14 +40,12 @@ pub async fn run(root: Arc<RootContext>, path: &Path) -> Result<usize, ConfigErr
             flow.error = Some(e.to_string());
             eprintln!("client replay: request {} ({} {}) failed: {e}", index + 1, exchange.method, flow.request.url());
         }
-        root.flows.http(&flow);
-        if let Some(har) = &root.har {
-            har.record(&flow);
+        match flow.error {
+            Some(_) => root.addons.each_mut(&mut flow, |addon, flow| addon.error(flow)).await,
+            None => root.addons.each_mut(&mut flow, |addon, flow| addon.response(flow)).await,
         }
     }
-    if let Some(har) = &root.har {
-        har.flush().map_err(|reason| ConfigError::File { path: "--save-har".into(), reason })?;
-    }
+    root.addons.each(&(), |addon, _| addon.done()).await;
     eprintln!("client replay: {} of {} requests answered", recorded.len() - failures, recorded.len());
     Ok(failures)
 }
@@ -78,26 +76,19 @@ fn new_flow(exchange: &RecordedExchange) -> HttpFlow {
         };
         headers.0.insert(0, ("Host".to_string(), host.into_bytes()));
     }
-    HttpFlow {
-        client_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        server_addr: None,
-        request: Request {
-            method: exchange.method.clone(),
-            scheme: exchange.scheme,
-            host: exchange.host.clone(),
-            port: exchange.port,
-            path: exchange.path.clone(),
-            version: Version::Http11,
-            headers,
-            body_len: exchange.request_body.len() as u64,
-            body: Some(exchange.request_body.clone()),
-        },
-        response: None,
-        error: None,
-        websocket: None,
-        started_at: SystemTime::now(),
-        timings: Timings::default(),
-    }
+    let request = Request {
+        method: exchange.method.clone(),
+        scheme: exchange.scheme,
+        host: exchange.host.clone(),
+        port: exchange.port,
+        path: exchange.path.clone(),
+        version: Version::Http11,
+        headers,
+        body_len: exchange.request_body.len() as u64,
+        body: Some(exchange.request_body.clone()),
+        stream: false,
+    };
+    HttpFlow::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, request)
 }
 
 async fn replay_one(ctx: &Context, exchange: &RecordedExchange, flow: &mut HttpFlow) -> Result<(), ProtocolError> {
@@ -162,6 +153,7 @@ async fn replay_one(ctx: &Context, exchange: &RecordedExchange, flow: &mut HttpF
         headers: response.headers,
         body,
         body_len,
+        stream: false,
     });
     Ok(())
 }

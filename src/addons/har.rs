@@ -1,6 +1,6 @@
 //! HAR 1.2 (HTTP Archive) files: recording finished flows and reading recorded exchanges back.
 //!
-//! Writing: `entry` turns an `HttpFlow` into one HAR entry; `HarRecorder` keeps the entries and rewrites
+//! Writing: `entry` turns an `HttpFlow` into one HAR entry; `SaveHar` is the addon; `HarRecorder` keeps the entries and rewrites
 //! the whole file atomically (at most once a second, and on `flush`), so the file is always a complete
 //! document. Reading: `read_har` accepts files from strata, browsers' devtools and mitmproxy and yields
 //! `RecordedExchange`s for replay. Bodies are recorded as strata relayed them (still content-encoded).
@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use crate::addon::Addon;
 use crate::certs::write_atomically;
 use crate::flow::{HttpFlow, WebSocketMessage};
 use crate::http::fields::is_token;
@@ -64,9 +65,9 @@ pub fn entry(flow: &HttpFlow) -> Value {
         // HAR wants the bare address; `to_canonical` turns `::ffff:a.b.c.d` back into IPv4.
         obj.insert("serverIPAddress".into(), addr.ip().to_canonical().to_string().into());
     }
-    if let Some(messages) = &flow.websocket {
+    if let Some(websocket) = &flow.websocket {
         obj.insert("_resourceType".into(), "websocket".into());
-        obj.insert("_webSocketMessages".into(), websocket_json(flow, messages));
+        obj.insert("_webSocketMessages".into(), websocket_json(flow, &websocket.messages));
     }
     entry
 }
@@ -359,6 +360,65 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 // ---------------------------------------------------------------------------------------------------
 // Recording
 // ---------------------------------------------------------------------------------------------------
+
+/// The addon (`--save-har`): keeps bodies (up to `--body-size-limit`) and records every finished flow;
+/// a WebSocket handshake is recorded when its session ends, with its messages.
+pub struct SaveHar(Arc<HarRecorder>);
+
+impl SaveHar {
+    /// Starts the background writer for `path` (inside the runtime).
+    pub fn start(path: PathBuf) -> Self {
+        SaveHar(HarRecorder::start(path))
+    }
+}
+
+#[async_trait::async_trait]
+impl Addon for SaveHar {
+    fn name(&self) -> &str {
+        "savehar"
+    }
+
+    fn wants_messages(&self) -> bool {
+        true
+    }
+
+    async fn done(&self) {
+        if let Err(reason) = self.0.flush() {
+            tracing::error!(path = %self.0.path().display(), %reason, "cannot write the HAR file");
+        }
+    }
+
+    async fn requestheaders(&self, flow: &mut HttpFlow) {
+        flow.request.stream = false;
+    }
+
+    async fn responseheaders(&self, flow: &mut HttpFlow) {
+        if let Some(response) = &mut flow.response {
+            response.stream = false;
+        }
+    }
+
+    async fn response(&self, flow: &mut HttpFlow) {
+        // A 101 is recorded with its session, at `websocket_end`.
+        if flow.response.as_ref().is_none_or(|r| r.status != 101) {
+            self.0.record(flow);
+        }
+    }
+
+    async fn error(&self, flow: &mut HttpFlow) {
+        self.0.record(flow);
+    }
+
+    async fn websocket_message(&self, flow: &mut HttpFlow, message: &mut WebSocketMessage) {
+        if let Some(websocket) = &mut flow.websocket {
+            websocket.messages.push(message.clone());
+        }
+    }
+
+    async fn websocket_end(&self, flow: &mut HttpFlow) {
+        self.0.record(flow);
+    }
+}
 
 /// Collects HAR entries and keeps a complete HAR document at `path`.
 ///

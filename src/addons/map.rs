@@ -7,25 +7,60 @@ use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
 
-use crate::addons::{invalid, parse_spec, LocalResponse};
+use crate::addon::Addon;
+use crate::addons::{invalid, parse_spec};
 use crate::error::ConfigError;
 use crate::filter::Filter;
-use crate::flow::HttpFlow;
+use crate::flow::{HttpFlow, Response};
+
+/// The map-remote addon: every matching rule rewrites the URL, in order.
+pub struct MapRemote(pub Vec<MapRemoteRule>);
+
+#[async_trait::async_trait]
+impl Addon for MapRemote {
+    fn name(&self) -> &str {
+        "mapremote"
+    }
+
+    async fn request(&self, flow: &mut HttpFlow) {
+        for rule in &self.0 {
+            rule.apply(flow);
+        }
+    }
+}
+
+/// The map-local addon: the first matching rule answers the request.
+pub struct MapLocal {
+    pub rules: Vec<MapLocalRule>,
+    /// `--body-size-limit`: larger files are refused with 500.
+    pub size_limit: usize,
+}
+
+#[async_trait::async_trait]
+impl Addon for MapLocal {
+    fn name(&self) -> &str {
+        "maplocal"
+    }
+
+    async fn request(&self, flow: &mut HttpFlow) {
+        flow.response = self.rules.iter().find_map(|rule| rule.answer(flow, self.size_limit));
+    }
+}
 
 /// One map-remote rule.
 #[derive(Debug)]
-pub struct MapRemote {
+pub struct MapRemoteRule {
     filter: Filter,
     pattern: Regex,
     replacement: String,
 }
 
-impl MapRemote {
+impl MapRemoteRule {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, replacement) = parse_spec("--map-remote", spec)?;
         let pattern = Regex::new(&pattern)
             .map_err(|e| invalid("--map-remote", format!("'{spec}': bad regex '{pattern}': {e}")))?;
-        Ok(MapRemote { filter, pattern, replacement })
+        Ok(MapRemoteRule { filter, pattern, replacement })
     }
 
     /// Rewrites the request's URL (and so its server and Host header) if the rule matches.
@@ -54,13 +89,13 @@ impl MapRemote {
 
 /// One map-local rule.
 #[derive(Debug)]
-pub struct MapLocal {
+pub struct MapLocalRule {
     filter: Filter,
     pattern: Regex,
     source: PathBuf,
 }
 
-impl MapLocal {
+impl MapLocalRule {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, source) = parse_spec("--map-local", spec)?;
         let pattern = Regex::new(&pattern)
@@ -69,11 +104,11 @@ impl MapLocal {
         if !source.exists() {
             return Err(invalid("--map-local", format!("'{spec}': {} does not exist", source.display())));
         }
-        Ok(MapLocal { filter, pattern, source })
+        Ok(MapLocalRule { filter, pattern, source })
     }
 
     /// The local answer for a matching request: the file's contents, or 404 if there is no such file.
-    pub fn answer(&self, flow: &HttpFlow, size_limit: usize) -> Option<LocalResponse> {
+    pub fn answer(&self, flow: &HttpFlow, size_limit: usize) -> Option<Response> {
         if !self.filter.matches(flow.into()) {
             return None;
         }
@@ -83,18 +118,18 @@ impl MapLocal {
             true => match join_inside(&self.source, url_path(&url[found.end()..])) {
                 Some(path) => path,
                 // The rule matched: a path that would leave the directory is refused, never forwarded.
-                None => return Some(LocalResponse::text(404, "strata: no such file for --map-local\n")),
+                None => return Some(Response::text(404, "strata: no such file for --map-local\n")),
             },
             false => self.source.clone(),
         };
         let path = if path.is_dir() { path.join("index.html") } else { path };
         let too_big = std::fs::metadata(&path).map(|m| m.len() > size_limit as u64).unwrap_or(false);
         if too_big {
-            return Some(LocalResponse::text(500, "strata: --map-local file is over --body-size-limit\n"));
+            return Some(Response::text(500, "strata: --map-local file is over --body-size-limit\n"));
         }
         Some(match std::fs::read(&path) {
-            Ok(body) => LocalResponse::new(200, content_type(&path), body),
-            Err(_) => LocalResponse::text(404, "strata: no such file for --map-local\n"),
+            Ok(body) => Response::new(200, content_type(&path), body),
+            Err(_) => Response::text(404, "strata: no such file for --map-local\n"),
         })
     }
 }

@@ -1,12 +1,15 @@
-//! Hooks that see each HTTP flow and may change it, answer it locally or record it, in the order
-//! mitmproxy runs its namesakes: proxy authentication (checked by `HttpLayer` before anything else),
-//! the CA page, block list, anticache/anticomp, map-remote, map-local, header and body modification,
-//! server replay; then, on the response, modification again; at the end, the HAR recorder. A request
-//! answered here never opens a server connection.
+//! The built-in addons, one file each, and the options that configure them. `chain` puts them in
+//! mitmproxy's order: proxy authentication, the CA page, block list, anticache, anticomp, map-remote,
+//! map-local, header and body modification, server replay, then the HAR recorder and the flow log
+//! (mitmdump's dumper). Only addons whose option is set are in the chain, so a feature that is off costs
+//! nothing per flow.
 
+pub mod anticache;
+pub mod anticomp;
 pub mod block;
 pub mod blocklist;
 pub mod client_replay;
+pub mod dumper;
 pub mod har;
 pub mod map;
 pub mod modify;
@@ -15,65 +18,31 @@ pub mod proxyauth;
 pub mod replay;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::addon::{Addon, AddonChain};
+use crate::certs::CertificateAuthority;
 use crate::cli::Cli;
 use crate::error::ConfigError;
-use crate::filter::{Filter, FlowRef};
-use crate::flow::HttpFlow;
-use crate::http::message::Headers;
+use crate::filter::Filter;
 
-/// A complete response made by strata itself.
-#[derive(Debug, Clone)]
-pub struct LocalResponse {
-    pub status: u16,
-    pub reason: String,
-    /// Header fields; `content-length` is set from the body when sent.
-    pub headers: Headers,
-    pub body: Vec<u8>,
-}
-
-impl LocalResponse {
-    /// A response with a body of `content_type`.
-    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        let mut headers = Headers::default();
-        if !content_type.is_empty() {
-            headers.append("content-type", content_type);
-        }
-        LocalResponse { status, reason: reason_phrase(status).to_string(), headers, body }
-    }
-
-    /// A short plain-text response.
-    pub fn text(status: u16, text: &str) -> Self {
-        LocalResponse::new(status, "text/plain; charset=utf-8", text.as_bytes().to_vec())
-    }
-}
-
-/// What a request hook decided.
-#[derive(Debug)]
-pub enum RequestAction {
-    /// Send the (possibly changed) request to its (possibly changed) server.
-    Forward,
-    /// Answer with this response; no server connection.
-    Respond(LocalResponse),
-    /// Drop the client connection without a response.
-    Kill,
-}
-
-/// All hooks, configured once at start.
+/// The built-in addons' options, checked once at start.
 #[derive(Debug, Default)]
-pub struct Addons {
+pub struct AddonOptions {
     /// The positional FILTER: which flows the log prints.
     pub view: Option<Filter>,
-    pub proxyauth: Option<proxyauth::ProxyAuth>,
+    /// `--flow-detail`: how much the flow log prints (0: nothing).
+    pub flow_detail: u8,
+    pub proxyauth: Option<Arc<proxyauth::ProxyAuth>>,
     /// `--block-global` and `--block-private`.
     pub access: block::ClientAccess,
     pub block_list: Vec<blocklist::BlockRule>,
     pub anticache: bool,
     pub anticomp: bool,
-    pub map_remote: Vec<map::MapRemote>,
-    pub map_local: Vec<map::MapLocal>,
-    pub modify_headers: Vec<modify::ModifyHeaders>,
-    pub modify_body: Vec<modify::ModifyBody>,
+    pub map_remote: Vec<map::MapRemoteRule>,
+    pub map_local: Vec<map::MapLocalRule>,
+    pub modify_headers: Vec<modify::ModifyHeadersRule>,
+    pub modify_body: Vec<modify::ModifyBodyRule>,
     pub server_replay: Option<replay::ServerReplay>,
     pub client_replay: Option<PathBuf>,
     pub save_har: Option<PathBuf>,
@@ -81,24 +50,25 @@ pub struct Addons {
     pub body_size_limit: usize,
 }
 
-impl Addons {
+impl AddonOptions {
     /// Parses every hook option; a bad one is an error naming its flag.
-    pub fn from_cli(cli: &Cli) -> Result<Addons, ConfigError> {
+    pub fn from_cli(cli: &Cli) -> Result<AddonOptions, ConfigError> {
         let view = match cli.filter.join(" ").trim() {
             "" => None,
             text => Some(Filter::parse(text).map_err(|e| invalid("FILTER", e.to_string()))?),
         };
-        Ok(Addons {
+        Ok(AddonOptions {
             view,
-            proxyauth: cli.proxyauth.as_deref().map(proxyauth::ProxyAuth::parse).transpose()?,
+            flow_detail: if cli.quiet { 0 } else { cli.flow_detail },
+            proxyauth: cli.proxyauth.as_deref().map(proxyauth::ProxyAuth::parse).transpose()?.map(Arc::new),
             access: block::ClientAccess { block_global: !cli.no_block_global, block_private: cli.block_private },
             block_list: parse_all(&cli.block_list, blocklist::BlockRule::parse)?,
             anticache: cli.anticache,
             anticomp: cli.anticomp,
-            map_remote: parse_all(&cli.map_remote, map::MapRemote::parse)?,
-            map_local: parse_all(&cli.map_local, map::MapLocal::parse)?,
-            modify_headers: parse_all(&cli.modify_headers, modify::ModifyHeaders::parse)?,
-            modify_body: parse_all(&cli.modify_body, modify::ModifyBody::parse)?,
+            map_remote: parse_all(&cli.map_remote, map::MapRemoteRule::parse)?,
+            map_local: parse_all(&cli.map_local, map::MapLocalRule::parse)?,
+            modify_headers: parse_all(&cli.modify_headers, modify::ModifyHeadersRule::parse)?,
+            modify_body: parse_all(&cli.modify_body, modify::ModifyBodyRule::parse)?,
             server_replay: replay::ServerReplay::from_cli(cli)?,
             client_replay: cli.client_replay.clone(),
             save_har: cli.save_har.as_deref().map(check_new_file).transpose()?,
@@ -107,61 +77,50 @@ impl Addons {
             })?,
         })
     }
+}
 
-    /// True if request bodies must be kept (up to the limit) for a hook or the HAR file.
-    pub fn keeps_request_bodies(&self) -> bool {
-        self.save_har.is_some() || !self.modify_body.is_empty() || self.server_replay.is_some() || self.view.is_some()
+/// The built-in chain for `options` (which it takes apart), with `scripts` in mitmproxy's place for
+/// them: after the request filters that drop or rewrite traffic for everyone, before mapping,
+/// modification and replay. Starts the HAR writer, so it must run inside the runtime.
+pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority, scripts: Vec<Arc<dyn Addon>>) -> AddonChain {
+    let mut addons: Vec<Arc<dyn Addon>> = Vec::new();
+    if let Some(auth) = &options.proxyauth {
+        addons.push(Arc::new(proxyauth::ProxyAuthAddon(auth.clone())));
     }
-
-    /// True if response bodies must be kept (up to the limit) for a hook or the HAR file.
-    pub fn keeps_response_bodies(&self) -> bool {
-        self.save_har.is_some() || !self.modify_body.is_empty() || self.view.is_some()
+    addons.push(Arc::new(onboarding::Onboarding::new(ca)));
+    if !options.block_list.is_empty() {
+        addons.push(Arc::new(blocklist::BlockList(std::mem::take(&mut options.block_list))));
     }
-
-    /// Runs the request hooks on a flow whose request head (and body, if kept) is complete.
-    pub fn on_request(&self, flow: &mut HttpFlow) -> RequestAction {
-        if let Some(action) = self.block_list.iter().find_map(|rule| rule.check(flow)) {
-            return action;
-        }
-        if self.anticache {
-            flow.request.headers.remove("if-none-match");
-            flow.request.headers.remove("if-modified-since");
-        }
-        if self.anticomp {
-            flow.request.headers.set("accept-encoding", "identity");
-        }
-        for rule in &self.map_remote {
-            rule.apply(flow);
-        }
-        if let Some(response) = self.map_local.iter().find_map(|rule| rule.answer(flow, self.body_size_limit)) {
-            return RequestAction::Respond(response);
-        }
-        for rule in &self.modify_headers {
-            rule.apply(flow);
-        }
-        for rule in &self.modify_body {
-            rule.apply(flow);
-        }
-        match &self.server_replay {
-            Some(replay) => replay.answer(flow),
-            None => RequestAction::Forward,
-        }
+    if options.anticache {
+        addons.push(Arc::new(anticache::AntiCache));
     }
-
-    /// Runs the response hooks on a flow whose response head (and body, if kept) is complete.
-    pub fn on_response(&self, flow: &mut HttpFlow) {
-        for rule in &self.modify_headers {
-            rule.apply(flow);
-        }
-        for rule in &self.modify_body {
-            rule.apply(flow);
-        }
+    if options.anticomp {
+        addons.push(Arc::new(anticomp::AntiComp));
     }
-
-    /// True if the flow log prints this flow.
-    pub fn is_shown(&self, flow: FlowRef<'_>) -> bool {
-        self.view.as_ref().is_none_or(|filter| filter.matches(flow))
+    addons.extend(scripts);
+    if !options.map_remote.is_empty() {
+        addons.push(Arc::new(map::MapRemote(std::mem::take(&mut options.map_remote))));
     }
+    if !options.map_local.is_empty() {
+        let rules = std::mem::take(&mut options.map_local);
+        addons.push(Arc::new(map::MapLocal { rules, size_limit: options.body_size_limit }));
+    }
+    if !options.modify_headers.is_empty() {
+        addons.push(Arc::new(modify::ModifyHeaders(std::mem::take(&mut options.modify_headers))));
+    }
+    if !options.modify_body.is_empty() {
+        addons.push(Arc::new(modify::ModifyBody(std::mem::take(&mut options.modify_body))));
+    }
+    if let Some(replay) = options.server_replay.take() {
+        addons.push(Arc::new(replay));
+    }
+    if let Some(path) = &options.save_har {
+        addons.push(Arc::new(har::SaveHar::start(path.clone())));
+    }
+    if options.flow_detail > 0 {
+        addons.push(Arc::new(dumper::Dumper::new(options.flow_detail, options.view.take())));
+    }
+    AddonChain::new(addons)
 }
 
 /// `--save-har` never replaces a file: an existing one is the user's (perhaps an earlier recording).
@@ -224,32 +183,6 @@ pub fn parse_size(text: &str) -> Option<usize> {
         _ => return None,
     };
     digits.parse::<usize>().ok()?.checked_mul(factor)
-}
-
-/// The reason phrase strata sends with a status.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        407 => "Proxy Authentication Required",
-        413 => "Payload Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
 }
 
 #[cfg(test)]

@@ -6,22 +6,70 @@
 
 use regex::bytes::Regex;
 
+use crate::addon::Addon;
 use crate::addons::{invalid, parse_spec};
 use crate::error::ConfigError;
 use crate::filter::Filter;
 use crate::flow::HttpFlow;
 use crate::http::message::Headers;
 
+/// The modify-headers addon: rules apply to the request before it is forwarded and to the response head
+/// before it is sent (so they work on streamed bodies too).
+pub struct ModifyHeaders(pub Vec<ModifyHeadersRule>);
+
+#[async_trait::async_trait]
+impl Addon for ModifyHeaders {
+    fn name(&self) -> &str {
+        "modifyheaders"
+    }
+
+    async fn request(&self, flow: &mut HttpFlow) {
+        self.0.iter().for_each(|rule| rule.apply(flow));
+    }
+
+    async fn responseheaders(&self, flow: &mut HttpFlow) {
+        self.0.iter().for_each(|rule| rule.apply(flow));
+    }
+}
+
+/// The modify-body addon: keeps bodies (up to `--body-size-limit`) and rewrites them.
+pub struct ModifyBody(pub Vec<ModifyBodyRule>);
+
+#[async_trait::async_trait]
+impl Addon for ModifyBody {
+    fn name(&self) -> &str {
+        "modifybody"
+    }
+
+    async fn requestheaders(&self, flow: &mut HttpFlow) {
+        flow.request.stream = false;
+    }
+
+    async fn request(&self, flow: &mut HttpFlow) {
+        self.0.iter().for_each(|rule| rule.apply(flow));
+    }
+
+    async fn responseheaders(&self, flow: &mut HttpFlow) {
+        if let Some(response) = &mut flow.response {
+            response.stream = false;
+        }
+    }
+
+    async fn response(&self, flow: &mut HttpFlow) {
+        self.0.iter().for_each(|rule| rule.apply(flow));
+    }
+}
+
 /// One header rule.
 #[derive(Debug)]
-pub struct ModifyHeaders {
+pub struct ModifyHeadersRule {
     filter: Filter,
     name: String,
     /// `None` removes the header.
     value: Option<String>,
 }
 
-impl ModifyHeaders {
+impl ModifyHeadersRule {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, name, value) = parse_spec("--modify-headers", spec)?;
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
@@ -30,7 +78,7 @@ impl ModifyHeaders {
         if value.contains(['\r', '\n']) {
             return Err(invalid("--modify-headers", format!("'{spec}': the value contains a line break")));
         }
-        Ok(ModifyHeaders { filter, name, value: (!value.is_empty()).then_some(value) })
+        Ok(ModifyHeadersRule { filter, name, value: (!value.is_empty()).then_some(value) })
     }
 
     /// Sets or removes the header on the side the flow is at (response if there is one).
@@ -48,18 +96,18 @@ impl ModifyHeaders {
 
 /// One body rule.
 #[derive(Debug)]
-pub struct ModifyBody {
+pub struct ModifyBodyRule {
     filter: Filter,
     pattern: Regex,
     replacement: Vec<u8>,
 }
 
-impl ModifyBody {
+impl ModifyBodyRule {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, replacement) = parse_spec("--modify-body", spec)?;
         let pattern = Regex::new(&pattern)
             .map_err(|e| invalid("--modify-body", format!("'{spec}': bad regex '{pattern}': {e}")))?;
-        Ok(ModifyBody { filter, pattern, replacement: replacement.into_bytes() })
+        Ok(ModifyBodyRule { filter, pattern, replacement: replacement.into_bytes() })
     }
 
     /// Replaces every match in the kept body of the side the flow is at.

@@ -2,8 +2,9 @@
 //! answered here with a small HTML page and the CA certificate in the forms devices import: PEM, `.cer`
 //! (the same PEM, the name Android expects) and PKCS#12 (Windows).
 
-use crate::addons::LocalResponse;
+use crate::addon::Addon;
 use crate::certs::CertificateAuthority;
+use crate::flow::{HttpFlow, Response};
 
 /// The magic host name that reaches this page instead of a server.
 pub const HOST: &str = "strata";
@@ -14,23 +15,48 @@ pub fn is_onboarding_host(host: &str) -> bool {
 }
 
 /// The response for `path` (origin-form, query ignored).
-pub fn answer(path: &str, ca: &CertificateAuthority) -> LocalResponse {
+/// The addon: answers every request to the onboarding host, in any mode, with no server connection.
+pub struct Onboarding {
+    cert_pem: Vec<u8>,
+    cert_p12: Vec<u8>,
+}
+
+impl Onboarding {
+    pub fn new(ca: &CertificateAuthority) -> Self {
+        Onboarding { cert_pem: ca.cert_pem().as_bytes().to_vec(), cert_p12: ca.cert_p12().to_vec() }
+    }
+}
+
+#[async_trait::async_trait]
+impl Addon for Onboarding {
+    fn name(&self) -> &str {
+        "onboarding"
+    }
+
+    async fn requestheaders(&self, flow: &mut HttpFlow) {
+        if is_onboarding_host(&flow.request.host) {
+            flow.response = Some(answer(&flow.request.path, &self.cert_pem, &self.cert_p12));
+        }
+    }
+}
+
+fn answer(path: &str, cert_pem: &[u8], cert_p12: &[u8]) -> Response {
     let path = path.split(['?', '#']).next().unwrap_or("/");
     match path {
         "/" | "/index.html" => page(200, "text/html; charset=utf-8", INDEX_HTML.as_bytes().to_vec()),
-        "/cert/pem" => download(ca.cert_pem().as_bytes().to_vec(), "application/x-x509-ca-cert", "strata-ca-cert.pem"),
-        "/cert/cer" => download(ca.cert_pem().as_bytes().to_vec(), "application/x-x509-ca-cert", "strata-ca-cert.cer"),
-        "/cert/p12" => download(ca.cert_p12().to_vec(), "application/x-pkcs12", "strata-ca-cert.p12"),
+        "/cert/pem" => download(cert_pem.to_vec(), "application/x-x509-ca-cert", "strata-ca-cert.pem"),
+        "/cert/cer" => download(cert_pem.to_vec(), "application/x-x509-ca-cert", "strata-ca-cert.cer"),
+        "/cert/p12" => download(cert_p12.to_vec(), "application/x-pkcs12", "strata-ca-cert.p12"),
         _ => page(404, "text/plain; charset=utf-8", b"strata: no such page\n".to_vec()),
     }
 }
 
-fn page(status: u16, content_type: &str, body: Vec<u8>) -> LocalResponse {
-    LocalResponse::new(status, content_type, body)
+fn page(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    Response::new(status, content_type, body)
 }
 
-fn download(body: Vec<u8>, content_type: &str, filename: &str) -> LocalResponse {
-    let mut response = LocalResponse::new(200, content_type, body);
+fn download(body: Vec<u8>, content_type: &str, filename: &str) -> Response {
+    let mut response = Response::new(200, content_type, body);
     response.headers.append("content-disposition", format!("attachment; filename=\"{filename}\""));
     response
 }

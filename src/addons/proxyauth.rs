@@ -4,11 +4,42 @@
 //! `Proxy-Authorization: Basic`, SOCKS5 clients in the username/password method (RFC 1929). The
 //! credentials are checked where the client enters the proxy and never forwarded.
 
+use std::sync::Arc;
+
 use base64::Engine;
 
-use crate::addons::{invalid, LocalResponse};
+use crate::addon::Addon;
+use crate::addons::invalid;
 use crate::error::ConfigError;
+use crate::flow::{HttpFlow, Response};
 use crate::http::message::Headers;
+
+/// The addon: a request made to strata as a proxy (`HttpFlow::at_proxy`), a CONNECT included, without
+/// valid credentials is answered with 407. SOCKS5 checks the same credentials in its own handshake.
+pub struct ProxyAuthAddon(pub Arc<ProxyAuth>);
+
+impl ProxyAuthAddon {
+    fn check(&self, flow: &mut HttpFlow) {
+        if flow.at_proxy && !self.0.accepts_headers(&flow.request.headers) {
+            flow.response = Some(ProxyAuth::challenge());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Addon for ProxyAuthAddon {
+    fn name(&self) -> &str {
+        "proxyauth"
+    }
+
+    async fn http_connect(&self, flow: &mut HttpFlow) {
+        self.check(flow);
+    }
+
+    async fn requestheaders(&self, flow: &mut HttpFlow) {
+        self.check(flow);
+    }
+}
 
 /// The accepted credentials.
 #[derive(Debug)]
@@ -69,8 +100,8 @@ impl ProxyAuth {
     }
 
     /// The 407 that asks a client for credentials.
-    pub fn challenge() -> LocalResponse {
-        let mut response = LocalResponse::text(407, "strata: proxy authentication required\n");
+    pub fn challenge() -> Response {
+        let mut response = Response::text(407, "strata: proxy authentication required\n");
         response.headers.append("proxy-authenticate", "Basic realm=\"strata\"");
         response
     }

@@ -9,11 +9,28 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::addon::Addon;
 use crate::addons::har::{read_har, RecordedExchange};
-use crate::addons::{invalid, LocalResponse, RequestAction};
+use crate::addons::invalid;
 use crate::cli::Cli;
 use crate::error::ConfigError;
-use crate::flow::HttpFlow;
+use crate::flow::{HttpFlow, Response};
+
+#[async_trait::async_trait]
+impl Addon for ServerReplay {
+    fn name(&self) -> &str {
+        "serverplayback"
+    }
+
+    /// The body is part of the match.
+    async fn requestheaders(&self, flow: &mut HttpFlow) {
+        flow.request.stream = false;
+    }
+
+    async fn request(&self, flow: &mut HttpFlow) {
+        self.answer(flow);
+    }
+}
 
 /// What happens to a request no recording matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +98,8 @@ impl ServerReplay {
         Ok(())
     }
 
-    /// The recorded answer for this request, or what `--server-replay-extra` says.
-    pub fn answer(&self, flow: &HttpFlow) -> RequestAction {
+    /// Answers the flow with its recorded response, or does what `--server-replay-extra` says.
+    fn answer(&self, flow: &mut HttpFlow) {
         let request = &flow.request;
         let body = request.body.as_deref().unwrap_or_default();
         let key = self.key(&request.method, request.scheme.as_str(), &request.host, request.port, &request.path, body);
@@ -96,10 +113,10 @@ impl ServerReplay {
             }
         };
         match (recorded, self.extra) {
-            (Some(recorded), _) => RequestAction::Respond(response_of(&recorded)),
-            (None, Extra::Forward) => RequestAction::Forward,
-            (None, Extra::Kill) => RequestAction::Kill,
-            (None, Extra::Status(status)) => RequestAction::Respond(LocalResponse::new(status, "", Vec::new())),
+            (Some(recorded), _) => flow.response = Some(response_of(&recorded)),
+            (None, Extra::Forward) => {}
+            (None, Extra::Kill) => flow.kill(),
+            (None, Extra::Status(status)) => flow.response = Some(Response::new(status, "", Vec::new())),
         }
     }
 
@@ -134,7 +151,7 @@ impl ServerReplay {
 /// The recorded response as strata sends it: its headers without framing fields (the body is sent whole
 /// with a new Content-Length), and without a Content-Encoding the recorded body evidently does not have
 /// (browsers and mitmproxy store bodies decoded).
-fn response_of(recorded: &RecordedExchange) -> LocalResponse {
+fn response_of(recorded: &RecordedExchange) -> Response {
     let mut headers = recorded.response_headers.clone();
     for name in ["content-length", "transfer-encoding", "connection", "keep-alive"] {
         headers.remove(name);
@@ -144,12 +161,11 @@ fn response_of(recorded: &RecordedExchange) -> LocalResponse {
             headers.remove("content-encoding");
         }
     }
-    LocalResponse {
-        status: recorded.status,
-        reason: recorded.reason.clone(),
-        headers,
-        body: recorded.response_body.clone(),
+    let mut response = Response::with_headers(recorded.status, headers, recorded.response_body.clone());
+    if !recorded.reason.is_empty() {
+        response.reason.clone_from(&recorded.reason);
     }
+    response
 }
 
 /// True if `body` plausibly carries `encoding` (by magic number, or for formats without one, by not being

@@ -1,7 +1,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::flow::{Request, Response, Timings};
+use crate::flow::{FlowId, Request, Response, Timings, WebSocketData};
 use crate::http::message::Version;
 use crate::http::url::Scheme;
 
@@ -12,6 +12,9 @@ fn headers(fields: &[(&str, &[u8])]) -> Headers {
 /// `GET http://example.com:8080/index.html?q=1` from 10.0.0.1:5000 to 93.184.216.34:8080, answered 200.
 fn complete() -> HttpFlow {
     HttpFlow {
+        id: FlowId::next(),
+        at_proxy: true,
+        metadata: Vec::new(),
         client_addr: "10.0.0.1:5000".parse().unwrap(),
         server_addr: Some("93.184.216.34:8080".parse().unwrap()),
         request: Request {
@@ -28,6 +31,7 @@ fn complete() -> HttpFlow {
             ]),
             body: Some(b"hello\nrequest".to_vec()),
             body_len: 13,
+            stream: true,
         },
         response: Some(Response {
             status: 200,
@@ -36,6 +40,7 @@ fn complete() -> HttpFlow {
             headers: headers(&[("Content-Type", b"application/json"), ("X-Server", b"origin")]),
             body: Some(b"{\"ok\":true,\"raw\":\"\xff\"}".to_vec()),
             body_len: 22,
+            stream: true,
         }),
         error: None,
         websocket: None,
@@ -62,16 +67,17 @@ fn websocket() -> HttpFlow {
     response.body = None;
     flow.request.body = None;
     let message = |from_client, kind, payload: &[u8]| WebSocketMessage { from_client, kind, payload: payload.to_vec() };
-    flow.websocket = Some(vec![
+    flow.websocket = Some(WebSocketData::with_messages(vec![
         message(true, "text", b"hello from client"),
         message(false, "text", b"hello from server"),
         message(true, "ping", b"pingpayload"),
-    ]);
+    ]));
     flow
 }
 
 fn tcp() -> TcpFlow {
     TcpFlow {
+        id: FlowId::next(),
         client_addr: "10.0.0.2:6000".parse().unwrap(),
         server: "db.internal:5432".to_string(),
         bytes_to_server: 10,

@@ -1,21 +1,20 @@
 //! `HttpLayer`: what one HTTP exchange means, whatever the wire version.
 //!
-//! A wire layer (`Http1Layer`) reads a request head and hands it over with its `ClientSide`; `exchange`
-//! decides where the request goes, lets the addons answer or change it, forwards it through the
-//! `ServerConnection` (connected only now, and reused while the client keeps asking the same server),
-//! streams the response back and records the flow. Everything spelled on the wire goes through the seam in
-//! `http_conn`. Errors become a client-visible response in exactly one place, `error_response`, and only
-//! while no response head has gone out.
+//! A wire layer (`Http1Layer`, `Http2Layer`) reads a request head and hands it over with its
+//! `ClientSide`; `exchange` decides where the request goes, makes it a flow, fires the flow's events on
+//! the addon chain (which may answer, kill or change it; see `crate::addon`), forwards it through the
+//! `ServerConnection` (connected only now, and reused while the client keeps asking the same server) and
+//! streams the response back. Everything spelled on the wire goes through the seam in `http_conn`. Errors
+//! become a client-visible response in exactly one place, `error_response`, and only while no response
+//! head has gone out.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use crate::addons::proxyauth::ProxyAuth;
-use crate::addons::{onboarding, LocalResponse, RequestAction};
 use crate::config::ModeKind;
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
-use crate::flow::{HttpFlow, Request, Response, Timings};
+use crate::flow::{reason_phrase, HttpFlow, Request, Response};
 use crate::http::fields::list_members;
 use crate::http::message::{Headers, RequestHead, ResponseHead, Version};
 use crate::http::url::{is_same_authority, split_host_port, split_url, Scheme};
@@ -28,10 +27,10 @@ use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 /// Longest request target accepted; longer gets 414.
 const MAX_URI_BYTES: usize = 16 * 1024;
 
-/// Header fields that concern one connection only and are never forwarded (RFC 9110 section 7.6.1),
-/// plus the proxy's own credentials.
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "proxy-connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"];
+/// Header fields that concern one connection only and are never forwarded (RFC 9110 section 7.6.1).
+/// The proxy's own credentials (`Proxy-Authorization`) are removed too, after the request events (the
+/// proxy authentication addon reads them there).
+const HOP_BY_HOP: [&str; 6] = ["connection", "proxy-connection", "keep-alive", "te", "trailer", "upgrade"];
 
 /// Fields that frame the message, which a Connection header can never make hop-by-hop.
 const FRAMING_FIELDS: [&str; 3] = ["content-length", "transfer-encoding", "host"];
@@ -40,8 +39,7 @@ const FRAMING_FIELDS: [&str; 3] = ["content-length", "transfer-encoding", "host"
 pub struct HttpLayer {
     ctx: Arc<Context>,
     server: ServerConnection,
-    /// True at the proxy's front door (regular and upstream modes, outside any tunnel), where
-    /// `--proxyauth` is checked.
+    /// True at the proxy's front door (regular and upstream modes, outside any tunnel): `HttpFlow::at_proxy`.
     is_proxy_facing: bool,
 }
 
@@ -110,6 +108,29 @@ impl HttpLayer {
         }
     }
 
+    /// The `http_connect` event for a CONNECT to `address`: the response an addon refuses the tunnel with
+    /// (a 407 from proxy authentication), if any; a killed CONNECT is refused with an error.
+    pub async fn http_connect(&self, head: &RequestHead, address: &Address) -> Result<Option<Response>, ProtocolError> {
+        let request = Request {
+            method: head.method.clone(),
+            scheme: Scheme::Http,
+            host: address.host.clone(),
+            port: address.port,
+            path: String::new(),
+            version: head.version,
+            headers: head.headers.clone(),
+            body: None,
+            body_len: 0,
+            stream: true,
+        };
+        let mut flow = HttpFlow::new(self.ctx.client_addr(), self.is_proxy_facing, request);
+        self.ctx.root().addons.request_phase(&mut flow, |addon, flow| addon.http_connect(flow)).await;
+        if flow.is_killed() {
+            return Err(ProtocolError::Kill);
+        }
+        Ok(flow.response)
+    }
+
     /// One request and its response. On failure before the response head went out, the client gets the
     /// error response (and, on HTTP/1, the connection closes).
     pub async fn exchange(
@@ -134,43 +155,32 @@ impl HttpLayer {
             headers: Headers::default(),
             body: None,
             body_len: 0,
+            stream: true,
         };
         head.method.clone_from(&request.method);
         let mut exchange = Exchange {
             started: Instant::now(),
             response_started: false,
-            flow: HttpFlow {
-                client_addr: self.ctx.client_addr(),
-                server_addr: None,
-                request,
-                response: None,
-                error: None,
-                websocket: None,
-                started_at: SystemTime::now(),
-                timings: Timings::default(),
-            },
+            flow: HttpFlow::new(self.ctx.client_addr(), self.is_proxy_facing, request),
         };
         let result = self.forward(client, head, target, &mut exchange).await;
         if let Err(error) = &result {
             if !exchange.response_started {
                 send_error(client, error).await;
-                if let Some((status, reason)) = error_response(error) {
-                    exchange.flow.response = Some(Response {
-                        status,
-                        reason: reason.to_string(),
-                        version: Version::Http11,
-                        headers: Headers::default(),
-                        body: None,
-                        body_len: 0,
-                    });
+                if let Some((status, _)) = error_response(error) {
+                    let mut response = Response::with_headers(status, Headers::default(), Vec::new());
+                    response.body = None;
+                    exchange.flow.response = Some(response);
                 }
             }
-            exchange.flow.error = Some(error.to_string());
+            if !matches!(error, ProtocolError::Kill) {
+                exchange.flow.error = Some(error.to_string());
+            }
             // The exchange ended here: whatever time no phase accounts for was spent failing.
             let accounted = exchange.flow.timings.total().as_secs_f64() * 1000.0;
             exchange.flow.timings.receive_ms += (Exchange::elapsed_ms(exchange.started) - accounted).max(0.0);
             if error_response(error).is_some() || exchange.response_started {
-                self.finish(&exchange);
+                self.ctx.root().addons.each_mut(&mut exchange.flow, |addon, flow| addon.error(flow)).await;
             }
             self.server.disconnect();
         }
@@ -184,27 +194,23 @@ impl HttpLayer {
         target: Target,
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
-        let addons = self.ctx.config().addons.clone();
-        if let Some(challenge) = self.check_proxy_auth(&head.headers) {
-            exchange.flow.request.headers = std::mem::take(&mut head.headers);
-            return self.answer_locally(client, challenge, exchange).await;
-        }
-        if onboarding::is_onboarding_host(&target.address.host) {
-            exchange.flow.request.headers = std::mem::take(&mut head.headers);
-            let response = onboarding::answer(&target.path, &self.ctx.root().ca);
-            return self.answer_locally(client, response, exchange).await;
-        }
+        let root = self.ctx.root().clone();
+        let body_size_limit = self.ctx.config().addons.body_size_limit;
         let is_upgrade = is_websocket_upgrade(&head.headers);
         let expects_continue = head.headers.has_token("expect", "100-continue");
         prepare_request_headers(&mut head, &target, is_upgrade);
         exchange.flow.request.headers = std::mem::take(&mut head.headers);
+        root.addons.request_phase(&mut exchange.flow, |addon, flow| addon.requestheaders(flow)).await;
+        if let Some(answered) = self.answered(client, exchange).await {
+            return answered;
+        }
         if expects_continue && !client.has_no_request_body() {
             client.send_continue().await?;
         }
         if client.has_no_request_body() {
             exchange.flow.request.body = Some(Vec::new());
-        } else if addons.keeps_request_bodies() {
-            match client.collect_request_body(addons.body_size_limit).await? {
+        } else if !exchange.flow.request.stream {
+            match client.collect_request_body(body_size_limit).await? {
                 Some(bytes) => {
                     exchange.flow.request.body_len = bytes.len() as u64;
                     exchange.flow.request.body = Some(bytes);
@@ -217,12 +223,12 @@ impl HttpLayer {
 
         let request = &exchange.flow.request;
         let before = (request.scheme, request.host.clone(), request.port);
-        match addons.on_request(&mut exchange.flow) {
-            RequestAction::Forward => {}
-            RequestAction::Kill => return Err(ProtocolError::Kill),
-            RequestAction::Respond(response) => return self.answer_locally(client, response, exchange).await,
+        root.addons.request_phase(&mut exchange.flow, |addon, flow| addon.request(flow)).await;
+        if let Some(answered) = self.answered(client, exchange).await {
+            return answered;
         }
         let request = &mut exchange.flow.request;
+        request.headers.remove("proxy-authorization");
         let (address, tls) = if (request.scheme, &request.host, request.port) == (before.0, &before.1, before.2) {
             (target.address, target.tls)
         } else {
@@ -325,8 +331,8 @@ impl HttpLayer {
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
         let host = self.server.host();
+        let root = self.ctx.root().clone();
         let config = self.ctx.config();
-        let addons = config.addons.clone();
 
         if response.status == 101 {
             // Only a WebSocket upgrade is ever asked for (`prepare_request_headers`); a server that switches
@@ -350,19 +356,31 @@ impl HttpLayer {
             headers: std::mem::take(&mut response.headers),
             body: body.is_empty().then(Vec::new),
             body_len: 0,
+            stream: true,
         });
+        root.addons.each_mut(&mut exchange.flow, |addon, flow| addon.responseheaders(flow)).await;
 
-        // Read the body now if a hook or the HAR file wants it whole.
-        if !body.is_empty() && addons.keeps_response_bodies() {
+        // Read the body now if an addon asked for it whole.
+        let flow_response = exchange.flow.response.as_mut().expect("set above");
+        if !body.is_empty() && !flow_response.stream {
             let server = self.server.stream();
-            match body.collect(server, addons.body_size_limit, config.timeouts.read, &host).await? {
-                Some(bytes) => exchange.flow.response.as_mut().expect("set above").body = Some(bytes),
+            let limit = config.addons.body_size_limit;
+            match body.collect(server, limit, config.timeouts.read, &host).await? {
+                Some(bytes) => {
+                    flow_response.body_len = bytes.len() as u64;
+                    flow_response.body = Some(bytes);
+                }
                 None => {
                     tracing::info!(url = %exchange.flow.request.url(), "response body over --body-size-limit: streamed, not recorded")
                 }
             }
         }
-        addons.on_response(&mut exchange.flow);
+        // A whole body: the response event comes before the client sees anything, so it can change it.
+        let is_whole = exchange.flow.response.as_ref().is_some_and(|r| r.body.is_some());
+        if is_whole {
+            exchange.flow.timings.receive_ms = Exchange::elapsed_ms(receive_started);
+            root.addons.each_mut(&mut exchange.flow, |addon, flow| addon.response(flow)).await;
+        }
 
         let flow_response = exchange.flow.response.as_mut().expect("set above");
         exchange.response_started = true;
@@ -372,43 +390,44 @@ impl HttpLayer {
         flow_response.body = whole;
         let (bytes, keep_client) = sent?;
         flow_response.body_len = bytes;
-        exchange.flow.timings.receive_ms = Exchange::elapsed_ms(receive_started);
 
         if server_keeps_open {
             self.server.mark_reusable();
         } else {
             self.server.disconnect();
         }
-        self.finish(exchange);
+        if !is_whole {
+            exchange.flow.timings.receive_ms = Exchange::elapsed_ms(receive_started);
+            root.addons.each_mut(&mut exchange.flow, |addon, flow| addon.response(flow)).await;
+        }
         Ok(if keep_client { Next::KeepAlive } else { Next::Close })
     }
 
-    /// With `--proxyauth`, the 407 for a request at the proxy's front door that lacks valid credentials.
-    pub fn check_proxy_auth(&self, headers: &Headers) -> Option<LocalResponse> {
-        let auth = self.ctx.config().addons.proxyauth.as_ref()?;
-        (self.is_proxy_facing && !auth.accepts_headers(headers)).then(ProxyAuth::challenge)
+    /// After a request event: the outcome, if an addon killed the flow or answered it.
+    async fn answered(
+        &mut self,
+        client: &mut ClientSide<'_>,
+        exchange: &mut Exchange,
+    ) -> Option<Result<Next, ProtocolError>> {
+        if exchange.flow.is_killed() {
+            return Some(Err(ProtocolError::Kill));
+        }
+        exchange.flow.response.is_some().then_some(())?;
+        Some(self.answer_locally(client, exchange).await)
     }
 
-    /// Answers with a response made here; the request body, if any, is read and dropped.
+    /// Answers with the response an addon set on the flow; the request body, if any, is read and
+    /// dropped. The response event comes first, so addons can still change it.
     async fn answer_locally(
         &mut self,
         client: &mut ClientSide<'_>,
-        response: LocalResponse,
         exchange: &mut Exchange,
     ) -> Result<Next, ProtocolError> {
         client.drain_request_body().await?;
+        self.ctx.root().addons.each_mut(&mut exchange.flow, |addon, flow| addon.response(flow)).await;
         exchange.response_started = true;
-        let body_len = response.body.len() as u64;
-        let sent = client.send_local(response).await?;
-        exchange.flow.response = Some(Response {
-            status: sent.status,
-            reason: sent.reason,
-            version: Version::Http11,
-            headers: sent.headers,
-            body_len,
-            body: Some(sent.body),
-        });
-        self.finish(exchange);
+        let response = exchange.flow.response.as_mut().expect("an addon answered");
+        client.send_local(response).await?;
         Ok(if client.wants_close() { Next::Close } else { Next::KeepAlive })
     }
 
@@ -428,16 +447,11 @@ impl HttpLayer {
             headers: response.headers,
             body: None,
             body_len: 0,
+            stream: true,
         });
-        self.ctx.root().log_http(&exchange.flow);
-        // The flow is recorded (HAR) when the session ends, with its messages.
+        self.ctx.root().addons.each_mut(&mut exchange.flow, |addon, flow| addon.response(flow)).await;
+        // The session's own events follow in the WebSocket layer.
         Ok(Next::Upgraded(Box::new(exchange.flow.clone())))
-    }
-
-    /// The exchange is complete: log it (if the view filter shows it) and record it.
-    fn finish(&self, exchange: &Exchange) {
-        self.ctx.root().log_http(&exchange.flow);
-        self.ctx.root().record_http(&exchange.flow);
     }
 
     /// Where the request goes. At the proxy's front door (regular and upstream modes) the absolute-form
@@ -627,7 +641,7 @@ pub fn error_response(error: &ProtocolError) -> Option<(u16, &'static str)> {
         | ServerIo { .. }
         | ServerReset { .. } => Some((502, "Bad Gateway")),
         Timeout { side: Side::Server, .. } => Some((504, "Gateway Timeout")),
-        Refused { status, .. } => Some((*status, crate::addons::reason_phrase(*status))),
+        Refused { status, .. } => Some((*status, reason_phrase(*status))),
         Blocked(_) => Some((403, "Forbidden")),
         Timeout { side: Side::Client, .. } | ClientIo(_) | ClientTls(_) | Kill => None,
     }

@@ -115,12 +115,12 @@ async fn open_tunnel(http: HttpLayer, mut client: ClientIo, head: RequestHead) -
         Ok(address) => address,
         Err(error) => return refuse(&mut client, error).await,
     };
-    if let Some(mut challenge) = http.check_proxy_auth(&head.headers) {
-        // The tunnel is refused: the connection closes after the 407.
-        challenge.headers.append("connection", "close");
+    if let Some(mut refusal) = http.http_connect(&head, &address).await? {
+        // The tunnel is refused: the connection closes after the answer.
+        refusal.headers.append("connection", "close");
         let read_timeout = http.context().config().timeouts.read;
         let mut side = ClientSide::http1(&mut client, head.version, &head.headers, codec::Framing::Empty, read_timeout);
-        side.send_local(challenge).await?;
+        side.send_local(&mut refusal).await?;
         return Ok(());
     }
     client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;

@@ -3,8 +3,9 @@
 //! Both sides are parsed with tungstenite's frame codec (the client side in the server role, the server
 //! side in the client role), so fragmented messages are reassembled, masking is applied per direction,
 //! and ping, pong and the close handshake are handled. Each message is forwarded to the other side as
-//! soon as it is complete and recorded on the flow (a log line at `--flow-detail 2` and up). `HttpLayer`
-//! strips extensions from the handshake (e.g. permessage-deflate), so frames arrive uncompressed.
+//! soon as it is complete, after the `websocket_message` event (when an addon wants it), which may
+//! rewrite a text or binary message; it is counted on the flow. `HttpLayer` strips extensions from the
+//! handshake (e.g. permessage-deflate), so frames arrive uncompressed.
 //!
 //! tungstenite answers pings itself; the ping is still forwarded, so its sender may see a second,
 //! unsolicited pong (allowed by RFC 6455 section 5.5.3).
@@ -20,7 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
-use crate::flow::{HttpFlow, WebSocketFlow, WebSocketMessage};
+use crate::flow::{HttpFlow, WebSocketData, WebSocketMessage};
 use crate::io::{BoxStream, BufIo};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 
@@ -35,36 +36,32 @@ pub struct WebsocketLayer {
     ctx: Arc<Context>,
     server: BufIo<BoxStream>,
     server_host: String,
-    flow: WebSocketFlow,
-    /// The handshake's HTTP flow; its messages are kept on it only when a HAR file records them.
-    http_flow: HttpFlow,
+    /// The handshake's HTTP flow, with the session's record.
+    flow: HttpFlow,
 }
 
 impl WebsocketLayer {
     /// `server` is the upgraded server connection; `http_flow` the handshake's flow.
-    pub fn new(parent: &Arc<Context>, server: BufIo<BoxStream>, server_host: String, mut http_flow: HttpFlow) -> Self {
+    pub fn new(parent: &Arc<Context>, server: BufIo<BoxStream>, server_host: String, mut flow: HttpFlow) -> Self {
         let ctx = parent.push(LayerKind::Websocket, Facts::default());
-        let url = http_flow.request.url().replacen("http", "ws", 1);
-        let flow = WebSocketFlow::new(ctx.client_addr(), url);
-        if ctx.root().har.is_some() {
-            http_flow.websocket = Some(Vec::new());
-        }
-        WebsocketLayer { ctx, server, server_host, flow, http_flow }
+        flow.websocket = Some(WebSocketData::new());
+        WebsocketLayer { ctx, server, server_host, flow }
     }
 
     async fn relay(mut self, client: ClientIo) -> Result<(), ProtocolError> {
-        tracing::debug!(stack = %self.ctx.stack(), url = %self.flow.url, "websocket");
+        tracing::debug!(stack = %self.ctx.stack(), url = %self.flow.request.url(), "websocket");
+        let root = self.ctx.root().clone();
+        let addons = &root.addons;
+        addons.each_mut(&mut self.flow, |addon, flow| addon.websocket_start(flow)).await;
         let config = WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER_BYTES)
             .write_buffer_size(0)
             .max_message_size(Some(WS_MAX_MESSAGE_BYTES));
         let mut client = WebSocketStream::from_raw_socket(client, Role::Server, Some(config)).await;
         let mut server = WebSocketStream::from_raw_socket(self.server, Role::Client, Some(config)).await;
-        let flows = &self.ctx.root().flows;
         let closing_timeout = self.ctx.config().timeouts.read;
         let host = self.server_host.clone();
         let mut closing = false;
-        let shown = self.ctx.config().addons.is_shown((&self.http_flow).into());
 
         // A side is done once its stream ended; after a close frame the other side still gets a read
         // timeout to send its own close, which is relayed and recorded too.
@@ -95,13 +92,17 @@ impl WebsocketLayer {
                 Some(Err(e)) => return Err(ws_error(from, &host, e)),
             };
             closing |= matches!(message, Message::Close(_));
-            let record = WebSocketMessage::from_message(from == Side::Client, &message);
-            self.flow.record(&record);
-            if shown {
-                flows.websocket_message(&self.flow, &record);
+            let mut record = WebSocketMessage::from_message(from == Side::Client, &message);
+            let mut message = message;
+            if addons.wants_messages() {
+                let before = record.payload.clone();
+                addons.websocket_message(&mut self.flow, &mut record).await;
+                if record.payload != before {
+                    message = record.to_message().unwrap_or(message);
+                }
             }
-            if let Some(messages) = &mut self.http_flow.websocket {
-                messages.push(record);
+            if let Some(websocket) = &mut self.flow.websocket {
+                websocket.count(&record);
             }
             let sent = match from {
                 Side::Client => server.send(message).await,
@@ -120,11 +121,10 @@ impl WebsocketLayer {
         // End the transports too (a TLS close_notify, a TCP FIN), not just the WebSocket protocol.
         let _ = client.get_mut().shutdown().await;
         let _ = server.get_mut().shutdown().await;
-        self.flow.finish();
-        if shown {
-            flows.websocket_end(&self.flow);
+        if let Some(websocket) = &mut self.flow.websocket {
+            websocket.finish();
         }
-        self.ctx.root().record_http(&self.http_flow);
+        addons.each_mut(&mut self.flow, |addon, flow| addon.websocket_end(flow)).await;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
-use crate::flow::{Request, Response, Timings};
+use crate::flow::{FlowId, Request, Response, Timings, WebSocketData};
 use crate::http::message::Version;
 
 /// 2023-11-14T22:13:20.123Z
@@ -17,6 +17,9 @@ fn flow() -> HttpFlow {
     let request_body = b"name=strata&kind=proxy".to_vec();
     let response_body: Vec<u8> = vec![0x89, b'P', b'N', b'G', 0x00, 0xff, 0xfe, 0x80, 0x0d, 0x0a];
     HttpFlow {
+        id: FlowId::next(),
+        at_proxy: true,
+        metadata: Vec::new(),
         client_addr: "127.0.0.1:50000".parse().unwrap(),
         server_addr: Some("127.0.0.1:8080".parse().unwrap()),
         request: Request {
@@ -34,6 +37,7 @@ fn flow() -> HttpFlow {
             ]),
             body_len: request_body.len() as u64,
             body: Some(request_body),
+            stream: true,
         },
         response: Some(Response {
             status: 201,
@@ -47,6 +51,7 @@ fn flow() -> HttpFlow {
             ]),
             body_len: response_body.len() as u64,
             body: Some(response_body),
+            stream: true,
         }),
         error: None,
         websocket: None,
@@ -341,13 +346,13 @@ fn capped_body_says_it_was_truncated() {
 fn websocket_flow_has_chrome_style_messages() {
     let mut flow = flow();
     let message = |from_client, kind, payload: &[u8]| WebSocketMessage { from_client, kind, payload: payload.to_vec() };
-    flow.websocket = Some(vec![
+    flow.websocket = Some(WebSocketData::with_messages(vec![
         message(true, "text", b"hello"),
         message(false, "binary", &[0, 1, 2, 0xfe, 0xff]),
         message(true, "ping", b"p"),
         message(false, "pong", b"p"),
         message(true, "close", b"1000 bye"),
-    ]);
+    ]));
     let e = entry(&flow);
     assert_eq!(e["_resourceType"], "websocket");
     let messages = e["_webSocketMessages"].as_array().unwrap();

@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
-use crate::addons::LocalResponse;
 use crate::error::ProtocolError;
 use crate::flow::Response;
 use crate::http::message::{Headers, ResponseHead, Version};
@@ -274,26 +273,31 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    /// Sends a response made by strata, with its Content-Length, in one write. Returns it with the
-    /// headers as sent. The connection stays open unless the client asked to close it.
-    pub async fn send_local(&mut self, mut response: LocalResponse) -> Result<LocalResponse, ProtocolError> {
-        response.headers.set("content-length", response.body.len().to_string());
+    /// Sends a whole response made by strata or an addon (no body if it has none), with its
+    /// Content-Length, in one write; its headers become those sent. The connection stays open unless the
+    /// client asked to close it.
+    pub async fn send_local(&mut self, response: &mut Response) -> Result<(), ProtocolError> {
+        let body = response.body.get_or_insert_with(Vec::new);
+        response.body_len = body.len() as u64;
+        response.headers.remove("transfer-encoding");
+        response.headers.set("content-length", body.len().to_string());
+        let body = response.body.as_deref().unwrap_or_default();
         match self {
             ClientSide::Http1(h1) => {
                 if h1.wants_close {
                     response.headers.append("connection", "close");
                 }
-                let mut out = Vec::with_capacity(256 + response.body.len());
+                let mut out = Vec::with_capacity(256 + body.len());
                 write_status_line(Version::Http11, response.status, &response.reason, &mut out);
                 write_fields(&response.headers, &mut out);
                 out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(&response.body);
+                out.extend_from_slice(body);
                 h1.io.write_all(&out).await.map_err(ProtocolError::ClientIo)?;
                 h1.io.flush().await.map_err(ProtocolError::ClientIo)?;
             }
-            ClientSide::Http2(h2) => h2.send_whole(response.status, &response.headers, &response.body, None).await?,
+            ClientSide::Http2(h2) => h2.send_whole(response.status, &response.headers, body, None).await?,
         }
-        Ok(response)
+        Ok(())
     }
 
     /// Sends the error response for `error` (`status` and `reason` from `error_response`): a short text body
