@@ -96,6 +96,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub save_har: Option<PathBuf>,
 
+    /// Load a Lua 5.4 script as an addon: its functions named after events (request, response, ...) see
+    /// and change flows. Repeatable; reloaded when the file changes.
+    #[arg(short = 's', long = "scripts", value_name = "FILE")]
+    pub scripts: Vec<PathBuf>,
+
     /// Answer requests from the responses recorded in FILE.har instead of asking servers. Repeatable.
     #[arg(short = 'S', long, value_name = "FILE")]
     pub server_replay: Vec<PathBuf>,

@@ -49,7 +49,7 @@ pub async fn run(mut config: Config) -> Result<bool, ConfigError> {
     // Handlers go in before the `listening on` line, so a signal sent on seeing it is always handled.
     let signals = ShutdownSignals::install();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let addons = addons::chain(&mut config.addons, &ca, Vec::new());
+    let addons = addons::chain(&mut config.addons, &ca);
     let root = Arc::new(RootContext {
         addons,
         listen_addrs: listeners.iter().map(|(_, addr, _)| *addr).collect(),

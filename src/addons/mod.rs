@@ -16,6 +16,7 @@ pub mod modify;
 pub mod onboarding;
 pub mod proxyauth;
 pub mod replay;
+pub mod script;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct AddonOptions {
     pub save_har: Option<PathBuf>,
     /// Largest body kept in memory for the hooks above.
     pub body_size_limit: usize,
+    /// `-s`: the user's scripts, loaded.
+    pub scripts: Vec<Arc<script::Script>>,
 }
 
 impl AddonOptions {
@@ -75,14 +78,19 @@ impl AddonOptions {
             body_size_limit: parse_size(&cli.body_size_limit).ok_or_else(|| {
                 invalid("--body-size-limit", format!("'{}' is not a size like 32m", cli.body_size_limit))
             })?,
+            scripts: cli
+                .scripts
+                .iter()
+                .map(|path| script::Script::load(path, &Default::default()).map(Arc::new))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
 
-/// The built-in chain for `options` (which it takes apart), with `scripts` in mitmproxy's place for
-/// them: after the request filters that drop or rewrite traffic for everyone, before mapping,
-/// modification and replay. Starts the HAR writer, so it must run inside the runtime.
-pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority, scripts: Vec<Arc<dyn Addon>>) -> AddonChain {
+/// The chain for `options` (which it takes apart), with the scripts in mitmproxy's place for them:
+/// after the request filters that drop or rewrite traffic for everyone, before mapping, modification
+/// and replay. Starts the HAR writer, so it must run inside the runtime.
+pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority) -> AddonChain {
     let mut addons: Vec<Arc<dyn Addon>> = Vec::new();
     if let Some(auth) = &options.proxyauth {
         addons.push(Arc::new(proxyauth::ProxyAuthAddon(auth.clone())));
@@ -97,7 +105,7 @@ pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority, scripts: Vec
     if options.anticomp {
         addons.push(Arc::new(anticomp::AntiComp));
     }
-    addons.extend(scripts);
+    addons.extend(options.scripts.drain(..).map(|script| script as Arc<dyn Addon>));
     if !options.map_remote.is_empty() {
         addons.push(Arc::new(map::MapRemote(std::mem::take(&mut options.map_remote))));
     }
