@@ -335,7 +335,8 @@ fn resolve_listen(host: &str, port: u16, flag: &'static str) -> Result<SocketAdd
         .ok_or_else(|| bad(format!("'{host}' has no address")))
 }
 
-fn default_confdir() -> Result<PathBuf, ConfigError> {
+/// `~/.strata`, the confdir when `--confdir` is not given (also where config.yaml is looked for).
+pub fn default_confdir() -> Result<PathBuf, ConfigError> {
     match std::env::var_os("HOME") {
         Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".strata")),
         _ => Err(ConfigError::InvalidValue { flag: "--confdir", reason: "HOME is not set; pass --confdir DIR".into() }),
