@@ -486,12 +486,14 @@ fn scalar_text(value: &Yaml) -> Option<String> {
     }
 }
 
-/// The entries of config.yaml at `path`, in file order; none if there is no such file.
+/// The entries of config.yaml at `path`, in file order; none if there is no such file. A confdir that is
+/// not a directory is left to `Config::from_cli`, which reports it as the confdir's problem.
 fn read_config_file(path: &Path) -> Result<Vec<(String, Yaml)>, ConfigError> {
+    use std::io::ErrorKind::{NotADirectory, NotFound};
     let bad = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if matches!(e.kind(), NotFound | NotADirectory) => return Ok(Vec::new()),
         Err(e) => return Err(bad(format!("cannot read: {e}"))),
     };
     let mut documents =

@@ -287,6 +287,12 @@ fn a_missing_or_empty_file_is_no_error() {
 }
 
 #[test]
+fn a_confdir_that_is_a_file_is_left_to_config() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    assert!(expand_in(file.path(), &[]).is_ok());
+}
+
+#[test]
 fn malformed_files_are_errors_naming_the_file() {
     for (text, reason) in [
         ("mode: [regular\n", "not valid YAML"),
