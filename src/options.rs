@@ -190,10 +190,11 @@ fn help_of(arg: &Arg) -> String {
 /// Precedence, as in mitmproxy: the command line beats config.yaml. An option the command line gives, as a
 /// flag or with `--set`, takes nothing from config.yaml (for a list, the command line's values replace the
 /// file's). On the command line `--set NAME=VALUE` is the flag itself: a single-valued option given twice
-/// is clap's error, as for a repeated flag; a list collects every value, `--set` ones first. config.yaml is read from `--confdir` (or
-/// `--set confdir=DIR`), else `~/.strata`; a missing file is no error. Every entry is checked, also those
-/// the command line overrides: a malformed file, a value an option cannot take, or `confdir` in the file
-/// is an error naming the file. Unknown names are not an error here: see `reject_unclaimed`.
+/// is clap's error, as for a repeated flag; a list collects every value, `--set` ones first. config.yaml
+/// is read from `--confdir` (or `--set confdir=DIR`), else `~/.strata`; a missing file is no error. Every
+/// entry is checked, also those the command line overrides: a malformed file, a value an option cannot
+/// take, or `confdir` in the file is an error naming the file. Unknown names are not an error here: see
+/// `reject_unclaimed`.
 pub fn expand(args: &[OsString], given: &ArgMatches) -> Result<Start, ConfigError> {
     let table = table();
     let cli = Cli::from_arg_matches(given)
@@ -201,44 +202,55 @@ pub fn expand(args: &[OsString], given: &ArgMatches) -> Result<Start, ConfigErro
     if cli.options {
         return Ok(Start::Describe(describe(&table)));
     }
-
-    let mut from_set = Settings::default();
-    for item in &cli.set {
-        let (name, value) = match item.split_once('=') {
-            Some((name, value)) => (name, Given::Text(value.to_string())),
-            None => (item.as_str(), Given::Bare),
-        };
-        from_set.add(&table, "--set", name, value, item)?;
-    }
-    check_with_clap("--set", &from_set.flags)?;
-
+    let from_set = set_settings(&table, &cli.set)?;
     let confdir = match from_set.last_text(CONFDIR) {
         Some(dir) => Some(PathBuf::from(dir)),
         None => cli.confdir.clone().or_else(|| default_confdir().ok()),
     };
-    let mut from_file = Settings::default();
-    if let Some(confdir) = confdir {
-        let path = confdir.join(CONFIG_FILE);
-        let origin = path.display().to_string();
-        for (name, value) in read_config_file(&path)? {
-            if name == CONFDIR && !value.is_null() {
-                let reason = format!("'{CONFDIR}' cannot be set in the file that is read from it");
-                return Err(ConfigError::Option { origin, reason });
-            }
-            from_file.add_yaml(&table, &origin, &name, &value)?;
-        }
-        check_with_clap(&origin, &from_file.flags)?;
-    }
+    let from_file = match confdir {
+        Some(confdir) => file_settings(&table, &confdir.join(CONFIG_FILE))?,
+        None => Settings::default(), // no HOME: Config::from_cli says so
+    };
 
     let on_command_line = names_on_command_line(&table, given, &from_set);
     let mut argv = vec![args.first().cloned().unwrap_or_else(|| "strata".into())];
-    argv.extend(from_file.entries.iter().filter(|e| !on_command_line.contains(&e.name)).flat_map(|e| e.flags.clone()));
+    let file_entries = from_file.entries.iter().filter(|e| !on_command_line.contains(&e.name));
+    argv.extend(file_entries.flat_map(|e| e.flags.iter().cloned()));
     argv.extend(from_set.flags);
     argv.extend(args.iter().skip(1).cloned());
     let set_unclaimed: HashSet<String> = from_set.unclaimed.iter().map(|u| u.name.clone()).collect();
     let mut unclaimed = from_set.unclaimed;
     unclaimed.extend(from_file.unclaimed.into_iter().filter(|u| !set_unclaimed.contains(&u.name)));
     Ok(Start::Run(Expanded { argv, unclaimed }))
+}
+
+/// The `--set NAME=VALUE` items (`NAME` alone for a boolean's true), checked.
+fn set_settings(table: &[OptionDef], items: &[String]) -> Result<Settings, ConfigError> {
+    let mut settings = Settings::default();
+    for item in items {
+        let (name, value) = match item.split_once('=') {
+            Some((name, value)) => (name, Given::Text(value.to_string())),
+            None => (item.as_str(), Given::Bare),
+        };
+        settings.add(table, "--set", name, value, item)?;
+    }
+    check_with_clap("--set", &settings.flags)?;
+    Ok(settings)
+}
+
+/// The entries of the config.yaml at `path` (none if it does not exist), checked.
+fn file_settings(table: &[OptionDef], path: &Path) -> Result<Settings, ConfigError> {
+    let origin = path.display().to_string();
+    let mut settings = Settings::default();
+    for (name, value) in read_config_file(path)? {
+        if name == CONFDIR && !value.is_null() {
+            let reason = format!("'{CONFDIR}' cannot be set in the file that is read from it");
+            return Err(ConfigError::Option { origin, reason });
+        }
+        settings.add_yaml(table, &origin, &name, &value)?;
+    }
+    check_with_clap(&origin, &settings.flags)?;
+    Ok(settings)
 }
 
 /// Fails on the first unclaimed entry, naming it and where it came from:
