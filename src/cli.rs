@@ -27,9 +27,20 @@ pub struct Cli {
     #[arg(short = 'p', long, value_name = "PORT", default_value_t = 8080)]
     pub listen_port: u16,
 
-    /// Configuration directory, holding the certificate authority. Created if missing. [default: ~/.strata]
+    /// Configuration directory, holding the certificate authority and config.yaml. Created if missing.
+    /// [default: ~/.strata]
     #[arg(long, value_name = "DIR")]
     pub confdir: Option<PathBuf>,
+
+    /// Set an option by name, as in config.yaml: NAME=VALUE, e.g. `--set anticache=true`. A name is a long
+    /// flag with `_` for `-`; booleans take true/false (or yes/no, on/off, 1/0; NAME alone means true); a
+    /// list option takes one value per --set. Beats config.yaml. Repeatable; --options lists the names.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+
+    /// Print every option (the names of --set and config.yaml) with its type, default and help, then exit.
+    #[arg(long)]
+    pub options: bool,
 
     /// Print no flow lines.
     #[arg(short = 'q', long)]

@@ -18,6 +18,7 @@ use crate::addons::AddonOptions;
 use crate::cli::Cli;
 use crate::error::ConfigError;
 use crate::http::url::{split_host_port, Scheme};
+use crate::options::Unclaimed;
 
 /// A server named by a mode, e.g. the `http://127.0.0.1:5173` of `reverse:http://127.0.0.1:5173`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,8 +224,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks everything on the command line. Creates nothing.
-    pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+    /// Checks everything on the command line; `unclaimed` are the `--set`/config.yaml entries no built-in
+    /// option took, which the scripts may declare (any left over is an unknown option). Creates nothing.
+    pub fn from_cli(cli: &Cli, unclaimed: &[Unclaimed]) -> Result<Config, ConfigError> {
         let mut listeners: Vec<ListenSpec> = Vec::new();
         for mode in &cli.modes {
             refuse_unbuilt(mode)?;
@@ -260,7 +262,7 @@ impl Config {
             hosts: host_rules(cli)?,
             keep_host_header: cli.keep_host_header,
             http2: !cli.no_http2,
-            addons: AddonOptions::from_cli(cli)?,
+            addons: AddonOptions::from_cli(cli, unclaimed)?,
             upstream_tls: UpstreamTls {
                 insecure: cli.ssl_insecure,
                 extra_roots: cli.upstream_ca.iter().map(|p| read_ca_certs(p)).collect::<Result<Vec<_>, _>>()?.concat(),
@@ -331,7 +333,8 @@ fn resolve_listen(host: &str, port: u16, flag: &'static str) -> Result<SocketAdd
         .ok_or_else(|| bad(format!("'{host}' has no address")))
 }
 
-fn default_confdir() -> Result<PathBuf, ConfigError> {
+/// `~/.strata`, the confdir when `--confdir` is not given (also where config.yaml is looked for).
+pub fn default_confdir() -> Result<PathBuf, ConfigError> {
     match std::env::var_os("HOME") {
         Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".strata")),
         _ => Err(ConfigError::InvalidValue { flag: "--confdir", reason: "HOME is not set; pass --confdir DIR".into() }),

@@ -120,6 +120,10 @@ pub enum ConfigError {
     /// A file named on the command line or in the confdir cannot be used.
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
+    /// An option from `--set` or config.yaml is unknown or cannot take its value; `origin` is `--set` or
+    /// the path of config.yaml.
+    #[error("{origin}: {reason}")]
+    Option { origin: String, reason: String },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

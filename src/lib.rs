@@ -14,5 +14,6 @@ pub mod http; // version-free message rules: field syntax, trailers, authorities
 pub mod io; // buffered stream that keeps peeked bytes
 pub mod layer; // Layer trait and next_layer()
 pub mod layers; // the layers themselves
+pub mod options; // --set, config.yaml and --options, derived from the flags
 pub mod server; // listeners, accept loop, shutdown
 pub mod server_conn; // lazy server connections

@@ -1,11 +1,15 @@
-//! The `strata` binary: parse the command line, check it into a `Config`, set up logging, run the
-//! proxy, and turn the outcome into an exit code (2 for any startup problem, as for a bad flag).
+//! The `strata` binary: parse the command line (with config.yaml and `--set` folded in by `options`),
+//! check it into a `Config`, set up logging, run the proxy, and turn the outcome into an exit code (2 for
+//! any startup problem, as for a bad flag).
 
+use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use strata::cli::Cli;
 use strata::config::Config;
+use strata::options::{self, Start};
 use tracing_subscriber::EnvFilter;
 
 // mimalloc: glibc's allocator showed up in profiles as lock contention between the runtime's worker
@@ -14,8 +18,21 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::from_cli(&cli) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // The user's own words first: --help, --version and clap's errors end here, with clap's exit codes.
+    let given = Cli::command().get_matches_from(&args);
+    let expanded = match options::expand(&args, &given) {
+        Ok(Start::Run(expanded)) => expanded,
+        Ok(Start::Describe(text)) => {
+            // A closed stdout (`strata --options | head`) is not an error worth reporting.
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&e),
+    };
+    let cli = Cli::parse_from(expanded.argv);
+    // Scripts declare their own options: what no built-in option claimed goes to them.
+    let config = match Config::from_cli(&cli, &expanded.unclaimed) {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };

@@ -18,6 +18,7 @@ pub mod proxyauth;
 pub mod replay;
 pub mod script;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use crate::certs::CertificateAuthority;
 use crate::cli::Cli;
 use crate::error::ConfigError;
 use crate::filter::Filter;
+use crate::options::{self, Unclaimed};
 
 /// The built-in addons' options, checked once at start.
 #[derive(Debug, Default)]
@@ -54,8 +56,20 @@ pub struct AddonOptions {
 }
 
 impl AddonOptions {
-    /// Parses every hook option; a bad one is an error naming its flag.
-    pub fn from_cli(cli: &Cli) -> Result<AddonOptions, ConfigError> {
+    /// Parses every hook option and loads the scripts; a bad one is an error naming its flag or file.
+    /// `unclaimed` (`--set` and config.yaml entries no built-in option took) are the scripts' settings; a
+    /// name no script declares is an unknown option.
+    pub fn from_cli(cli: &Cli, unclaimed: &[Unclaimed]) -> Result<AddonOptions, ConfigError> {
+        let settings: HashMap<String, String> =
+            unclaimed.iter().filter_map(|u| Some((u.name.clone(), u.values.last()?.clone()))).collect();
+        let scripts: Vec<Arc<script::Script>> = cli
+            .scripts
+            .iter()
+            .map(|path| script::Script::load(path, &settings).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        let declared: Vec<String> = scripts.iter().flat_map(|s| s.options()).map(|o| o.name).collect();
+        let unknown: Vec<Unclaimed> = unclaimed.iter().filter(|u| !declared.contains(&u.name)).cloned().collect();
+        options::reject_unclaimed(&unknown)?;
         let view = match cli.filter.join(" ").trim() {
             "" => None,
             text => Some(Filter::parse(text).map_err(|e| invalid("FILTER", e.to_string()))?),
@@ -78,11 +92,7 @@ impl AddonOptions {
             body_size_limit: parse_size(&cli.body_size_limit).ok_or_else(|| {
                 invalid("--body-size-limit", format!("'{}' is not a size like 32m", cli.body_size_limit))
             })?,
-            scripts: cli
-                .scripts
-                .iter()
-                .map(|path| script::Script::load(path, &Default::default()).map(Arc::new))
-                .collect::<Result<_, _>>()?,
+            scripts,
         })
     }
 }
