@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::addon::ClientInfo;
 use crate::addons::{self, client_replay};
 use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode, ModeKind};
@@ -162,7 +163,9 @@ async fn serve_connection(root: Arc<RootContext>, mode: Mode, socket: TcpStream,
         },
         _ => None,
     };
-    let layer = ModeLayer::new(root, &mode, client_addr, local_addr, original_dst);
+    let client = ClientInfo { address: client_addr, mode: mode.to_string() };
+    root.addons.each(&client, |addon, client| addon.client_connected(client)).await;
+    let layer = ModeLayer::new(root.clone(), &mode, client_addr, local_addr, original_dst);
     if let Some(blocked) = layer.context().blocked() {
         tracing::warn!("{blocked}");
     }
@@ -172,6 +175,7 @@ async fn serve_connection(root: Arc<RootContext>, mode: Mode, socket: TcpStream,
         Err(e) if e.is_ordinary_end() => tracing::debug!(error = %e, "connection ended"),
         Err(e) => tracing::info!(error = %e, "connection failed"),
     }
+    root.addons.each(&client, |addon, client| addon.client_disconnected(client)).await;
 }
 
 /// SIGTERM and SIGINT, caught from the moment they are installed.

@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
+use crate::addon::{ServerInfo, TlsInfo};
 use crate::config::ModeKind;
 use crate::config::UpstreamTls;
 use crate::context::{Address, Context, RootContext};
@@ -353,7 +354,19 @@ impl ServerConnection {
                 return Ok(());
             }
         }
-        let (stream, peer_addr, alpn) = self.open(&address).await?;
+        let addons = &self.root.addons;
+        let mut info = ServerInfo { address: address.to_string(), peer: None, error: None };
+        addons.each(&info, |addon, server| addon.server_connect(server)).await;
+        let (stream, peer_addr, alpn) = match self.open(&address).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                info.error = Some(error.to_string());
+                addons.each(&info, |addon, server| addon.server_disconnected(server)).await;
+                return Err(error);
+            }
+        };
+        info.peer = Some(peer_addr);
+        addons.each(&info, |addon, server| addon.server_connected(server)).await;
         (self.peer_addr, self.reused) = (Some(peer_addr), false);
         let speaks_h2 = self.prior_knowledge || alpn.as_deref() == Some(ALPN_H2);
         if self.purpose == Purpose::Http && speaks_h2 {
@@ -506,11 +519,30 @@ impl ServerConnection {
             config.alpn_protocols = tls.alpn.clone();
             Arc::new(config)
         };
-        match timeout(self.root.config.timeouts.read, TlsConnector::from(config).connect(name, tcp)).await {
+        let result = match timeout(self.root.config.timeouts.read, TlsConnector::from(config).connect(name, tcp)).await
+        {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(fail(tls_error_reason(&e))),
             Err(_) => Err(ProtocolError::Timeout { side: Side::Server, step: "TLS handshake" }),
+        };
+        let mut info = TlsInfo {
+            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            sni: Some(tls.server_name.clone()),
+            alpn: tls.alpn.clone(),
+            error: None,
+        };
+        let addons = &self.root.addons;
+        match &result {
+            Ok(stream) => {
+                info.alpn = stream.get_ref().1.alpn_protocol().map(|p| vec![p.to_vec()]).unwrap_or_default();
+                addons.each(&info, |addon, tls| addon.tls_established_server(tls)).await;
+            }
+            Err(error) => {
+                info.error = Some(error.to_string());
+                addons.each(&info, |addon, tls| addon.tls_failed_server(tls)).await;
+            }
         }
+        result
     }
 
     /// True if `addr` is one of our listeners (a wildcard listener matches any local address on its port).

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mlua::{Function, HookTriggers, Lua, LuaSerdeExt, Value, VmState};
 
-use crate::addon::Addon;
+use crate::addon::{Addon, ClientInfo, ServerInfo, TlsInfo};
 use crate::error::ConfigError;
 use crate::flow::{HttpFlow, TcpFlow, TcpMessage, WebSocketMessage};
 
@@ -195,7 +195,7 @@ impl Script {
             }
             Subject::Tcp(flow) => {
                 let url = format!("tcp://{}", flow.server);
-                let info = state.tcp_table(flow);
+                let info = tcp_table(&state.lua, flow);
                 let result = table.and_then(|table| state.call(event, (info?, table.clone())).map(|()| table));
                 (result, url)
             }
@@ -209,15 +209,15 @@ impl Script {
         }
     }
 
-    /// Calls an event about a TCP flow, with a table describing it.
-    fn call_tcp(&self, event: &'static str, flow: &TcpFlow) {
+    /// Calls an event about a connection or a TCP flow, with a table describing it (made by `describe`).
+    fn call_table(&self, event: &'static str, what: &str, describe: impl FnOnce(&Lua) -> mlua::Result<mlua::Table>) {
         let mut state = self.current();
         if !state.defined.contains(event) {
             return;
         }
-        let result = state.tcp_table(flow).and_then(|info| state.call(event, info));
+        let result = describe(&state.lua).and_then(|table| state.call(event, table));
         if let Err(e) = result {
-            state.report(&self.name, event, &e, &format!("tcp://{}", flow.server));
+            state.report(&self.name, event, &e, what);
         }
     }
 
@@ -290,20 +290,6 @@ impl Loaded {
         Ok(table)
     }
 
-    fn tcp_table(&self, flow: &TcpFlow) -> mlua::Result<mlua::Table> {
-        let table = self.lua.create_table()?;
-        table.set("id", flow.id.to_string())?;
-        let client = self.lua.create_table()?;
-        client.set("address", flow.client_addr.to_string())?;
-        table.set("client", client)?;
-        let server = self.lua.create_table()?;
-        server.set("address", flow.server.clone())?;
-        table.set("server", server)?;
-        table.set("bytes_to_server", flow.bytes_to_server)?;
-        table.set("bytes_to_client", flow.bytes_to_client)?;
-        Ok(table)
-    }
-
     /// Logs a runtime error once per distinct message.
     fn report(&mut self, script: &str, event: &str, error: &mlua::Error, url: &str) {
         let message = first_line(error);
@@ -312,6 +298,42 @@ impl Loaded {
             tracing::error!("{script}: error in {event}{on}: {message} (the flow goes on unchanged)");
         }
     }
+}
+
+/// `{id, client = {address}, server = {address}, bytes_to_server, bytes_to_client}` for a TCP flow.
+fn tcp_table(lua: &Lua, flow: &TcpFlow) -> mlua::Result<mlua::Table> {
+    let table = lua.create_table()?;
+    table.set("id", flow.id.to_string())?;
+    table.set("client", lua.create_table_from([("address", flow.client_addr.to_string())])?)?;
+    table.set("server", lua.create_table_from([("address", flow.server.clone())])?)?;
+    table.set("bytes_to_server", flow.bytes_to_server)?;
+    table.set("bytes_to_client", flow.bytes_to_client)?;
+    Ok(table)
+}
+
+/// `{address, mode}` for a client connection.
+fn client_table(lua: &Lua, client: &ClientInfo) -> mlua::Result<mlua::Table> {
+    lua.create_table_from([("address", client.address.to_string()), ("mode", client.mode.clone())])
+}
+
+/// `{address, peer, error}` for a server connection.
+fn server_table(lua: &Lua, server: &ServerInfo) -> mlua::Result<mlua::Table> {
+    let table = lua.create_table()?;
+    table.set("address", server.address.clone())?;
+    table.set("peer", server.peer.map(|p| p.to_string()))?;
+    table.set("error", server.error.clone())?;
+    Ok(table)
+}
+
+/// `{client, sni, alpn = {...}, error}` for a TLS handshake.
+fn tls_table(lua: &Lua, tls: &TlsInfo) -> mlua::Result<mlua::Table> {
+    let table = lua.create_table()?;
+    table.set("client", tls.client.to_string())?;
+    table.set("sni", tls.sni.clone())?;
+    let alpn: Vec<mlua::String> = tls.alpn.iter().map(|p| lua.create_string(p)).collect::<mlua::Result<_>>()?;
+    table.set("alpn", lua.create_sequence_from(alpn)?)?;
+    table.set("error", tls.error.clone())?;
+    Ok(table)
 }
 
 /// The useful line of a Lua error: `FILE:LINE: message`, without the traceback.
@@ -438,6 +460,46 @@ impl Addon for Script {
         self.call_plain("done");
     }
 
+    async fn client_connected(&self, client: &ClientInfo) {
+        self.call_table("client_connected", "", |lua| client_table(lua, client));
+    }
+
+    async fn client_disconnected(&self, client: &ClientInfo) {
+        self.call_table("client_disconnected", "", |lua| client_table(lua, client));
+    }
+
+    async fn server_connect(&self, server: &ServerInfo) {
+        self.call_table("server_connect", &server.address, |lua| server_table(lua, server));
+    }
+
+    async fn server_connected(&self, server: &ServerInfo) {
+        self.call_table("server_connected", &server.address, |lua| server_table(lua, server));
+    }
+
+    async fn server_disconnected(&self, server: &ServerInfo) {
+        self.call_table("server_disconnected", &server.address, |lua| server_table(lua, server));
+    }
+
+    async fn tls_clienthello(&self, tls: &TlsInfo) {
+        self.call_table("tls_clienthello", "", |lua| tls_table(lua, tls));
+    }
+
+    async fn tls_established_client(&self, tls: &TlsInfo) {
+        self.call_table("tls_established_client", "", |lua| tls_table(lua, tls));
+    }
+
+    async fn tls_established_server(&self, tls: &TlsInfo) {
+        self.call_table("tls_established_server", "", |lua| tls_table(lua, tls));
+    }
+
+    async fn tls_failed_client(&self, tls: &TlsInfo) {
+        self.call_table("tls_failed_client", "", |lua| tls_table(lua, tls));
+    }
+
+    async fn tls_failed_server(&self, tls: &TlsInfo) {
+        self.call_table("tls_failed_server", "", |lua| tls_table(lua, tls));
+    }
+
     async fn http_connect(&self, flow: &mut HttpFlow) {
         self.call_flow("http_connect", flow);
     }
@@ -486,7 +548,7 @@ impl Addon for Script {
     }
 
     async fn tcp_start(&self, flow: &mut TcpFlow) {
-        self.call_tcp("tcp_start", flow);
+        self.call_table("tcp_start", &format!("tcp://{}", flow.server), |lua| tcp_table(lua, flow));
     }
 
     async fn tcp_message(&self, flow: &mut TcpFlow, message: &mut TcpMessage) {
@@ -499,6 +561,6 @@ impl Addon for Script {
     }
 
     async fn tcp_end(&self, flow: &mut TcpFlow) {
-        self.call_tcp("tcp_end", flow);
+        self.call_table("tcp_end", &format!("tcp://{}", flow.server), |lua| tcp_table(lua, flow));
     }
 }

@@ -14,6 +14,7 @@ use rustls::ServerConfig;
 use tokio::time::timeout;
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::addon::TlsInfo;
 use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::io::BufIo;
@@ -44,18 +45,34 @@ impl TlsLayer {
             hello.alpn().map(|offers| offers.map(<[u8]>::to_vec).collect()).unwrap_or_default();
         let fallback =
             self.parent.tls_cert_host().map(str::to_string).or_else(|| self.parent.server().map(|s| s.host.clone()));
+        let addons = &self.parent.root().addons;
+        let mut info =
+            TlsInfo { client: self.parent.client_addr(), sni: sni.clone(), alpn: alpn_offers.clone(), error: None };
+        addons.each(&info, |addon, tls| addon.tls_clienthello(tls)).await;
         let Some(cert_name) = sni.clone().or(fallback) else {
             return Err(ProtocolError::ClientTls("no SNI and no server address to name a certificate".into()));
         };
         let leaf = self.parent.root().ca.leaf(&cert_name).map_err(ProtocolError::ClientTls)?;
         let config = server_config(&self.parent, leaf, &alpn_offers);
 
-        let tls = timeout(deadline, start.into_stream(config))
-            .await
-            .map_err(|_| handshake_timeout())?
-            .map_err(|e| ProtocolError::ClientTls(format!("{e} (does the client trust strata's CA?)")))?;
+        let handshake = match timeout(deadline, start.into_stream(config)).await {
+            Err(_) => Err(handshake_timeout()),
+            Ok(result) => {
+                result.map_err(|e| ProtocolError::ClientTls(format!("{e} (does the client trust strata's CA?)")))
+            }
+        };
+        let tls = match handshake {
+            Ok(tls) => tls,
+            Err(error) => {
+                info.error = Some(error.to_string());
+                addons.each(&info, |addon, tls| addon.tls_failed_client(tls)).await;
+                return Err(error);
+            }
+        };
 
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec).unwrap_or_default();
+        info.alpn = vec![alpn.clone()];
+        addons.each(&info, |addon, tls| addon.tls_established_client(tls)).await;
         let ctx = self.parent.push(
             LayerKind::Tls,
             Facts { client_tls: Some(true), sni, alpn_offers: Some(alpn_offers), alpn: Some(alpn), ..Facts::default() },
