@@ -129,6 +129,12 @@ impl AddonChain {
         AddonChain { addons, wants_messages }
     }
 
+    /// Adds an addon at the end of the chain.
+    pub fn push(&mut self, addon: Arc<dyn Addon>) {
+        self.wants_messages |= addon.wants_messages();
+        self.addons.push(addon);
+    }
+
     /// True if some addon wants per-message events.
     pub fn wants_messages(&self) -> bool {
         self.wants_messages

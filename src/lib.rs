@@ -4,7 +4,8 @@
 pub mod addon; // the Addon trait (mitmproxy's events) and the addon chain
 pub mod addons; // the built-in addons and their options
 pub mod certs; // certificate authority and leaf certificates
-pub mod cli; // command-line flags (clap)
+pub mod cli;
+pub mod client_replay; // --client-replay: recorded requests through a regular-mode stack // command-line flags (clap)
 pub mod config; // checked configuration: modes, listen addresses, limits
 pub mod context; // RootContext and the read-only context chain
 pub mod error; // ProtocolError, ConfigError, Side

@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::addon::ClientInfo;
-use crate::addons::{self, client_replay};
+use crate::addons;
 use crate::certs::CertificateAuthority;
+use crate::client_replay::{self, Playback};
 use crate::config::{Config, Mode, ModeKind};
 use crate::context::RootContext;
 use crate::error::ConfigError;
@@ -50,7 +51,11 @@ pub async fn run(mut config: Config) -> Result<bool, ConfigError> {
     // Handlers go in before the `listening on` line, so a signal sent on seeing it is always handled.
     let signals = ShutdownSignals::install();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let addons = addons::chain(&mut config.addons, &ca);
+    let mut addons = addons::chain(&mut config.addons, &ca);
+    let playback = client_replay.as_ref().map(|_| Arc::new(Playback::default()));
+    if let Some(playback) = &playback {
+        addons.push(playback.clone());
+    }
     let root = Arc::new(RootContext {
         addons,
         listen_addrs: listeners.iter().map(|(_, addr, _)| *addr).collect(),
@@ -61,8 +66,8 @@ pub async fn run(mut config: Config) -> Result<bool, ConfigError> {
         config,
         shutdown: shutdown_rx,
     });
-    if let Some(path) = client_replay {
-        let failures = client_replay::run(root.clone(), &path).await?;
+    if let (Some(path), Some(playback)) = (client_replay, playback) {
+        let failures = client_replay::run(root.clone(), &playback, &path).await?;
         return Ok(failures == 0);
     }
 

@@ -8,7 +8,6 @@ pub mod anticache;
 pub mod anticomp;
 pub mod block;
 pub mod blocklist;
-pub mod client_replay;
 pub mod dumper;
 pub mod har;
 pub mod map;
