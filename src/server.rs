@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::addon::ClientInfo;
+use crate::addon::{Addon, ClientInfo};
 use crate::addons;
 use crate::certs::CertificateAuthority;
 use crate::client_replay::{self, Playback};
@@ -36,7 +36,13 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Runs the proxy until SIGINT or SIGTERM (or, with `--client-replay`, until the replay is done).
 /// Returns false if the replay had failures. Errors are startup problems (confdir, bind).
-pub async fn run(mut config: Config) -> Result<bool, ConfigError> {
+pub async fn run(config: Config) -> Result<bool, ConfigError> {
+    run_with_addons(config, Vec::new()).await
+}
+
+/// As `run`, with addons of the caller's own in the chain (before the `-s` scripts): how a program
+/// embeds strata (see `examples/embed.rs`).
+pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) -> Result<bool, ConfigError> {
     prepare_confdir(&config)?;
     let ca = CertificateAuthority::load_or_create(&config.confdir)?;
     let client_replay = config.addons.client_replay.clone();
@@ -51,7 +57,7 @@ pub async fn run(mut config: Config) -> Result<bool, ConfigError> {
     // Handlers go in before the `listening on` line, so a signal sent on seeing it is always handled.
     let signals = ShutdownSignals::install();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut addons = addons::chain(&mut config.addons, &ca);
+    let mut addons = addons::chain(&mut config.addons, &ca, custom);
     let playback = client_replay.as_ref().map(|_| Arc::new(Playback::default()));
     if let Some(playback) = &playback {
         addons.push(playback.clone());

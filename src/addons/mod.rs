@@ -96,10 +96,11 @@ impl AddonOptions {
     }
 }
 
-/// The chain for `options` (which it takes apart), with the scripts in mitmproxy's place for them:
-/// after the request filters that drop or rewrite traffic for everyone, before mapping, modification
-/// and replay. Starts the HAR writer, so it must run inside the runtime.
-pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority) -> AddonChain {
+/// The chain for `options` (which it takes apart), with `custom` addons (those of a program embedding
+/// strata) and then the scripts in mitmproxy's place for scripts: after the request filters that drop or
+/// rewrite traffic for everyone, before mapping, modification and replay. Starts the HAR writer, so it
+/// must run inside the runtime.
+pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority, custom: Vec<Arc<dyn Addon>>) -> AddonChain {
     let mut addons: Vec<Arc<dyn Addon>> = Vec::new();
     if let Some(auth) = &options.proxyauth {
         addons.push(Arc::new(proxyauth::ProxyAuthAddon(auth.clone())));
@@ -114,6 +115,7 @@ pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority) -> AddonChai
     if options.anticomp {
         addons.push(Arc::new(anticomp::AntiComp));
     }
+    addons.extend(custom);
     addons.extend(options.scripts.drain(..).map(|script| script as Arc<dyn Addon>));
     if !options.map_remote.is_empty() {
         addons.push(Arc::new(map::MapRemote(std::mem::take(&mut options.map_remote))));

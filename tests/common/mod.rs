@@ -7,6 +7,7 @@ pub mod strict;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -97,17 +98,24 @@ impl Strata {
     pub fn start(args: &[&str]) -> Strata {
         let confdir = tempfile::tempdir().expect("create temp confdir");
         let path = confdir.path().to_path_buf();
-        Strata::launch(&path, &[], args, confdir)
+        Strata::launch(Path::new(env!("CARGO_BIN_EXE_strata")), &path, &[], args, confdir)
+    }
+
+    /// As `start`, for another program that takes strata's flags (an example that embeds strata).
+    pub fn start_program(program: &Path, args: &[&str]) -> Strata {
+        let confdir = tempfile::tempdir().expect("create temp confdir");
+        let path = confdir.path().to_path_buf();
+        Strata::launch(program, &path, &[], args, confdir)
     }
 
     /// Runs the binary with `-p 0 --confdir confdir`, `env` and `args`, and waits for its `listening on`
     /// lines; `owned` is a temp dir the process struct keeps alive (and removes) with it.
-    fn launch(confdir: &std::path::Path, env: &[(&str, &str)], args: &[&str], owned: tempfile::TempDir) -> Strata {
+    fn launch(program: &Path, confdir: &Path, env: &[(&str, &str)], args: &[&str], owned: tempfile::TempDir) -> Strata {
         let mut argv: Vec<String> = vec!["-p".into(), "0".into(), "--confdir".into(), confdir.display().to_string()];
         argv.extend(args.iter().map(|a| a.to_string()));
         let listeners = count_modes(args);
 
-        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        let mut command = Command::new(program);
         command.args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
@@ -856,7 +864,7 @@ impl Strata {
     pub fn start_in(confdir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Strata {
         // The struct owns a temp dir; this one stays empty, the caller owns the real confdir.
         let unused = tempfile::tempdir().expect("create temp dir");
-        Strata::launch(confdir, env, args, unused)
+        Strata::launch(Path::new(env!("CARGO_BIN_EXE_strata")), confdir, env, args, unused)
     }
 
     /// The `--confdir` this process runs with.
