@@ -18,10 +18,11 @@ pub mod api;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use mlua::{Function, HookTriggers, Lua, LuaSerdeExt, Value, VmState};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
 
 use crate::addon::{Addon, ClientInfo, ServerInfo, TlsInfo};
 use crate::error::ConfigError;
@@ -84,7 +85,8 @@ pub struct Script {
     settings: HashMap<String, String>,
     /// Whether it defined a per-message event when it was first loaded.
     wants_messages: bool,
-    state: Mutex<Loaded>,
+    /// Flows waiting for the script wait here without holding a thread.
+    state: AsyncMutex<Loaded>,
 }
 
 /// A script's Lua state and what it defined.
@@ -118,22 +120,18 @@ impl Script {
             wants_messages: loaded.defined.contains("websocket_message") || loaded.defined.contains("tcp_message"),
             name,
             settings: settings.clone(),
-            state: Mutex::new(loaded),
+            state: AsyncMutex::new(loaded),
         })
     }
 
-    /// The options the script declared.
+    /// The options the script declared (at start, before any event).
     pub fn options(&self) -> Vec<ScriptOption> {
-        self.lock().options.clone()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Loaded> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.try_lock().map(|state| state.options.clone()).unwrap_or_default()
     }
 
     /// The state, reloaded first if the file changed.
-    fn current(&self) -> MutexGuard<'_, Loaded> {
-        let mut state = self.lock();
+    async fn current(&self) -> MutexGuard<'_, Loaded> {
+        let mut state = self.state.lock().await;
         if state.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
             state.checked = Instant::now();
             let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
@@ -154,13 +152,13 @@ impl Script {
     }
 
     /// True if the script defines `event`.
-    fn defines(&self, event: &str) -> bool {
-        self.current().defined.contains(event)
+    async fn defines(&self, event: &str) -> bool {
+        self.current().await.defined.contains(event)
     }
 
     /// Calls `event` with the flow object; on error the flow stays as it was.
-    fn call_flow(&self, event: &'static str, flow: &mut HttpFlow) {
-        let mut state = self.current();
+    async fn call_flow(&self, event: &'static str, flow: &mut HttpFlow) {
+        let mut state = self.current().await;
         if !state.defined.contains(event) {
             return;
         }
@@ -176,8 +174,13 @@ impl Script {
 
     /// Calls a per-message event with the flow (an HTTP flow object, or a table for a TCP flow) and a
     /// message table `{content, from_client, type}`; returns the message's content after a successful call.
-    fn call_message(&self, event: &'static str, flow: Subject<'_>, message: (&[u8], bool, &str)) -> Option<Vec<u8>> {
-        let mut state = self.current();
+    async fn call_message(
+        &self,
+        event: &'static str,
+        flow: Subject<'_>,
+        message: (&[u8], bool, &str),
+    ) -> Option<Vec<u8>> {
+        let mut state = self.current().await;
         if !state.defined.contains(event) {
             return None;
         }
@@ -210,8 +213,13 @@ impl Script {
     }
 
     /// Calls an event about a connection or a TCP flow, with a table describing it (made by `describe`).
-    fn call_table(&self, event: &'static str, what: &str, describe: impl FnOnce(&Lua) -> mlua::Result<mlua::Table>) {
-        let mut state = self.current();
+    async fn call_table(
+        &self,
+        event: &'static str,
+        what: &str,
+        describe: impl FnOnce(&Lua) -> mlua::Result<mlua::Table>,
+    ) {
+        let mut state = self.current().await;
         if !state.defined.contains(event) {
             return;
         }
@@ -222,8 +230,8 @@ impl Script {
     }
 
     /// Calls an event without a flow (`running`, `done`).
-    fn call_plain(&self, event: &'static str) {
-        let mut state = self.current();
+    async fn call_plain(&self, event: &'static str) {
+        let mut state = self.current().await;
         if !state.defined.contains(event) {
             return;
         }
@@ -453,114 +461,116 @@ impl Addon for Script {
     }
 
     async fn running(&self) {
-        self.call_plain("running");
+        self.call_plain("running").await;
     }
 
     async fn done(&self) {
-        self.call_plain("done");
+        self.call_plain("done").await;
     }
 
     async fn client_connected(&self, client: &ClientInfo) {
-        self.call_table("client_connected", "", |lua| client_table(lua, client));
+        self.call_table("client_connected", "", |lua| client_table(lua, client)).await;
     }
 
     async fn client_disconnected(&self, client: &ClientInfo) {
-        self.call_table("client_disconnected", "", |lua| client_table(lua, client));
+        self.call_table("client_disconnected", "", |lua| client_table(lua, client)).await;
     }
 
     async fn server_connect(&self, server: &ServerInfo) {
-        self.call_table("server_connect", &server.address, |lua| server_table(lua, server));
+        self.call_table("server_connect", &server.address, |lua| server_table(lua, server)).await;
     }
 
     async fn server_connected(&self, server: &ServerInfo) {
-        self.call_table("server_connected", &server.address, |lua| server_table(lua, server));
+        self.call_table("server_connected", &server.address, |lua| server_table(lua, server)).await;
     }
 
     async fn server_disconnected(&self, server: &ServerInfo) {
-        self.call_table("server_disconnected", &server.address, |lua| server_table(lua, server));
+        self.call_table("server_disconnected", &server.address, |lua| server_table(lua, server)).await;
     }
 
     async fn tls_clienthello(&self, tls: &TlsInfo) {
-        self.call_table("tls_clienthello", "", |lua| tls_table(lua, tls));
+        self.call_table("tls_clienthello", "", |lua| tls_table(lua, tls)).await;
     }
 
     async fn tls_established_client(&self, tls: &TlsInfo) {
-        self.call_table("tls_established_client", "", |lua| tls_table(lua, tls));
+        self.call_table("tls_established_client", "", |lua| tls_table(lua, tls)).await;
     }
 
     async fn tls_established_server(&self, tls: &TlsInfo) {
-        self.call_table("tls_established_server", "", |lua| tls_table(lua, tls));
+        self.call_table("tls_established_server", "", |lua| tls_table(lua, tls)).await;
     }
 
     async fn tls_failed_client(&self, tls: &TlsInfo) {
-        self.call_table("tls_failed_client", "", |lua| tls_table(lua, tls));
+        self.call_table("tls_failed_client", "", |lua| tls_table(lua, tls)).await;
     }
 
     async fn tls_failed_server(&self, tls: &TlsInfo) {
-        self.call_table("tls_failed_server", "", |lua| tls_table(lua, tls));
+        self.call_table("tls_failed_server", "", |lua| tls_table(lua, tls)).await;
     }
 
     async fn http_connect(&self, flow: &mut HttpFlow) {
-        self.call_flow("http_connect", flow);
+        self.call_flow("http_connect", flow).await;
     }
 
     async fn requestheaders(&self, flow: &mut HttpFlow) {
-        if self.defines("request") {
+        if self.defines("request").await {
             flow.request.stream = false;
         }
-        self.call_flow("requestheaders", flow);
+        self.call_flow("requestheaders", flow).await;
     }
 
     async fn request(&self, flow: &mut HttpFlow) {
-        self.call_flow("request", flow);
+        self.call_flow("request", flow).await;
     }
 
     async fn responseheaders(&self, flow: &mut HttpFlow) {
-        if let Some(response) = flow.response.as_mut().filter(|_| self.defines("response")) {
-            response.stream = false;
+        if self.defines("response").await {
+            if let Some(response) = flow.response.as_mut() {
+                response.stream = false;
+            }
         }
-        self.call_flow("responseheaders", flow);
+        self.call_flow("responseheaders", flow).await;
     }
 
     async fn response(&self, flow: &mut HttpFlow) {
-        self.call_flow("response", flow);
+        self.call_flow("response", flow).await;
     }
 
     async fn error(&self, flow: &mut HttpFlow) {
-        self.call_flow("error", flow);
+        self.call_flow("error", flow).await;
     }
 
     async fn websocket_start(&self, flow: &mut HttpFlow) {
-        self.call_flow("websocket_start", flow);
+        self.call_flow("websocket_start", flow).await;
     }
 
     async fn websocket_message(&self, flow: &mut HttpFlow, message: &mut WebSocketMessage) {
         let (from_client, kind) = (message.from_client, message.kind);
         if let Some(content) =
-            self.call_message("websocket_message", Subject::Http(flow), (&message.payload, from_client, kind))
+            self.call_message("websocket_message", Subject::Http(flow), (&message.payload, from_client, kind)).await
         {
             message.payload = content;
         }
     }
 
     async fn websocket_end(&self, flow: &mut HttpFlow) {
-        self.call_flow("websocket_end", flow);
+        self.call_flow("websocket_end", flow).await;
     }
 
     async fn tcp_start(&self, flow: &mut TcpFlow) {
-        self.call_table("tcp_start", &format!("tcp://{}", flow.server), |lua| tcp_table(lua, flow));
+        self.call_table("tcp_start", &format!("tcp://{}", flow.server), |lua| tcp_table(lua, flow)).await;
     }
 
     async fn tcp_message(&self, flow: &mut TcpFlow, message: &mut TcpMessage) {
         let kind = "tcp";
         if let Some(content) =
-            self.call_message("tcp_message", Subject::Tcp(flow), (&message.content, message.from_client, kind))
+            self.call_message("tcp_message", Subject::Tcp(flow), (&message.content, message.from_client, kind)).await
         {
             message.content = content;
         }
     }
 
     async fn tcp_end(&self, flow: &mut TcpFlow) {
-        self.call_table("tcp_end", &format!("tcp://{}", flow.server), |lua| tcp_table(lua, flow));
+        self.call_table("tcp_end", &format!("tcp://{}", flow.server), |lua| tcp_table(lua, flow)).await;
     }
 }
