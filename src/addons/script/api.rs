@@ -323,6 +323,20 @@ impl HeadersObject {
             },
         })
     }
+
+    /// Sets (replacing every field of that name) or, with `append`, adds a field.
+    fn put(&self, name: &str, value: &mlua::String, append: bool) -> mlua::Result<()> {
+        let value = value.as_bytes().to_vec();
+        checked_field(name, &value)?;
+        self.with(|h| {
+            if append {
+                h.append(name, value);
+            } else {
+                h.set(name, value);
+            }
+            Ok(())
+        })
+    }
 }
 
 /// A header name or value from Lua: names must be tokens, values must not break the line.
@@ -348,22 +362,8 @@ impl UserData for HeadersObject {
                 values.into_iter().map(|v| lua.create_string(v)).collect::<mlua::Result<Vec<_>>>()?,
             )
         });
-        methods.add_method("set", |_, this, (name, value): (String, mlua::String)| {
-            let value = value.as_bytes().to_vec();
-            checked_field(&name, &value)?;
-            this.with(|h| {
-                h.set(&name, value);
-                Ok(())
-            })
-        });
-        methods.add_method("add", |_, this, (name, value): (String, mlua::String)| {
-            let value = value.as_bytes().to_vec();
-            checked_field(&name, &value)?;
-            this.with(|h| {
-                h.append(&name, value);
-                Ok(())
-            })
-        });
+        methods.add_method("set", |_, this, (name, value): (String, mlua::String)| this.put(&name, &value, false));
+        methods.add_method("add", |_, this, (name, value): (String, mlua::String)| this.put(&name, &value, true));
         methods.add_method("remove", |_, this, name: String| {
             this.with(|h| {
                 h.remove(&name);
@@ -382,17 +382,13 @@ impl UserData for HeadersObject {
         });
         // `headers["name"] = value` replaces every field of that name; `= nil` removes them.
         methods.add_meta_method(MetaMethod::NewIndex, |_, this, (name, value): (String, Option<mlua::String>)| {
-            let value = value.map(|v| v.as_bytes().to_vec());
-            if let Some(value) = &value {
-                checked_field(&name, value)?;
+            match value {
+                Some(value) => this.put(&name, &value, false),
+                None => this.with(|h| {
+                    h.remove(&name);
+                    Ok(())
+                }),
             }
-            this.with(|h| {
-                match value {
-                    Some(value) => h.set(&name, value),
-                    None => h.remove(&name),
-                }
-                Ok(())
-            })
         });
         // `for name, value in pairs(headers)`: every field in order, repeats kept.
         methods.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
