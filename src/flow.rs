@@ -13,7 +13,7 @@ use crate::http::url::{split_host_port, split_url, Scheme};
 
 /// A flow's identity: unique across flows and, with overwhelming probability, across runs (a random
 /// per-process part and a sequence number), shown in the form of a UUID as mitmproxy shows its flow ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowId(u128);
 
 impl FlowId {
@@ -138,15 +138,26 @@ impl Response {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
+        206 => "Partial Content",
         301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        429 => "Too Many Requests",
         407 => "Proxy Authentication Required",
         413 => "Payload Too Large",
         414 => "URI Too Long",

@@ -18,6 +18,7 @@ pub mod api;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -83,6 +84,8 @@ pub struct Script {
     name: String,
     /// `--set` values, for the options the script declares.
     settings: HashMap<String, String>,
+    /// The events it defines, a bit per entry of `EVENTS`, readable without the state's lock.
+    defined_mask: AtomicU32,
     /// Whether it defined a per-message event when it was first loaded.
     wants_messages: bool,
     /// Flows waiting for the script wait here without holding a thread.
@@ -118,6 +121,7 @@ impl Script {
         Ok(Script {
             path: path.to_path_buf(),
             wants_messages: loaded.defined.contains("websocket_message") || loaded.defined.contains("tcp_message"),
+            defined_mask: AtomicU32::new(mask(&loaded.defined)),
             name,
             settings: settings.clone(),
             state: AsyncMutex::new(loaded),
@@ -129,9 +133,22 @@ impl Script {
         self.state.try_lock().map(|state| state.options.clone()).unwrap_or_default()
     }
 
-    /// The state, reloaded first if the file changed.
-    async fn current(&self) -> MutexGuard<'_, Loaded> {
+    /// The state for a call of `event`, reloaded first if the file changed; `None` if the script does not
+    /// define the event. The check needs no lock, so events a script does not handle never wait for it.
+    async fn enter(&self, event: &str) -> Option<MutexGuard<'_, Loaded>> {
+        if !self.defines(event) {
+            // Still notice a changed file (it may define the event now), if nobody is in the script.
+            if let Ok(mut state) = self.state.try_lock() {
+                self.reload_if_changed(&mut state);
+            }
+            return None;
+        }
         let mut state = self.state.lock().await;
+        self.reload_if_changed(&mut state);
+        state.defined.contains(event).then_some(state)
+    }
+
+    fn reload_if_changed(&self, state: &mut Loaded) {
         if state.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
             state.checked = Instant::now();
             let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
@@ -139,6 +156,7 @@ impl Script {
                 match Loaded::load(&self.path, &self.name, &self.settings) {
                     Ok(new) => {
                         eprintln!("{}: reloaded", self.name);
+                        self.defined_mask.store(mask(&new.defined), Ordering::Relaxed);
                         *state = new;
                     }
                     Err(reason) => {
@@ -148,27 +166,25 @@ impl Script {
                 }
             }
         }
-        state
     }
 
-    /// True if the script defines `event`.
-    async fn defines(&self, event: &str) -> bool {
-        self.current().await.defined.contains(event)
+    /// True if the script (as last loaded) defines `event`.
+    fn defines(&self, event: &str) -> bool {
+        let bit = EVENTS.iter().position(|e| *e == event).map_or(0, |i| 1 << i);
+        self.defined_mask.load(Ordering::Relaxed) & bit != 0
     }
 
     /// Calls `event` with the flow object; on error the flow stays as it was.
     async fn call_flow(&self, event: &'static str, flow: &mut HttpFlow) {
-        let mut state = self.current().await;
-        if !state.defined.contains(event) {
+        let Some(mut state) = self.enter(event).await else {
             return;
-        }
-        let call = api::lend(&state.slot, flow.clone());
+        };
+        let call = api::lend(&state.slot, flow);
         let object = api::FlowObject::new(&state.slot, call);
         let result = state.call(event, object);
-        let changed = api::take_back(&state.slot);
-        match result {
-            Ok(()) => *flow = changed.expect("the flow goes back after the call"),
-            Err(e) => state.report(&self.name, event, &e, &flow.request.url()),
+        api::take_back(&state.slot, flow, result.is_ok());
+        if let Err(e) = result {
+            state.report(&self.name, event, &e, &flow.request.url());
         }
     }
 
@@ -180,20 +196,15 @@ impl Script {
         flow: Subject<'_>,
         message: (&[u8], bool, &str),
     ) -> Option<Vec<u8>> {
-        let mut state = self.current().await;
-        if !state.defined.contains(event) {
-            return None;
-        }
+        let mut state = self.enter(event).await?;
         let (content, from_client, kind) = message;
         let table = state.message_table(content, from_client, kind);
         let (result, url) = match flow {
             Subject::Http(flow) => {
-                let call = api::lend(&state.slot, flow.clone());
+                let call = api::lend(&state.slot, flow);
                 let object = api::FlowObject::new(&state.slot, call);
                 let result = table.and_then(|table| state.call(event, (object, table.clone())).map(|()| table));
-                if let (Ok(_), Some(changed)) = (&result, api::take_back(&state.slot)) {
-                    *flow = changed;
-                }
+                api::take_back(&state.slot, flow, result.is_ok());
                 (result, flow.request.url())
             }
             Subject::Tcp(flow) => {
@@ -219,10 +230,9 @@ impl Script {
         what: &str,
         describe: impl FnOnce(&Lua) -> mlua::Result<mlua::Table>,
     ) {
-        let mut state = self.current().await;
-        if !state.defined.contains(event) {
+        let Some(mut state) = self.enter(event).await else {
             return;
-        }
+        };
         let result = describe(&state.lua).and_then(|table| state.call(event, table));
         if let Err(e) = result {
             state.report(&self.name, event, &e, what);
@@ -231,14 +241,18 @@ impl Script {
 
     /// Calls an event without a flow (`running`, `done`).
     async fn call_plain(&self, event: &'static str) {
-        let mut state = self.current().await;
-        if !state.defined.contains(event) {
+        let Some(mut state) = self.enter(event).await else {
             return;
-        }
+        };
         if let Err(e) = state.call(event, ()) {
             state.report(&self.name, event, &e, "");
         }
     }
+}
+
+/// The bits of `EVENTS` for `defined`.
+fn mask(defined: &HashSet<&'static str>) -> u32 {
+    EVENTS.iter().enumerate().filter(|(_, e)| defined.contains(*e)).fold(0, |mask, (i, _)| mask | 1 << i)
 }
 
 /// What a per-message event is about.
@@ -256,7 +270,7 @@ impl Loaded {
         lua.set_memory_limit(MEMORY_LIMIT).map_err(lua_error)?;
         let deadline = Arc::new(Mutex::new(Instant::now() + HOOK_TIME_BUDGET));
         let budget = deadline.clone();
-        lua.set_hook(HookTriggers::new().every_nth_instruction(BUDGET_CHECK_INSTRUCTIONS), move |_, _| {
+        lua.set_global_hook(HookTriggers::new().every_nth_instruction(BUDGET_CHECK_INSTRUCTIONS), move |_, _| {
             let deadline = *budget.lock().unwrap_or_else(|p| p.into_inner());
             if Instant::now() > deadline {
                 return Err(mlua::Error::runtime(format!("stopped: ran longer than its {HOOK_TIME_BUDGET:?} budget")));
@@ -266,10 +280,19 @@ impl Loaded {
         .map_err(lua_error)?;
         let options = Arc::new(Mutex::new(Vec::new()));
         install_api(&lua, name, settings, options.clone()).map_err(lua_error)?;
-        lua.load(&source[..]).set_name(format!("@{}", path.display())).exec().map_err(lua_error)?;
         let globals = lua.globals();
-        let defined =
-            EVENTS.into_iter().filter(|event| matches!(globals.get::<Value>(*event), Ok(Value::Function(_)))).collect();
+        // Lua's own `error` function shares an event's name: only what the script defines counts.
+        let built_in: Vec<Value> =
+            EVENTS.iter().map(|event| globals.get::<Value>(*event)).collect::<Result<_, _>>().map_err(lua_error)?;
+        lua.load(&source[..]).set_name(format!("@{}", path.display())).exec().map_err(lua_error)?;
+        let defined = EVENTS
+            .into_iter()
+            .zip(built_in)
+            .filter(
+                |(event, before)| matches!(globals.get::<Value>(*event), Ok(f @ Value::Function(_)) if f != *before),
+            )
+            .map(|(event, _)| event)
+            .collect();
         let options = options.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(Loaded {
             lua,
@@ -425,18 +448,17 @@ fn install_api(
         })?,
     )?;
     lua.globals().set("strata", strata)?;
+    let tostring: Function = lua.globals().get("tostring")?;
     lua.globals().set(
         "print",
-        lua.create_function(|lua, args: mlua::Variadic<Value>| {
+        lua.create_function(move |_, args: mlua::Variadic<Value>| {
             let mut line = Vec::new();
             for (i, value) in args.into_iter().enumerate() {
                 if i > 0 {
                     line.push(b'\t');
                 }
-                match lua.coerce_string(value.clone())? {
-                    Some(text) => line.extend_from_slice(&text.as_bytes()),
-                    None => line.extend_from_slice(format!("{value:?}").as_bytes()),
-                }
+                let text: mlua::String = tostring.call(value)?;
+                line.extend_from_slice(&text.as_bytes());
             }
             line.push(b'\n');
             let mut stdout = std::io::stdout().lock();
@@ -513,7 +535,7 @@ impl Addon for Script {
     }
 
     async fn requestheaders(&self, flow: &mut HttpFlow) {
-        if self.defines("request").await {
+        if self.defines("request") {
             flow.request.stream = false;
         }
         self.call_flow("requestheaders", flow).await;
@@ -524,7 +546,7 @@ impl Addon for Script {
     }
 
     async fn responseheaders(&self, flow: &mut HttpFlow) {
-        if self.defines("response").await {
+        if self.defines("response") {
             if let Some(response) = flow.response.as_mut() {
                 response.stream = false;
             }
@@ -544,8 +566,12 @@ impl Addon for Script {
         self.call_flow("websocket_start", flow).await;
     }
 
+    /// Text and binary messages only, as mitmproxy delivers them (control frames are the protocol's).
     async fn websocket_message(&self, flow: &mut HttpFlow, message: &mut WebSocketMessage) {
         let (from_client, kind) = (message.from_client, message.kind);
+        if !matches!(kind, "text" | "binary") {
+            return;
+        }
         if let Some(content) =
             self.call_message("websocket_message", Subject::Http(flow), (&message.payload, from_client, kind)).await
         {

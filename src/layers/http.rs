@@ -173,13 +173,14 @@ impl HttpLayer {
                     exchange.flow.response = Some(response);
                 }
             }
-            if !matches!(error, ProtocolError::Kill) {
+            if !exchange.flow.is_killed() {
                 exchange.flow.error = Some(error.to_string());
             }
             // The exchange ended here: whatever time no phase accounts for was spent failing.
             let accounted = exchange.flow.timings.total().as_secs_f64() * 1000.0;
             exchange.flow.timings.receive_ms += (Exchange::elapsed_ms(exchange.started) - accounted).max(0.0);
-            if error_response(error).is_some() || exchange.response_started {
+            let killed = matches!(error, ProtocolError::Kill);
+            if error_response(error).is_some() || exchange.response_started || killed {
                 self.ctx.root().addons.each_mut(&mut exchange.flow, |addon, flow| addon.error(flow)).await;
             }
             self.server.disconnect();

@@ -13,31 +13,71 @@ use mlua::{
     Error, FromLua, IntoLua, Lua, LuaSerdeExt, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value,
 };
 
-use crate::flow::{HttpFlow, Response};
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use crate::flow::{FlowId, HttpFlow, Request, Response, Timings};
 use crate::http::fields::is_token;
 use crate::http::message::{Headers, Version};
+use crate::http::url::Scheme;
 
-/// The flow of the hook call in progress, and that call's number.
+/// The flow of the hook call in progress, that call's number, and the flow as it was before the
+/// script's first change in this call (kept so that a failed call leaves the flow unchanged; a call
+/// that only reads copies nothing).
 #[derive(Default)]
 pub struct SlotState {
     call: u64,
     flow: Option<HttpFlow>,
+    before: Option<HttpFlow>,
 }
 
 /// Shared by the objects of one script.
 pub type Slot = Arc<Mutex<SlotState>>;
 
-/// Puts `flow` in the slot for a new call; returns the call's number.
-pub fn lend(slot: &Slot, flow: HttpFlow) -> u64 {
+/// Moves `flow` into the slot for a new call (leaving a placeholder); returns the call's number.
+pub fn lend(slot: &Slot, flow: &mut HttpFlow) -> u64 {
     let mut state = lock(slot);
     state.call += 1;
-    state.flow = Some(flow);
+    state.flow = Some(std::mem::replace(flow, placeholder()));
+    state.before = None;
     state.call
 }
 
-/// Takes the flow back after the call.
-pub fn take_back(slot: &Slot) -> Option<HttpFlow> {
-    lock(slot).flow.take()
+/// Moves the flow back after the call: as the script left it if `succeeded`, else as it was before.
+pub fn take_back(slot: &Slot, flow: &mut HttpFlow, succeeded: bool) {
+    let mut state = lock(slot);
+    let (after, before) = (state.flow.take(), state.before.take());
+    if let Some(lent) = if succeeded { after } else { before.or(after) } {
+        *flow = lent;
+    }
+}
+
+/// An empty flow to hold a flow's place while it is lent (no allocation).
+fn placeholder() -> HttpFlow {
+    HttpFlow {
+        id: FlowId::default(),
+        client_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        at_proxy: false,
+        server_addr: None,
+        request: Request {
+            method: String::new(),
+            scheme: Scheme::Http,
+            host: String::new(),
+            port: 0,
+            path: String::new(),
+            version: Version::Http11,
+            headers: Headers::default(),
+            body: None,
+            body_len: 0,
+            stream: true,
+        },
+        response: None,
+        error: None,
+        websocket: None,
+        started_at: SystemTime::UNIX_EPOCH,
+        timings: Timings::default(),
+        metadata: Vec::new(),
+    }
 }
 
 fn lock(slot: &Slot) -> MutexGuard<'_, SlotState> {
@@ -52,13 +92,25 @@ struct Lent {
 }
 
 impl Lent {
-    fn with<R>(&self, f: impl FnOnce(&mut HttpFlow) -> mlua::Result<R>) -> mlua::Result<R> {
-        let mut state = lock(&self.slot);
-        let current = state.call == self.call;
-        match state.flow.as_mut().filter(|_| current) {
+    fn read<R>(&self, f: impl FnOnce(&HttpFlow) -> mlua::Result<R>) -> mlua::Result<R> {
+        let state = lock(&self.slot);
+        match state.flow.as_ref().filter(|_| state.call == self.call) {
             Some(flow) => f(flow),
             None => Err(Error::runtime("flow object used after its event")),
         }
+    }
+
+    /// As `read`, for a change: the first change of a call keeps a copy of the flow as it was.
+    fn write<R>(&self, f: impl FnOnce(&mut HttpFlow) -> mlua::Result<R>) -> mlua::Result<R> {
+        let mut guard = lock(&self.slot);
+        let state = &mut *guard;
+        let Some(flow) = state.flow.as_mut().filter(|_| state.call == self.call) else {
+            return Err(Error::runtime("flow object used after its event"));
+        };
+        if state.before.is_none() {
+            state.before = Some(flow.clone());
+        }
+        f(flow)
     }
 }
 
@@ -89,10 +141,10 @@ impl FlowObject {
 
 impl UserData for FlowObject {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("id", |_, this| this.0.with(|f| Ok(f.id.to_string())));
+        fields.add_field_method_get("id", |_, this| this.0.read(|f| Ok(f.id.to_string())));
         fields.add_field_method_get("request", |_, this| Ok(MessageObject { flow: this.0.clone(), is_request: true }));
         fields.add_field_method_get("response", |lua, this| {
-            let has_response = this.0.with(|f| Ok(f.response.is_some()))?;
+            let has_response = this.0.read(|f| Ok(f.response.is_some()))?;
             match has_response {
                 true => MessageObject { flow: this.0.clone(), is_request: false }.into_lua(lua),
                 false => Ok(Value::Nil),
@@ -106,20 +158,20 @@ impl UserData for FlowObject {
                     return Err(Error::runtime("flow.response must be made by strata.response(status, headers, body)"))
                 }
             };
-            this.0.with(|f| {
+            this.0.write(|f| {
                 f.response = response;
                 Ok(())
             })
         });
-        fields.add_field_method_get("error", |_, this| this.0.with(|f| Ok(f.error.clone())));
+        fields.add_field_method_get("error", |_, this| this.0.read(|f| Ok(f.error.clone())));
         fields.add_field_method_get("client", |lua, this| {
-            let address = this.0.with(|f| Ok(f.client_addr.to_string()))?;
+            let address = this.0.read(|f| Ok(f.client_addr.to_string()))?;
             let client = lua.create_table()?;
             client.set("address", address)?;
             Ok(client)
         });
         fields.add_field_method_get("server", |lua, this| {
-            let address = this.0.with(|f| Ok(f.server_addr.map(|a| a.to_string())))?;
+            let address = this.0.read(|f| Ok(f.server_addr.map(|a| a.to_string())))?;
             let server = lua.create_table()?;
             server.set("address", address)?;
             Ok(server)
@@ -129,7 +181,7 @@ impl UserData for FlowObject {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("kill", |_, this, ()| {
-            this.0.with(|f| {
+            this.0.write(|f| {
                 f.kill();
                 Ok(())
             })
@@ -143,14 +195,14 @@ struct MetadataObject(Lent);
 impl UserData for MetadataObject {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(MetaMethod::Index, |_, this, key: String| {
-            this.0.with(|f| Ok(f.metadata.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())))
+            this.0.read(|f| Ok(f.metadata.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())))
         });
         methods.add_meta_method(MetaMethod::NewIndex, |lua, this, (key, value): (String, Value)| {
             let value = match value {
                 Value::Nil => None,
                 other => Some(lua.coerce_string(other)?.map(|s| s.to_string_lossy()).unwrap_or_default()),
             };
-            this.0.with(|f| {
+            this.0.write(|f| {
                 f.metadata.retain(|(k, _)| *k != key);
                 if let Some(value) = value {
                     f.metadata.push((key, value));
@@ -162,20 +214,24 @@ impl UserData for MetadataObject {
 }
 
 impl MessageObject {
-    fn with<R>(&self, f: impl FnOnce(&mut HttpFlow) -> mlua::Result<R>) -> mlua::Result<R> {
-        self.flow.with(f)
+    fn read<R>(&self, f: impl FnOnce(&HttpFlow) -> mlua::Result<R>) -> mlua::Result<R> {
+        self.flow.read(f)
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut HttpFlow) -> mlua::Result<R>) -> mlua::Result<R> {
+        self.flow.write(f)
     }
 
     fn body(&self) -> mlua::Result<Option<Vec<u8>>> {
         let is_request = self.is_request;
-        self.with(|f| {
+        self.read(|f| {
             Ok(if is_request { f.request.body.clone() } else { f.response.as_ref().and_then(|r| r.body.clone()) })
         })
     }
 
     fn set_body(&self, body: Vec<u8>) -> mlua::Result<()> {
         let is_request = self.is_request;
-        self.with(|f| {
+        self.write(|f| {
             let (slot, len) = match is_request {
                 true => (&mut f.request.body, &mut f.request.body_len),
                 false => match f.response.as_mut() {
@@ -197,7 +253,7 @@ impl UserData for MessageObject {
         });
         fields.add_field_method_get("http_version", |_, this| {
             let is_request = this.is_request;
-            this.with(|f| {
+            this.read(|f| {
                 let version = if is_request {
                     f.request.version
                 } else {
@@ -212,55 +268,55 @@ impl UserData for MessageObject {
         fields.add_field_method_set("text", |_, this, body: mlua::String| this.set_body(body.as_bytes().to_vec()));
 
         // The request's own fields.
-        fields.add_field_method_get("method", |_, this| this.with(|f| Ok(f.request.method.clone())));
+        fields.add_field_method_get("method", |_, this| this.read(|f| Ok(f.request.method.clone())));
         fields.add_field_method_set("method", |_, this, method: String| {
             if !is_token(method.as_bytes()) {
                 return Err(Error::runtime(format!("'{method}' is not a method")));
             }
-            this.with(|f| {
+            this.write(|f| {
                 f.request.method = method;
                 Ok(())
             })
         });
-        fields.add_field_method_get("scheme", |_, this| this.with(|f| Ok(f.request.scheme.as_str())));
-        fields.add_field_method_get("host", |_, this| this.with(|f| Ok(f.request.host.clone())));
+        fields.add_field_method_get("scheme", |_, this| this.read(|f| Ok(f.request.scheme.as_str())));
+        fields.add_field_method_get("host", |_, this| this.read(|f| Ok(f.request.host.clone())));
         fields.add_field_method_set("host", |_, this, host: String| {
-            this.with(|f| {
+            this.write(|f| {
                 let url =
                     format!("{}://{}:{}{}", f.request.scheme.as_str(), bracket(&host), f.request.port, f.request.path);
                 set_url(f, &url)
             })
         });
-        fields.add_field_method_get("port", |_, this| this.with(|f| Ok(f.request.port)));
+        fields.add_field_method_get("port", |_, this| this.read(|f| Ok(f.request.port)));
         fields.add_field_method_set("port", |_, this, port: u16| {
-            this.with(|f| {
+            this.write(|f| {
                 let url =
                     format!("{}://{}:{port}{}", f.request.scheme.as_str(), bracket(&f.request.host), f.request.path);
                 set_url(f, &url)
             })
         });
-        fields.add_field_method_get("path", |_, this| this.with(|f| Ok(f.request.path.clone())));
+        fields.add_field_method_get("path", |_, this| this.read(|f| Ok(f.request.path.clone())));
         fields.add_field_method_set("path", |_, this, path: String| {
             if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
                 return Err(Error::runtime(format!(
                     "'{path}' is not a path (it must start with / and have no spaces)"
                 )));
             }
-            this.with(|f| {
+            this.write(|f| {
                 f.request.path = path;
                 Ok(())
             })
         });
-        fields.add_field_method_get("url", |_, this| this.with(|f| Ok(f.request.url())));
-        fields.add_field_method_set("url", |_, this, url: String| this.with(|f| set_url(f, &url)));
+        fields.add_field_method_get("url", |_, this| this.read(|f| Ok(f.request.url())));
+        fields.add_field_method_set("url", |_, this, url: String| this.write(|f| set_url(f, &url)));
 
         // The response's own fields.
-        fields.add_field_method_get("status_code", |_, this| this.with(|f| Ok(f.response.as_ref().map(|r| r.status))));
+        fields.add_field_method_get("status_code", |_, this| this.read(|f| Ok(f.response.as_ref().map(|r| r.status))));
         fields.add_field_method_set("status_code", |_, this, status: u16| {
             if !(100..1000).contains(&status) {
                 return Err(Error::runtime(format!("{status} is not an HTTP status")));
             }
-            this.with(|f| {
+            this.write(|f| {
                 let response = f.response.as_mut().ok_or_else(|| Error::runtime("the flow has no response"))?;
                 response.status = status;
                 response.reason = crate::flow::reason_phrase(status).to_string();
@@ -268,7 +324,7 @@ impl UserData for MessageObject {
             })
         });
         fields
-            .add_field_method_get("reason", |_, this| this.with(|f| Ok(f.response.as_ref().map(|r| r.reason.clone()))));
+            .add_field_method_get("reason", |_, this| this.read(|f| Ok(f.response.as_ref().map(|r| r.reason.clone()))));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -313,9 +369,20 @@ fn bracket(host: &str) -> String {
 }
 
 impl HeadersObject {
-    fn with<R>(&self, f: impl FnOnce(&mut Headers) -> mlua::Result<R>) -> mlua::Result<R> {
+    fn read<R>(&self, f: impl FnOnce(&Headers) -> mlua::Result<R>) -> mlua::Result<R> {
         let is_request = self.is_request;
-        self.flow.with(|flow| match is_request {
+        self.flow.read(|flow| match is_request {
+            true => f(&flow.request.headers),
+            false => match flow.response.as_ref() {
+                Some(response) => f(&response.headers),
+                None => Err(Error::runtime("the flow has no response")),
+            },
+        })
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut Headers) -> mlua::Result<R>) -> mlua::Result<R> {
+        let is_request = self.is_request;
+        self.flow.write(|flow| match is_request {
             true => f(&mut flow.request.headers),
             false => match flow.response.as_mut() {
                 Some(response) => f(&mut response.headers),
@@ -328,7 +395,7 @@ impl HeadersObject {
     fn put(&self, name: &str, value: &mlua::String, append: bool) -> mlua::Result<()> {
         let value = value.as_bytes().to_vec();
         checked_field(name, &value)?;
-        self.with(|h| {
+        self.write(|h| {
             if append {
                 h.append(name, value);
             } else {
@@ -353,11 +420,11 @@ fn checked_field(name: &str, value: &[u8]) -> mlua::Result<()> {
 impl UserData for HeadersObject {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("get", |lua, this, name: String| {
-            let value = this.with(|h| Ok(h.get(&name).map(<[u8]>::to_vec)))?;
+            let value = this.read(|h| Ok(h.get(&name).map(<[u8]>::to_vec)))?;
             value.map(|v| lua.create_string(v)).transpose()
         });
         methods.add_method("get_all", |lua, this, name: String| {
-            let values: Vec<Vec<u8>> = this.with(|h| Ok(h.get_all(&name).map(<[u8]>::to_vec).collect()))?;
+            let values: Vec<Vec<u8>> = this.read(|h| Ok(h.get_all(&name).map(<[u8]>::to_vec).collect()))?;
             lua.create_sequence_from(
                 values.into_iter().map(|v| lua.create_string(v)).collect::<mlua::Result<Vec<_>>>()?,
             )
@@ -365,7 +432,7 @@ impl UserData for HeadersObject {
         methods.add_method("set", |_, this, (name, value): (String, mlua::String)| this.put(&name, &value, false));
         methods.add_method("add", |_, this, (name, value): (String, mlua::String)| this.put(&name, &value, true));
         methods.add_method("remove", |_, this, name: String| {
-            this.with(|h| {
+            this.write(|h| {
                 h.remove(&name);
                 Ok(())
             })
@@ -374,7 +441,7 @@ impl UserData for HeadersObject {
         methods.add_method("items", |lua, this, ()| items(lua, this));
         // `headers["name"]`: the values joined with ", " (nil if absent), as in mitmproxy.
         methods.add_meta_method(MetaMethod::Index, |lua, this, name: String| {
-            let values: Vec<Vec<u8>> = this.with(|h| Ok(h.get_all(&name).map(<[u8]>::to_vec).collect()))?;
+            let values: Vec<Vec<u8>> = this.read(|h| Ok(h.get_all(&name).map(<[u8]>::to_vec).collect()))?;
             match values.is_empty() {
                 true => Ok(Value::Nil),
                 false => Ok(Value::String(lua.create_string(values.join(&b", "[..]))?)),
@@ -384,7 +451,7 @@ impl UserData for HeadersObject {
         methods.add_meta_method(MetaMethod::NewIndex, |_, this, (name, value): (String, Option<mlua::String>)| {
             match value {
                 Some(value) => this.put(&name, &value, false),
-                None => this.with(|h| {
+                None => this.write(|h| {
                     h.remove(&name);
                     Ok(())
                 }),
@@ -402,12 +469,12 @@ impl UserData for HeadersObject {
                 }
             })
         });
-        methods.add_meta_method(MetaMethod::Len, |_, this, ()| this.with(|h| Ok(h.0.len())));
+        methods.add_meta_method(MetaMethod::Len, |_, this, ()| this.read(|h| Ok(h.0.len())));
     }
 }
 
 fn items(lua: &Lua, headers: &HeadersObject) -> mlua::Result<Table> {
-    let fields: Vec<(String, Vec<u8>)> = headers.with(|h| Ok(h.0.clone()))?;
+    let fields: Vec<(String, Vec<u8>)> = headers.read(|h| Ok(h.0.clone()))?;
     let list = lua.create_table_with_capacity(fields.len(), 0)?;
     for (name, value) in fields {
         let pair = lua.create_table()?;

@@ -280,8 +280,14 @@ impl<'a> ClientSide<'a> {
         let body = response.body.get_or_insert_with(Vec::new);
         response.body_len = body.len() as u64;
         response.headers.remove("transfer-encoding");
-        response.headers.set("content-length", body.len().to_string());
-        let body = response.body.as_deref().unwrap_or_default();
+        // No content, and no Content-Length, where a status has none (RFC 9110 sections 8.6, 15.3.5, 15.4.5).
+        let has_content = !matches!(response.status, 100..=199 | 204 | 304);
+        if has_content {
+            response.headers.set("content-length", body.len().to_string());
+        } else {
+            response.headers.remove("content-length");
+        }
+        let body = if has_content { response.body.as_deref().unwrap_or_default() } else { &[] };
         match self {
             ClientSide::Http1(h1) => {
                 if h1.wants_close {
