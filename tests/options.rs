@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{curl, run_with_timeout, Finished, Origin, Strata};
+use common::{curl, refusal, run_with_timeout, Finished, Origin, Strata};
 
 /// Bound on a run that should end by itself (a refusal at start, or `--options`).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -32,19 +32,6 @@ fn run_in(confdir: &Path, args: &[&str]) -> Finished {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.arg("--confdir").arg(confdir).args(["-p", "0"]).args(args);
     run_with_timeout(cmd, EXIT_TIMEOUT)
-}
-
-/// Asserts a start-up refusal: exit code 2 and exactly one stderr line, which is returned.
-fn refusal(done: &Finished) -> String {
-    let lines: Vec<&str> = done.stderr.lines().collect();
-    assert!(
-        done.status.code() == Some(2) && lines.len() == 1,
-        "expected exit code 2 and one stderr line, got {:?}\n--- stderr:\n{}\n--- stdout:\n{}",
-        done.status,
-        done.stderr,
-        done.stdout
-    );
-    lines[0].to_string()
 }
 
 /// The names of the request headers the origin read for `GET /echo` through `proxy` with curl `extra`.

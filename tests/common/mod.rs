@@ -346,6 +346,19 @@ fn read_all_in_background<R: Read + Send + 'static>(mut from: R) -> thread::Join
 }
 
 /// Runs the strata binary with `args` (and a temp confdir) expecting it to exit by itself.
+/// Asserts a start-up refusal: exit code 2 and exactly one stderr line, which is returned.
+pub fn refusal(done: &Finished) -> String {
+    let lines: Vec<&str> = done.stderr.lines().collect();
+    assert!(
+        done.status.code() == Some(2) && lines.len() == 1,
+        "expected exit code 2 and one stderr line, got {:?}\n--- stderr:\n{}\n--- stdout:\n{}",
+        done.status,
+        done.stderr,
+        done.stdout
+    );
+    lines[0].to_string()
+}
+
 pub fn run_strata_to_exit(args: &[&str], timeout: Duration) -> Finished {
     let confdir = tempfile::tempdir().expect("create temp confdir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
