@@ -11,13 +11,15 @@
 # connections in scenarios 1-3, default 64), HS_CONNS (concurrent connections in scenario 4, default 16),
 # IDLE_CONNS (scenario 6, default 2000), H2_CONNS, H2_STREAMS and H2_THREADS (scenario 7: h2load connections,
 # concurrent streams per connection and threads, default 16, 16 and 2), BIG_SIZE (size of the large file, default
-# 1G), SCENARIOS (which to run, default "1 2 3 4 5 6 7 8"), TARGETS (default "direct nginx mitmdump strata"),
+# 1G), SCENARIOS (which to run, default "1 2 3 4 5 6 7 8 9"), TARGETS (default "direct nginx mitmdump strata"),
 # KEEP_TMP=1 (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
 #
 # What it does:
 #  1. Installs what is missing: nginx-light, wrk and h2load (Debian packages nginx-light, wrk, nghttp2-client;
-#     apt-get), mitmproxy (pip, into the venv bench/.venv, which it creates), then builds strata and the load
-#     client (`cargo build --release`, `cargo build --release --example loadgen`).
+#     apt-get), nginx's Lua module for scenario 9 (libnginx-mod-http-lua, which pulls libnginx-mod-http-ndk and
+#     lua-resty-core; a failed install only makes that column n/a), mitmproxy (pip, into the venv bench/.venv,
+#     which it creates), then builds strata and the load client (`cargo build --release`,
+#     `cargo build --release --example loadgen`).
 #  2. Makes a temp dir with a self-signed test CA and a leaf for 127.0.0.1 (ECDSA P-256, openssl), a 1 KiB
 #     file and a sparse 1 GiB file, and starts the origin: nginx with a plain, a TLS (HTTP/1.1 only) and a
 #     TLS + HTTP/2 server block (`listen ... ssl http2`, its own port, so that the HTTP/1.1 scenarios 3-5 keep
@@ -39,7 +41,17 @@
 #          the warm-up and all runs;
 #       8. the large file over HTTP/2 (curl --http2, reverse proxies as in 7): MB/s and the proxy's peak RSS,
 #          proxy restarted for each run, as in 5; then the same download over HTTP/1.1 (curl --http1.1) through
-#          the same reverse proxies, so that the h2/HTTP/1.1 ratio compares one path with itself.
+#          the same reverse proxies, so that the h2/HTTP/1.1 ratio compares one path with itself;
+#       9. the cost of a user script: scenario 2's load (explicit proxy, absolute-form, wrk, CONNS connections)
+#          through each proxy running a one-line script that adds `x-bench: 1` to every response head while
+#          the body streams: strata `-s` with `function responseheaders(flow)
+#          flow.response.headers:set("x-bench", "1") end`, mitmdump `-s` with `def responseheaders(flow):
+#          flow.response.headers["x-bench"] = "1"`, nginx with the Lua module (`load_module` ndk_http_module.so
+#          and ngx_http_lua_module.so, the same proxy server block as scenario 2 plus `header_filter_by_lua_block
+#          { ngx.header["x-bench"] = "1" }`), direct n/a; strata without the script is measured in the same
+#          rounds, its own baseline (the line under the table). Before measuring, one curl through each proxy
+#          checks that the header is there with the script and absent without (a failed check makes the
+#          cell n/a, with a note).
 #     Every curl call names its HTTP version (--http1.1 in 5, --http2 in 8; curl would otherwise pick h2
 #     wherever it is offered) and the negotiated version is checked; loadgen (3, 4) offers no ALPN, so it
 #     speaks HTTP/1.1.
@@ -71,18 +83,27 @@ H2_CONNS=${H2_CONNS:-16}
 H2_STREAMS=${H2_STREAMS:-16}
 H2_THREADS=${H2_THREADS:-2}
 BIG_SIZE=${BIG_SIZE:-1G}
-SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8}
+SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8 9}
 TARGETS=${TARGETS:-direct nginx mitmdump strata}
 NGINX=/usr/sbin/nginx
 VENV=$ROOT/bench/.venv
 STRATA=$ROOT/target/release/strata
 LOADGEN=$ROOT/target/release/examples/loadgen
+NGX_MODULE_DIRS=${NGX_MODULE_DIRS:-/usr/lib/nginx/modules /usr/share/nginx/modules}
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------- install
 sudo_() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+ngx_lua_dir() { # prints the directory holding nginx's Lua module and NDK (Debian: /usr/lib/nginx/modules)
+    local d
+    for d in $NGX_MODULE_DIRS; do
+        [[ -f $d/ngx_http_lua_module.so && -f $d/ndk_http_module.so ]] && { echo "$d"; return 0; }
+    done
+    return 0
+}
 
 install_deps() {
     local missing=()
@@ -95,6 +116,13 @@ install_deps() {
         log "installing ${missing[*]} (apt-get)"
         sudo_ apt-get update -qq
         sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    # on its own: it must match the installed nginx's ABI, and without it only scenario 9's nginx cell is n/a
+    if [[ " $SCENARIOS " == *" 9 "* && -z $(ngx_lua_dir) ]]; then
+        log "installing libnginx-mod-http-lua (apt-get)"
+        { sudo_ apt-get update -qq &&
+            sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnginx-mod-http-lua >/dev/null; } ||
+            log "could not install libnginx-mod-http-lua; scenario 9's nginx cell will be n/a"
     fi
     if [[ ! -x $VENV/bin/mitmdump ]]; then
         log "installing mitmproxy into $VENV (pip)"
@@ -181,7 +209,8 @@ hwm_kb() { # PID: VmHWM (peak RSS) of it and its children, KiB
 }
 
 # ---------------------------------------------------------------------------------------------- origin
-read -r ORIGIN ORIGIN_TLS ORIGIN_H2 NGX NGX_TLS NGX_H2 MITM_PORT STRATA_PORT < <(free_ports 8)
+read -r ORIGIN ORIGIN_TLS ORIGIN_H2 NGX NGX_TLS NGX_H2 MITM_PORT STRATA_PORT NGX_LUA MITM_SCRIPT_PORT \
+    STRATA_SCRIPT_PORT < <(free_ports 11)
 
 log "test CA, leaf and files in $TMP"
 (
@@ -206,10 +235,11 @@ BIG_BYTES=$(stat -c %s "$TMP/www/1g")
 NGINX_USER=""
 [[ $(id -u) == 0 ]] && NGINX_USER="user root root;"
 
-nginx_conf() { # NAME SERVERS...: writes $TMP/NAME.conf around the server blocks given
+nginx_conf() { # NAME SERVERS...: writes $TMP/NAME.conf around the server blocks given (NGX_MAIN: lines on top)
     local name=$1; shift
     mkdir -p "$TMP/$name"
     cat >"$TMP/$name.conf" <<EOF
+${NGX_MAIN:-}
 $NGINX_USER
 daemon off;
 worker_processes auto;
@@ -290,6 +320,27 @@ nginx_conf nginxproxy "
         }
     }"
 
+# Scenario 9: scenario 2's proxy server block (absolute-form requests go to the origin) with a Lua header
+# filter; start_target checks this config with `nginx -t` and makes the cell n/a if the module does not load.
+NGX_LUA_DIR=$(ngx_lua_dir)
+NGX_MAIN="load_module ${NGX_LUA_DIR:-/nonexistent}/ndk_http_module.so;
+load_module ${NGX_LUA_DIR:-/nonexistent}/ngx_http_lua_module.so;" nginx_conf nginxlua "
+    upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection \"\";
+    proxy_max_temp_file_size 0;
+    server {
+        listen 127.0.0.1:$NGX_LUA;
+        location / {
+            proxy_pass http://origin;
+            header_filter_by_lua_block { ngx.header[\"x-bench\"] = \"1\" }
+        }
+    }"
+
+# the one-line header scripts of scenario 9, each adding the header as soon as the response head arrives
+echo 'function responseheaders(flow) flow.response.headers:set("x-bench", "1") end' >"$TMP/header.lua"
+printf '%s\n' 'def responseheaders(flow): flow.response.headers["x-bench"] = "1"' >"$TMP/header.py"
+
 start_nginx() { # NAME PORT: starts nginx with $TMP/NAME.conf, sets PID
     "$NGINX" -p "$TMP/$1" -c "$TMP/$1.conf" -e "$TMP/$1/error.log" &
     PID=$!
@@ -313,58 +364,90 @@ curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN/1k" || die "origin does not serv
 # Per target: TPID (0 for direct), TCA (the CA a client must trust for intercepted TLS), and the ports a
 # client uses: HTTP_PORT[t] (reverse proxy or origin), TLS_PORT[t] (TLS straight to it: direct, nginx),
 # PROXY[t] (explicit proxy port: mitmdump, strata), H2_PORT[t] (TLS + h2: the origin's h2 block, nginx's h2
-# server block, or mitmdump and strata in mode reverse-h2).
+# server block, or mitmdump and strata in mode reverse-h2). Scenario 9's TARGET+script (nginx with the Lua
+# header filter, mitmdump and strata with `-s`) have ports of their own, so that they can run next to TARGET.
 declare -A TPID TCA HTTP_PORT TLS_PORT PROXY H2_PORT
-HTTP_PORT=([direct]=$ORIGIN [nginx]=$NGX [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
+HTTP_PORT=([direct]=$ORIGIN [nginx]=$NGX [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT [nginx+script]=$NGX_LUA
+    [mitmdump+script]=$MITM_SCRIPT_PORT [strata+script]=$STRATA_SCRIPT_PORT)
 TLS_PORT=([direct]=$ORIGIN_TLS [nginx]=$NGX_TLS)
-PROXY=([mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
+PROXY=([mitmdump]=$MITM_PORT [strata]=$STRATA_PORT [mitmdump+script]=$MITM_SCRIPT_PORT
+    [strata+script]=$STRATA_SCRIPT_PORT)
 H2_PORT=([direct]=$ORIGIN_H2 [nginx]=$NGX_H2 [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
 
 # start_target TARGET MODE (regular|reverse|reverse-h2; reverse-h2: a reverse proxy with TLS toward the client
-# in front of the origin's h2 block); returns 2 when the target refuses the mode (n/a).
+# in front of the origin's h2 block); returns 2 when the target refuses the mode (n/a). TARGET+script: the
+# target with scenario 9's header script (nginx+script: regular mode only; 2, with a note, if the Lua module
+# does not load).
 start_target() {
-    local target=$1 mode=$2 rc=0 args pid=0 ca=$TMP/ca.pem
+    local target=$1 mode=$2 rc=0 args pid=0 ca=$TMP/ca.pem err dir suffix="" port=${HTTP_PORT[$1]}
+    [[ $target == *+script ]] && suffix=-script   # $TMP/mitm-script, $TMP/strata-script: confdirs and logs
     case $target in
     direct) ;;
+    nginx+script)
+        [[ $mode == regular ]] || return 2
+        if [[ -z $NGX_LUA_DIR ]]; then
+            note "s9 nginx: nginx's Lua module is not installed (no ngx_http_lua_module.so and ndk_http_module.so" \
+                "in $NGX_MODULE_DIRS; Debian package libnginx-mod-http-lua)"
+            TPID[$target]=0
+            return 2
+        fi
+        if ! err=$("$NGINX" -t -q -p "$TMP/nginxlua" -c "$TMP/nginxlua.conf" -e "$TMP/nginxlua/error.log" 2>&1); then
+            note "s9 nginx: the Lua module does not work with this nginx ($("$NGINX" -v 2>&1)):" \
+                "$(tr '\n' ' ' <<<"$err" | tail -c 400)"
+            TPID[$target]=0
+            return 2
+        fi
+        start_nginx nginxlua "$NGX_LUA"
+        pid=$PID
+        ;;
     nginx)
         start_nginx nginxproxy "$NGX"
         pid=$PID
         wait_port "$NGX_TLS" "$pid" || die "nginx proxy TLS port"
         wait_port "$NGX_H2" "$pid" || die "nginx proxy h2 port"
         ;;
-    mitmdump)
-        rm -rf "$TMP/mitm" && mkdir -p "$TMP/mitm"
-        args=(--listen-host 127.0.0.1 -p "$MITM_PORT" -q --ssl-insecure --set "confdir=$TMP/mitm"
+    mitmdump | mitmdump+script)
+        dir=$TMP/mitm$suffix
+        rm -rf "$dir" && mkdir -p "$dir"
+        args=(--listen-host 127.0.0.1 -p "$port" -q --ssl-insecure --set "confdir=$dir"
             --set stream_large_bodies=1m)
+        [[ $target == *+script ]] && args+=(-s "$TMP/header.py")
         case $mode in
         reverse) args+=(--mode "reverse:http://127.0.0.1:$ORIGIN") ;;
         reverse-h2) args+=(--mode "reverse:https://127.0.0.1:$ORIGIN_H2") ;;
         *) args+=(--mode regular) ;;
         esac
-        "$VENV/bin/mitmdump" "${args[@]}" >"$TMP/mitm.log" 2>&1 &
+        "$VENV/bin/mitmdump" "${args[@]}" >"$dir.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
-        wait_port "$MITM_PORT" "$pid" || { tail "$TMP/mitm.log" >&2; die "mitmdump did not start"; }
-        ca=$TMP/mitm/mitmproxy-ca-cert.pem
+        wait_port "$port" "$pid" || { tail "$dir.log" >&2; die "$target did not start"; }
+        ca=$dir/mitmproxy-ca-cert.pem
         ;;
-    strata)
-        rm -rf "$TMP/strata" && mkdir -p "$TMP/strata"
-        args=(--listen-host 127.0.0.1 -p "$STRATA_PORT" -q --confdir "$TMP/strata" --upstream-ca "$TMP/ca.pem")
+    strata | strata+script)
+        dir=$TMP/strata$suffix
+        rm -rf "$dir" && mkdir -p "$dir"
+        args=(--listen-host 127.0.0.1 -p "$port" -q --confdir "$dir" --upstream-ca "$TMP/ca.pem")
+        [[ $target == *+script ]] && args+=(-s "$TMP/header.lua")
         case $mode in
         reverse) args+=(-m "reverse:http://127.0.0.1:$ORIGIN") ;;
         reverse-h2) args+=(-m "reverse:https://127.0.0.1:$ORIGIN_H2") ;;
         esac
-        "$STRATA" "${args[@]}" >"$TMP/strata.log" 2>&1 &
+        "$STRATA" "${args[@]}" >"$dir.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
-        wait_port "$STRATA_PORT" "$pid" || rc=$?
-        if ((rc == 2)) && grep -qi 'not supported' "$TMP/strata.log"; then
-            log "strata refuses mode $mode: $(tail -1 "$TMP/strata.log")"
+        wait_port "$port" "$pid" || rc=$?
+        if ((rc == 2)) && grep -qi 'not supported' "$dir.log"; then
+            log "$target refuses mode $mode: $(tail -1 "$dir.log")"
             TPID[$target]=0
             return 2
         fi
-        ((rc == 0)) || { tail "$TMP/strata.log" >&2; die "strata did not start"; }
-        ca=$TMP/strata/strata-ca-cert.pem
+        if ((rc != 0)) && [[ $target == *+script ]]; then   # the script's fault, not the bench's: n/a, noted
+            note "s9 strata: strata -s $TMP/header.lua did not start: $(tail -3 "$dir.log" | tr '\n' ' ')"
+            TPID[$target]=0
+            return 2
+        fi
+        ((rc == 0)) || { tail "$dir.log" >&2; die "$target did not start"; }
+        ca=$dir/strata-ca-cert.pem
         ;;
     esac
     TPID[$target]=$pid
@@ -503,7 +586,7 @@ load_scenario() {
         if start_target "$t" "$mode"; then up+=("$t"); else VAL["s$n|$t"]=na; fi
     done
     for t in "${up[@]}"; do (DURATION=1 "measure$n" "$t" warmup >/dev/null 2>&1) || true; done
-    for r in $(seq "$RUNS"); do
+    for _ in $(seq "$RUNS"); do
         for t in "${up[@]}"; do "measure$n" "$t" "s$n"; done
     done
     for t in "${up[@]}"; do
@@ -522,9 +605,9 @@ scenario7() { load_scenario 7 reverse-h2; }
 
 # Scenario 5: each download with a freshly started proxy, so that VmHWM is this download's peak.
 scenario5() {
-    local t kind r
+    local t kind
     declare -A refused=()
-    for r in $(seq "$RUNS"); do
+    for _ in $(seq "$RUNS"); do
         for kind in plain tls; do
             for t in $TARGETS; do
                 [[ -n ${refused[$t]:-} ]] && continue
@@ -548,9 +631,9 @@ scenario5() {
 
 # Scenario 8: the large file over HTTP/2 (TLS, h2 toward the client), a freshly started proxy per download, as 5.
 scenario8() {
-    local t r
+    local t
     declare -A refused=()
-    for r in $(seq "$RUNS"); do
+    for _ in $(seq "$RUNS"); do
         for t in $TARGETS; do
             [[ -n ${refused[$t]:-} ]] && continue
             start_target "$t" reverse-h2 || { refused[$t]=1 VAL["s8|$t"]=na VAL["s8h1|$t"]=na; continue; }
@@ -560,6 +643,59 @@ scenario8() {
             curl_run s8h1 "$t" 1.1 --cacert "${TCA[$t]}" "https://127.0.0.1:${H2_PORT[$t]}/1g"
             stop_target "$t"
         done
+    done
+}
+
+# Scenario 9: the cost of a one-line header script, scenario 2's load. Cells: nginx+script, mitmdump+script
+# and strata+script (row s9, in the nginx, mitmdump and strata columns) and strata without a script (s9.noscript,
+# the baseline under the table), all up at once and measured in turn in each round, as in load_scenario.
+# nginx and mitmdump without a script are started only to check that the header is not there without one.
+measure9() { # CELL ROW
+    local row=$2
+    [[ $1 == *+script || $row == warmup ]] || row+=.noscript
+    wrk_run "$row" "${1%+script}" "http://127.0.0.1:${HTTP_PORT[$1]}/" "$TMP/absolute.lua"
+}
+# header_check CELL yes|no: one absolute-form GET through CELL; true if it answers 200 and carries
+# `x-bench: 1` (yes) or no x-bench header at all (no); a note otherwise
+header_check() {
+    local cell=$1 want=$2 out rc=0 status got=no
+    out=$(curl -sS --max-time 10 --noproxy "" -x "http://127.0.0.1:${HTTP_PORT[$cell]}" -o /dev/null -D - \
+        "http://127.0.0.1:$ORIGIN/1k" 2>&1) || rc=$?
+    status=$(awk '/^HTTP\// {s = $2} END {print s}' <<<"$out")
+    grep -qi '^x-bench:' <<<"$out" && got=other
+    grep -qiE '^x-bench: *1'$'\r''?$' <<<"$out" && got=yes
+    if ((rc == 0)) && [[ $status == 200 && $got == "$want" ]]; then return 0; fi
+    note "s9 $cell: curl -x through it: exit $rc, status ${status:-none}, x-bench $got (wanted $want):" \
+        "$(tr '\r\n' '  ' <<<"$out" | head -c 300)"
+    return 1
+}
+scenario9() {
+    local t cell cells=()
+    VAL["s9|direct"]=na
+    for t in nginx mitmdump strata; do
+        [[ " $TARGETS " == *" $t "* ]] || continue
+        VAL["s9|$t"]=""
+        if start_target "$t" regular; then
+            header_check "$t" no || true   # noted; the scripted cell still says what the script costs
+            if [[ $t == strata ]]; then cells+=("$t"); else stop_target "$t"; fi
+        fi
+        if ! start_target "$t+script" regular; then
+            VAL["s9|$t"]=na
+        elif header_check "$t+script" yes; then
+            cells+=("$t+script")
+        else
+            VAL["s9|$t"]=na
+            stop_target "$t+script"
+        fi
+    done
+    for cell in "${cells[@]}"; do (DURATION=1 measure9 "$cell" warmup >/dev/null 2>&1) || true; done
+    for _ in $(seq "$RUNS"); do
+        for cell in "${cells[@]}"; do measure9 "$cell" s9; done
+    done
+    for cell in "${cells[@]}"; do
+        # header once more after the load: a script that stopped running (error, time budget) would show here
+        [[ $cell != *+script ]] || header_check "$cell" yes || true
+        stop_target "$cell"
     done
 }
 
@@ -703,6 +839,10 @@ has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
         row "8. proxy peak RSS, MiB" s8.rss no
         row "8. same download over HTTP/1.1, same proxies: MB/s" s8h1 yes
     fi
+    if has 9; then
+        row "9. explicit proxy + one-line header script, 1 KiB: req/s" s9 no
+        row "9. p99 latency, ms" s9.p99 no
+    fi
     echo
     echo "Medians of $RUNS run(s) of ${DURATION}s; ratios to direct in parentheses. $(nproc) cores," \
         "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)."
@@ -712,6 +852,17 @@ has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
         echo "strata's HTTP/2 download runs at" \
             "$(awk -v a="$(med "s8|strata")" -v b="$(med "s8h1|strata")" 'BEGIN {printf "%.2fx", a / b}')" \
             "its HTTP/1.1 rate on the same path (row 8)."
+    fi
+    if has 9; then
+        echo "Row 9 is scenario 2's load with a script adding \`x-bench: 1\` to each response head: nginx with" \
+            "header_filter_by_lua_block (lua-nginx-module), mitmdump and strata with \`-s\` (responseheaders);" \
+            "direct has no proxy to script."
+        if [[ $(med "s9|strata") != na && $(med "s9.noscript|strata") != na ]]; then
+            echo "strata with the script runs at" \
+                "$(awk -v a="$(med "s9|strata")" -v b="$(med "s9.noscript|strata")" 'BEGIN {printf "%.2fx", a / b}')" \
+                "its rate without (same run): $(fmt "$(med "s9|strata")") vs $(fmt "$(med "s9.noscript|strata")")" \
+                "req/s without the script (p99 $(fmt "$(med "s9.noscript.p99|strata")") ms without)."
+        fi
     fi
     if ((${#NOTES[@]})); then
         echo
