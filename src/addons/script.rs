@@ -97,7 +97,8 @@ struct Loaded {
     lua: Lua,
     slot: api::Slot,
     deadline: Arc<Mutex<Instant>>,
-    defined: HashSet<&'static str>,
+    /// The script's event functions, by event.
+    functions: HashMap<&'static str, Function>,
     options: Vec<ScriptOption>,
     modified: Option<SystemTime>,
     checked: Instant,
@@ -120,8 +121,9 @@ impl Script {
             .map_err(|reason| ConfigError::File { path: path.display().to_string(), reason })?;
         Ok(Script {
             path: path.to_path_buf(),
-            wants_messages: loaded.defined.contains("websocket_message") || loaded.defined.contains("tcp_message"),
-            defined_mask: AtomicU32::new(mask(&loaded.defined)),
+            wants_messages: loaded.functions.contains_key("websocket_message")
+                || loaded.functions.contains_key("tcp_message"),
+            defined_mask: AtomicU32::new(mask(&loaded.functions)),
             name,
             settings: settings.clone(),
             state: AsyncMutex::new(loaded),
@@ -145,7 +147,7 @@ impl Script {
         }
         let mut state = self.state.lock().await;
         self.reload_if_changed(&mut state);
-        state.defined.contains(event).then_some(state)
+        state.functions.contains_key(event).then_some(state)
     }
 
     fn reload_if_changed(&self, state: &mut Loaded) {
@@ -156,7 +158,7 @@ impl Script {
                 match Loaded::load(&self.path, &self.name, &self.settings) {
                     Ok(new) => {
                         eprintln!("{}: reloaded", self.name);
-                        self.defined_mask.store(mask(&new.defined), Ordering::Relaxed);
+                        self.defined_mask.store(mask(&new.functions), Ordering::Relaxed);
                         *state = new;
                     }
                     Err(reason) => {
@@ -250,9 +252,9 @@ impl Script {
     }
 }
 
-/// The bits of `EVENTS` for `defined`.
-fn mask(defined: &HashSet<&'static str>) -> u32 {
-    EVENTS.iter().enumerate().filter(|(_, e)| defined.contains(*e)).fold(0, |mask, (i, _)| mask | 1 << i)
+/// The bits of `EVENTS` for the events in `functions`.
+fn mask(functions: &HashMap<&'static str, Function>) -> u32 {
+    EVENTS.iter().enumerate().filter(|(_, e)| functions.contains_key(*e)).fold(0, |mask, (i, _)| mask | 1 << i)
 }
 
 /// What a per-message event is about.
@@ -285,20 +287,21 @@ impl Loaded {
         let built_in: Vec<Value> =
             EVENTS.iter().map(|event| globals.get::<Value>(*event)).collect::<Result<_, _>>().map_err(lua_error)?;
         lua.load(&source[..]).set_name(format!("@{}", path.display())).exec().map_err(lua_error)?;
-        let defined = EVENTS
-            .into_iter()
-            .zip(built_in)
-            .filter(
-                |(event, before)| matches!(globals.get::<Value>(*event), Ok(f @ Value::Function(_)) if f != *before),
-            )
-            .map(|(event, _)| event)
-            .collect();
+        let mut functions = HashMap::new();
+        for (event, before) in EVENTS.into_iter().zip(built_in) {
+            match globals.get::<Value>(event) {
+                Ok(Value::Function(function)) if Value::Function(function.clone()) != before => {
+                    functions.insert(event, function);
+                }
+                _ => {}
+            }
+        }
         let options = options.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(Loaded {
             lua,
             slot: api::Slot::default(),
             deadline,
-            defined,
+            functions,
             options,
             modified,
             checked: Instant::now(),
@@ -308,7 +311,7 @@ impl Loaded {
 
     /// Calls the global function `event` with `args`, within the time budget.
     fn call(&self, event: &str, args: impl mlua::IntoLuaMulti) -> mlua::Result<()> {
-        let function: Function = self.lua.globals().get(event)?;
+        let function = self.functions.get(event).ok_or_else(|| mlua::Error::runtime(format!("no function {event}")))?;
         *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now() + HOOK_TIME_BUDGET;
         function.call::<()>(args)
     }
