@@ -270,6 +270,9 @@ impl Loaded {
         let lua = Lua::new();
         let lua_error = |e: mlua::Error| first_line(&e);
         lua.set_memory_limit(MEMORY_LIMIT).map_err(lua_error)?;
+        // Every event makes a few short-lived objects (the flow, its request or response, headers): the
+        // generational collector frees them young; the incremental one let them pile up to the cap.
+        lua.gc_gen(0, 0);
         let deadline = Arc::new(Mutex::new(Instant::now() + HOOK_TIME_BUDGET));
         let budget = deadline.clone();
         lua.set_global_hook(HookTriggers::new().every_nth_instruction(BUDGET_CHECK_INSTRUCTIONS), move |_, _| {
