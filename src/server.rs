@@ -57,7 +57,7 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     // Handlers go in before the `listening on` line, so a signal sent on seeing it is always handled.
     let signals = ShutdownSignals::install();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut addons = addons::chain(&mut config.addons, &ca, custom);
+    let mut addons = addons::chain(&mut config.addons, &ca, custom)?;
     let playback = client_replay.as_ref().map(|_| Arc::new(Playback::default()));
     if let Some(playback) = &playback {
         addons.push(playback.clone());

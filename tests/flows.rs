@@ -1221,3 +1221,80 @@ fn proxyauth_reads_bcrypt_and_sha_entries_from_htpasswd() {
     expect_407(&proxy, &via(&proxy, &[&origin.url("/text")]));
     assert_eq!(origin.requests().len(), 2);
 }
+
+/// The HAR file costs disk, not memory: 200 responses of 512 KiB each (100 MiB recorded) leave the proxy's
+/// peak RSS far below what keeping them would take, and every one of them is in the file.
+#[test]
+fn save_har_keeps_memory_flat_over_a_long_recording() {
+    let origin = common::Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("long.har");
+    let mut proxy = Strata::start(&["-q", "--save-har", &path_str(&har)]);
+    let url = origin.url(&format!("/size/{}", 512 * 1024));
+    for _ in 0..200 {
+        let got = common::curl(&proxy, &["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]);
+        proxy.check(got.stdout == "200", format!("curl: {} {}", got.stdout, got.stderr));
+    }
+    let peak_kb = proxy.proc_status_kb("VmHWM");
+    terminate(&mut proxy);
+    let recorded = parse_har(&har).unwrap();
+    assert_eq!(entries(&recorded).len(), 200, "entries in the HAR file");
+    assert!(peak_kb < 64 * 1024, "peak RSS {peak_kb} KiB while recording 100 MiB of bodies");
+}
+
+/// `kill -9` in the middle of a recording leaves a valid HAR holding every flow finished before it.
+#[test]
+fn save_har_is_valid_after_kill_9_during_a_recording() {
+    let origin = common::Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("killed.har");
+    let mut proxy = Strata::start(&["-q", "--save-har", &path_str(&har)]);
+    let url = origin.url("/size/20000");
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, answered, url, proxy_url) = (stop.clone(), answered.clone(), url.clone(), proxy.proxy_url());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = Command::new("curl")
+                        .args([
+                            "-s",
+                            "-o",
+                            "/dev/null",
+                            "-w",
+                            "%{http_code}",
+                            "--max-time",
+                            "5",
+                            "-x",
+                            &proxy_url,
+                            &url,
+                        ])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+                    if status.is_ok_and(|s| s == "200") {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answered.load(Ordering::Relaxed) < 40 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    proxy.signal(libc::SIGKILL);
+    let finished_before = answered.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    proxy.wait_for_exit(Duration::from_secs(5));
+    let recorded = parse_har(&har).unwrap();
+    // A flow is recorded before its last bytes reach the client, so every answered one is in the file.
+    assert!(
+        entries(&recorded).len() >= finished_before && finished_before > 0,
+        "{} entries for {finished_before} answered requests",
+        entries(&recorded).len()
+    );
+}

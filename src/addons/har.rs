@@ -1,26 +1,22 @@
 //! HAR 1.2 (HTTP Archive) files: recording finished flows and reading recorded exchanges back.
 //!
-//! Writing: `entry` turns an `HttpFlow` into one HAR entry; `SaveHar` is the addon; `HarRecorder` keeps the entries and rewrites
-//! the whole file atomically (at most once a second, and on `flush`), so the file is always a complete
-//! document. Reading: `read_har` accepts files from strata, browsers' devtools and mitmproxy and yields
+//! Writing: `entry` turns an `HttpFlow` into one HAR entry; `SaveHar` is the addon; `HarRecorder` appends
+//! each entry to the file as its flow finishes, so the file is a complete document at every moment and
+//! memory stays flat however long the recording. Reading: `read_har` accepts files from strata, browsers' devtools and mitmproxy and yields
 //! `RecordedExchange`s for replay. Bodies are recorded as strata relayed them (still content-encoded).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::addon::Addon;
-use crate::certs::write_atomically;
 use crate::flow::{HttpFlow, WebSocketMessage};
 use crate::http::fields::is_token;
 use crate::http::message::Headers;
 use crate::http::url::{split_host_port, Scheme};
-
-/// How often the background task of `HarRecorder::start` rewrites the file while entries arrive.
-pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Permissions of the HAR file: it holds cookies and credentials, so only the owner may read it.
 const HAR_FILE_MODE: u32 = 0o600;
@@ -367,8 +363,9 @@ pub struct SaveHar(Arc<HarRecorder>);
 
 impl SaveHar {
     /// Starts the background writer for `path` (inside the runtime).
-    pub fn start(path: PathBuf) -> Self {
-        SaveHar(HarRecorder::start(path))
+    /// Creates the file; the error names it.
+    pub fn create(path: PathBuf) -> Result<Self, String> {
+        HarRecorder::create(path).map(|recorder| SaveHar(Arc::new(recorder)))
     }
 }
 
@@ -420,73 +417,47 @@ impl Addon for SaveHar {
     }
 }
 
-/// Collects HAR entries and keeps a complete HAR document at `path`.
+/// Appends HAR entries to a file that is a complete HAR document at every moment.
 ///
-/// Every entry is serialized once, when recorded, and kept as a JSON string, so a rewrite joins strings
-/// instead of serializing again. Memory grows with the flows recorded: each entry holds the bodies the
-/// caller kept (`Request::body`/`Response::body`), as large as the caller let them grow (base64 adds a
-/// third for binary ones), and a rewrite briefly holds one more copy of the whole document.
-///
-/// The file is replaced atomically (temporary file, then rename), so a reader sees the previous or the
-/// next complete document, never a partial one. Writes are serialized: one recorder per path.
+/// The file is created (never replaced) with an empty document. Each entry is written where the closing
+/// `]}}` stood, followed by a new closing, in one positioned write; so a reader, or a `kill -9` at any
+/// moment, finds the document as it was before or after an entry, never a torn one. Nothing is kept in
+/// memory: an entry is serialized, written and dropped, so the cost of a long recording is disk. A write
+/// that fails (a full disk) is reported once and ends the recording; proxying goes on.
 pub struct HarRecorder {
     path: PathBuf,
-    state: Mutex<State>,
-    /// Held for a whole rewrite, so two rewrites never race on the shared temporary file and an older
-    /// snapshot never replaces a newer one.
-    write_lock: Mutex<()>,
+    state: Mutex<Appender>,
 }
 
-struct State {
-    entries: Vec<Arc<str>>,
-    /// The file does not reflect `entries` yet.
-    dirty: bool,
+struct Appender {
+    file: std::fs::File,
+    /// Where the closing `]}}` starts: the next entry goes here.
+    end: u64,
+    entries: u64,
+    /// The first write error; after it nothing more is written.
+    failed: Option<String>,
 }
+
+/// What follows the last entry.
+const CLOSING: &str = "\n]}}\n";
 
 impl HarRecorder {
-    /// A recorder for `path` without a background writer: the file is written only by `flush`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        HarRecorder {
-            path: path.into(),
-            // Dirty from the start: the first write creates the file even with no entries.
-            state: Mutex::new(State { entries: Vec::new(), dirty: true }),
-            write_lock: Mutex::new(()),
-        }
-    }
-
-    /// A recorder whose background task rewrites the file once every `WRITE_INTERVAL` while there is
-    /// something new (the first tick creates it, replacing any file at `path`). The task ends once the
-    /// last `Arc` is dropped; call `flush` before that to write the final entries. Must be called inside
-    /// a tokio runtime.
-    pub fn start(path: impl Into<PathBuf>) -> Arc<Self> {
-        let recorder = Arc::new(Self::new(path));
-        let weak = Arc::downgrade(&recorder);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(WRITE_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
-            loop {
-                tick.tick().await;
-                let Some(recorder) = weak.upgrade() else { return };
-                if !recorder.lock_state().dirty {
-                    continue;
-                }
-                // Building and syncing a large file blocks; keep it off the async worker threads.
-                let path = recorder.path.display().to_string();
-                match tokio::task::spawn_blocking(move || recorder.write(true)).await {
-                    Ok(Ok(())) => failing = false,
-                    Ok(Err(error)) => {
-                        // Warn once per failure streak, not every second while the disk stays full.
-                        if !failing {
-                            tracing::warn!(%error, "cannot write HAR file");
-                        }
-                        failing = true;
-                    }
-                    Err(error) => tracing::error!(%error, path, "HAR writer task failed"),
-                }
-            }
-        });
-        recorder
+    /// Creates `path` (0600, refusing an existing file) holding an empty HAR document. The error names the
+    /// file and cause.
+    pub fn create(path: impl Into<PathBuf>) -> Result<Self, String> {
+        use std::io::Write as _;
+        let path = path.into();
+        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, HAR_FILE_MODE);
+        let mut file = options.open(&path).map_err(fail)?;
+        let creator = json!({ "name": CREATOR_NAME, "version": env!("CARGO_PKG_VERSION") });
+        let head = format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[");
+        file.write_all(format!("{head}{CLOSING}").as_bytes()).map_err(fail)?;
+        let appender = Appender { file, end: head.len() as u64, entries: 0, failed: None };
+        Ok(HarRecorder { path, state: Mutex::new(appender) })
     }
 
     /// The file this recorder writes.
@@ -494,59 +465,51 @@ impl HarRecorder {
         &self.path
     }
 
-    /// Appends the entry of `flow`; it reaches the file with the next rewrite. Does no IO and holds the
-    /// lock only for a push, so it may be called from async tasks.
+    /// Appends the entry of `flow` to the file (one positioned write, under the recorder's lock).
     pub fn record(&self, flow: &HttpFlow) {
-        let json: Arc<str> = entry(flow).to_string().into();
+        let json = entry(flow).to_string();
         let mut state = self.lock_state();
-        state.entries.push(json);
-        state.dirty = true;
-    }
-
-    /// Writes the whole document now (blocking), e.g. at shutdown. The error names the file and cause.
-    pub fn flush(&self) -> Result<(), String> {
-        self.write(false)
-    }
-
-    fn write(&self, only_if_dirty: bool) -> Result<(), String> {
-        let _writing = self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let snapshot = {
-            let mut state = self.lock_state();
-            if only_if_dirty && !state.dirty {
-                return Ok(());
+        if state.failed.is_some() {
+            return;
+        }
+        let separator = if state.entries == 0 { "\n" } else { ",\n" };
+        let bytes = format!("{separator}{json}{CLOSING}");
+        match write_at(&state.file, bytes.as_bytes(), state.end) {
+            Ok(()) => {
+                state.end += (bytes.len() - CLOSING.len()) as u64;
+                state.entries += 1;
             }
-            state.dirty = false;
-            state.entries.clone()
-        };
-        let document = har_document(&snapshot);
-        write_atomically(&self.path, document.as_bytes(), HAR_FILE_MODE).map_err(|error| {
-            self.lock_state().dirty = true;
-            error.to_string()
-        })
+            Err(e) => {
+                let reason = format!(
+                    "{}: {e}; HAR recording stopped (the file holds the {} entries before)",
+                    self.path.display(),
+                    state.entries
+                );
+                tracing::error!("{reason}");
+                state.failed = Some(reason);
+            }
+        }
     }
 
-    /// The entries stay consistent even if a holder panicked (each push is one step), so a poisoned
-    /// lock is still usable.
-    fn lock_state(&self) -> MutexGuard<'_, State> {
+    /// Makes the file durable (at exit). The error names the file: the first write error, if any.
+    pub fn flush(&self) -> Result<(), String> {
+        let state = self.lock_state();
+        if let Some(reason) = &state.failed {
+            return Err(reason.clone());
+        }
+        state.file.sync_data().map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// The appender stays consistent even if a holder panicked (its fields change after a whole write),
+    /// so a poisoned lock is still usable.
+    fn lock_state(&self) -> MutexGuard<'_, Appender> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// The whole HAR document around already serialized entries, one entry per line.
-fn har_document(entries: &[Arc<str>]) -> String {
-    let creator = json!({ "name": CREATOR_NAME, "version": env!("CARGO_PKG_VERSION") });
-    let head = format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[\n");
-    let tail = "\n]}}\n";
-    let mut out = String::with_capacity(head.len() + tail.len() + entries.iter().map(|e| e.len() + 2).sum::<usize>());
-    out.push_str(&head);
-    for (i, entry) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push_str(",\n");
-        }
-        out.push_str(entry);
-    }
-    out.push_str(tail);
-    out
+#[cfg(unix)]
+fn write_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -98,9 +98,13 @@ impl AddonOptions {
 
 /// The chain for `options` (which it takes apart), with `custom` addons (those of a program embedding
 /// strata) and then the scripts in mitmproxy's place for scripts: after the request filters that drop or
-/// rewrite traffic for everyone, before mapping, modification and replay. Starts the HAR writer, so it
-/// must run inside the runtime.
-pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority, custom: Vec<Arc<dyn Addon>>) -> AddonChain {
+/// rewrite traffic for everyone, before mapping, modification and replay. Creates the `--save-har` file;
+/// the error names it.
+pub fn chain(
+    options: &mut AddonOptions,
+    ca: &CertificateAuthority,
+    custom: Vec<Arc<dyn Addon>>,
+) -> Result<AddonChain, ConfigError> {
     let mut addons: Vec<Arc<dyn Addon>> = Vec::new();
     if let Some(auth) = &options.proxyauth {
         addons.push(Arc::new(proxyauth::ProxyAuthAddon(auth.clone())));
@@ -134,12 +138,14 @@ pub fn chain(options: &mut AddonOptions, ca: &CertificateAuthority, custom: Vec<
         addons.push(Arc::new(replay));
     }
     if let Some(path) = &options.save_har {
-        addons.push(Arc::new(har::SaveHar::start(path.clone())));
+        let recorder = har::SaveHar::create(path.clone())
+            .map_err(|reason| ConfigError::File { path: path.display().to_string(), reason })?;
+        addons.push(Arc::new(recorder));
     }
     if options.flow_detail > 0 {
         addons.push(Arc::new(dumper::Dumper::new(options.flow_detail, options.view.take())));
     }
-    AddonChain::new(addons)
+    Ok(AddonChain::new(addons))
 }
 
 /// `--save-har` never replaces a file: an existing one is the user's (perhaps an earlier recording).

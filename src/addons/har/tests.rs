@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::*;
 use crate::flow::{FlowId, Request, Response, Timings, WebSocketData};
@@ -72,11 +73,10 @@ fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 fn round_trip(flows: &[HttpFlow]) -> Vec<RecordedExchange> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.har");
-    let recorder = HarRecorder::new(&path);
+    let recorder = HarRecorder::create(&path).unwrap();
     for flow in flows {
         recorder.record(flow);
     }
-    recorder.flush().unwrap();
     read_har(&path).unwrap()
 }
 
@@ -386,12 +386,11 @@ fn non_utf8_header_values_are_written_lossily_not_dropped() {
 // ---- recording ----------------------------------------------------------------------------------
 
 #[test]
-fn flush_without_entries_writes_an_empty_valid_document() {
+fn a_new_recorder_file_is_an_empty_valid_document() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.har");
-    let recorder = HarRecorder::new(&path);
+    let recorder = HarRecorder::create(&path).unwrap();
     assert_eq!(recorder.path(), path);
-    recorder.flush().unwrap();
     let document: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(document["log"]["version"], "1.2");
     assert_eq!(document["log"]["creator"], json!({"name": "strata", "version": env!("CARGO_PKG_VERSION")}));
@@ -400,11 +399,11 @@ fn flush_without_entries_writes_an_empty_valid_document() {
 }
 
 #[test]
-fn recorder_file_is_never_partial_while_being_rewritten() {
+fn recorder_file_is_never_partial_while_entries_are_appended() {
     const ROUNDS: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.har");
-    let recorder = HarRecorder::new(&path);
+    let recorder = HarRecorder::create(&path).unwrap();
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
@@ -426,7 +425,6 @@ fn recorder_file_is_never_partial_while_being_rewritten() {
         });
         for _ in 0..ROUNDS {
             recorder.record(&flow());
-            recorder.flush().unwrap();
         }
         done.store(true, Ordering::Release);
         assert!(reader.join().unwrap() > 0, "the reader never saw the file");
@@ -440,14 +438,13 @@ fn recorder_file_is_never_partial_while_being_rewritten() {
 fn records_from_many_threads_all_reach_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("threads.har");
-    let recorder = HarRecorder::new(&path);
+    let recorder = HarRecorder::create(&path).unwrap();
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
                 for _ in 0..25 {
                     recorder.record(&flow());
                 }
-                recorder.flush().unwrap();
             });
         }
     });
@@ -456,33 +453,26 @@ fn records_from_many_threads_all_reach_the_file() {
 }
 
 #[test]
-fn flush_error_names_the_file() {
+fn create_error_names_the_file_and_an_existing_file_is_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("no-such-dir").join("x.har");
-    let error = HarRecorder::new(&path).flush().unwrap_err();
-    assert!(error.contains(&path.display().to_string()), "{error}");
+    let missing = dir.path().join("no-such-dir").join("x.har");
+    let error = HarRecorder::create(&missing).err().expect("no directory");
+    assert!(error.contains(&missing.display().to_string()), "{error}");
+    let existing = dir.path().join("precious.har");
+    std::fs::write(&existing, "an earlier recording").unwrap();
+    assert!(HarRecorder::create(&existing).is_err());
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "an earlier recording");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn background_task_writes_recorded_entries_within_a_second_or_so() {
+#[test]
+fn each_entry_is_in_the_file_as_soon_as_it_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bg.har");
-    let recorder = HarRecorder::start(&path);
-    recorder.record(&flow());
-    // Wait for the observable event (the entry in the file), bounded well above WRITE_INTERVAL.
-    let deadline = tokio::time::Instant::now() + WRITE_INTERVAL * 5;
-    loop {
-        if let Ok(exchanges) = read_har(&path) {
-            if exchanges.len() == 1 {
-                break;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "entry not written within {:?}", WRITE_INTERVAL * 5);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let path = dir.path().join("now.har");
+    let recorder = HarRecorder::create(&path).unwrap();
+    for n in 1..=3 {
+        recorder.record(&flow());
+        assert_eq!(read_har(&path).unwrap().len(), n);
     }
-    recorder.record(&flow());
-    recorder.flush().unwrap();
-    assert_eq!(read_har(&path).unwrap().len(), 2);
 }
 
 // ---- reading ------------------------------------------------------------------------------------
