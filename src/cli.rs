@@ -102,10 +102,28 @@ pub struct Cli {
     #[arg(long)]
     pub keep_host_header: bool,
 
-    /// Record every HTTP flow (and WebSocket messages) to FILE as HAR 1.2. The file is rewritten atomically
-    /// at most once a second and at shutdown, so it is always a complete HAR document.
+    /// Record every HTTP flow (and WebSocket messages) to FILE as HAR 1.2. Entries are appended as flows
+    /// finish; the file is a complete HAR document at every moment.
     #[arg(long, value_name = "FILE")]
     pub save_har: Option<PathBuf>,
+
+    /// Write every flow to a session file (SQLite) as it happens; +FILE appends to an existing session.
+    /// An existing FILE without + is refused.
+    #[arg(short = 'w', long = "save-stream-file", value_name = "FILE")]
+    pub save_stream_file: Option<String>,
+
+    /// Only flows matching this filter go to the -w session (default: the positional FILTER, if any).
+    #[arg(long, value_name = "FILTER")]
+    pub save_stream_filter: Option<String>,
+
+    /// Read flows from FILE (a strata session or a HAR file) and show them as flow lines (the view filter
+    /// and --flow-detail apply); they also go to -w and --save-har.
+    #[arg(short = 'r', long = "rfile", value_name = "FILE")]
+    pub rfile: Option<PathBuf>,
+
+    /// Start no proxy: with -r, exit once the flows are read.
+    #[arg(short = 'n', long = "no-server")]
+    pub no_server: bool,
 
     /// Load a Lua 5.4 script as an addon: its functions named after events (request, response, ...) see
     /// and change flows. Repeatable; reloaded when the file changes.

@@ -219,6 +219,10 @@ pub struct Config {
     pub keep_host_header: bool,
     /// Offer HTTP/2 to clients (ALPN `h2`, h2c prior knowledge); off with `--no-http2`.
     pub http2: bool,
+    /// `-r`: flows to read at start.
+    pub rfile: Option<PathBuf>,
+    /// `-n`: no listeners.
+    pub no_server: bool,
     /// The built-in addons' options; `server::run` builds the addon chain from them.
     pub addons: AddonOptions,
 }
@@ -262,6 +266,16 @@ impl Config {
             hosts: host_rules(cli)?,
             keep_host_header: cli.keep_host_header,
             http2: !cli.no_http2,
+            rfile: match &cli.rfile {
+                Some(path) if !path.is_file() => {
+                    return Err(ConfigError::File {
+                        path: path.display().to_string(),
+                        reason: "no such file (-r)".into(),
+                    })
+                }
+                other => other.clone(),
+            },
+            no_server: cli.no_server,
             addons: AddonOptions::from_cli(cli, unclaimed)?,
             upstream_tls: UpstreamTls {
                 insecure: cli.ssl_insecure,

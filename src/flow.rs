@@ -31,6 +31,14 @@ impl FlowId {
     }
 }
 
+impl FlowId {
+    /// Reads an id back from its `Display` form.
+    pub fn parse(text: &str) -> Option<FlowId> {
+        let hex: String = text.chars().filter(|c| *c != '-').collect();
+        (hex.len() == 32).then(|| u128::from_str_radix(&hex, 16).ok().map(FlowId)).flatten()
+    }
+}
+
 impl fmt::Display for FlowId {
     /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -16,5 +16,7 @@ pub mod io; // buffered stream that keeps peeked bytes
 pub mod layer; // Layer trait and next_layer()
 pub mod layers; // the layers themselves
 pub mod options; // --set, config.yaml and --options, derived from the flags
+pub mod read_flows; // -r: flows from a session or HAR file through the addon chain
 pub mod server; // listeners, accept loop, shutdown
 pub mod server_conn; // lazy server connections
+pub mod store; // the flow store: sessions in SQLite (-w, -r)

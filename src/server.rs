@@ -26,6 +26,7 @@ use crate::io::BufIo;
 use crate::layer::Layer;
 use crate::layers::mode::{original_destination, ModeLayer};
 use crate::layers::tls::server_base_config;
+use crate::read_flows;
 use crate::server_conn::{upstream_tls_config, ConnectionPool};
 
 /// How long live connections may go on after a shutdown signal.
@@ -34,8 +35,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long the accept loop pauses after an accept error (e.g. out of file descriptors) instead of spinning.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Runs the proxy until SIGINT or SIGTERM (or, with `--client-replay`, until the replay is done).
-/// Returns false if the replay had failures. Errors are startup problems (confdir, bind).
+/// Runs the proxy until SIGINT or SIGTERM (or, with `--client-replay`, until the replay is done; with
+/// `-n`, once `-r`'s flows are read). Returns false if the replay had failures. Errors are startup
+/// problems (confdir, bind, files).
 pub async fn run(config: Config) -> Result<bool, ConfigError> {
     run_with_addons(config, Vec::new()).await
 }
@@ -47,7 +49,8 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     let ca = CertificateAuthority::load_or_create(&config.confdir)?;
     let client_replay = config.addons.client_replay.clone();
     let mut listeners = Vec::new();
-    for spec in config.listeners.iter().filter(|_| client_replay.is_none()) {
+    let serves = client_replay.is_none() && !config.no_server;
+    for spec in config.listeners.iter().filter(|_| serves) {
         let listener = TcpListener::bind(spec.addr)
             .await
             .map_err(|source| ConfigError::Bind { addr: spec.addr.to_string(), source })?;
@@ -57,6 +60,8 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     // Handlers go in before the `listening on` line, so a signal sent on seeing it is always handled.
     let signals = ShutdownSignals::install();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The positional filter also chooses which of -r's flows are read; the chain takes the original.
+    let rfile_filter = config.addons.view.clone();
     let mut addons = addons::chain(&mut config.addons, &ca, custom)?;
     let playback = client_replay.as_ref().map(|_| Arc::new(Playback::default()));
     if let Some(playback) = &playback {
@@ -75,6 +80,13 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     if let (Some(path), Some(playback)) = (client_replay, playback) {
         let failures = client_replay::run(root.clone(), &playback, &path).await?;
         return Ok(failures == 0);
+    }
+    if let Some(path) = &root.config.rfile {
+        read_flows::run(&root, path, rfile_filter.as_ref()).await?;
+    }
+    if root.config.no_server {
+        root.addons.each(&(), |addon, _| addon.done()).await;
+        return Ok(true);
     }
 
     let sweeper = tokio::spawn({

@@ -15,6 +15,7 @@ pub mod modify;
 pub mod onboarding;
 pub mod proxyauth;
 pub mod replay;
+pub mod save;
 pub mod script;
 
 use std::collections::HashMap;
@@ -48,6 +49,10 @@ pub struct AddonOptions {
     pub server_replay: Option<replay::ServerReplay>,
     pub client_replay: Option<PathBuf>,
     pub save_har: Option<PathBuf>,
+    /// `-w`: the session file, and whether to append to it (`+FILE`).
+    pub save_stream: Option<(PathBuf, bool)>,
+    /// `--save-stream-filter`, else the positional filter: which flows `-w` keeps.
+    pub save_stream_filter: Option<Filter>,
     /// Largest body kept in memory for the hooks above.
     pub body_size_limit: usize,
     /// `-s`: the user's scripts, loaded.
@@ -74,7 +79,7 @@ impl AddonOptions {
             text => Some(Filter::parse(text).map_err(|e| invalid("FILTER", e.to_string()))?),
         };
         Ok(AddonOptions {
-            view,
+            view: view.clone(),
             flow_detail: if cli.quiet { 0 } else { cli.flow_detail },
             proxyauth: cli.proxyauth.as_deref().map(proxyauth::ProxyAuth::parse).transpose()?.map(Arc::new),
             access: block::ClientAccess { block_global: !cli.no_block_global, block_private: cli.block_private },
@@ -87,7 +92,14 @@ impl AddonOptions {
             modify_body: parse_all(&cli.modify_body, modify::ModifyBodyRule::parse)?,
             server_replay: replay::ServerReplay::from_cli(cli)?,
             client_replay: cli.client_replay.clone(),
-            save_har: cli.save_har.as_deref().map(check_new_file).transpose()?,
+            save_har: cli.save_har.as_deref().map(|path| check_new_file("--save-har", path)).transpose()?,
+            save_stream: cli.save_stream_file.as_deref().map(save_stream_target).transpose()?,
+            save_stream_filter: match &cli.save_stream_filter {
+                Some(text) => {
+                    Some(Filter::parse(text).map_err(|e| invalid("--save-stream-filter", format!("'{text}': {e}")))?)
+                }
+                None => view.clone(),
+            },
             body_size_limit: parse_size(&cli.body_size_limit).ok_or_else(|| {
                 invalid("--body-size-limit", format!("'{}' is not a size like 32m", cli.body_size_limit))
             })?,
@@ -137,6 +149,11 @@ pub fn chain(
     if let Some(replay) = options.server_replay.take() {
         addons.push(Arc::new(replay));
     }
+    if let Some((path, append)) = &options.save_stream {
+        let store = crate::store::StoreWriter::create(path, *append)
+            .map_err(|reason| ConfigError::File { path: path.display().to_string(), reason })?;
+        addons.push(Arc::new(save::Save::new(store, options.save_stream_filter.take())));
+    }
     if let Some(path) = &options.save_har {
         let recorder = har::SaveHar::create(path.clone())
             .map_err(|reason| ConfigError::File { path: path.display().to_string(), reason })?;
@@ -148,13 +165,24 @@ pub fn chain(
     Ok(AddonChain::new(addons))
 }
 
+/// `-w FILE` or `-w +FILE` (append): the path and whether to append. Without `+`, an existing file is
+/// refused, as `--save-har` refuses one.
+fn save_stream_target(spec: &str) -> Result<(PathBuf, bool), ConfigError> {
+    match spec.strip_prefix('+') {
+        Some(path) => Ok((PathBuf::from(path), true)),
+        None => check_new_file("-w", std::path::Path::new(spec)).map(|path| (path, false)),
+    }
+}
+
 /// `--save-har` never replaces a file: an existing one is the user's (perhaps an earlier recording).
-fn check_new_file(path: &std::path::Path) -> Result<PathBuf, ConfigError> {
+fn check_new_file(flag: &str, path: &std::path::Path) -> Result<PathBuf, ConfigError> {
     if path.exists() {
         return Err(ConfigError::File {
             path: path.display().to_string(),
-            reason: "already exists; strata does not overwrite it (--save-har): remove it or choose another name"
-                .into(),
+            reason: format!(
+                "already exists; strata does not overwrite it ({flag}): remove it or choose another name{}",
+                if flag == "-w" { " (-w +FILE appends)" } else { "" }
+            ),
         });
     }
     Ok(path.to_path_buf())

@@ -1,0 +1,460 @@
+//! The flow store: a session on disk in SQLite (bundled, WAL mode), written by `-w FILE` and read by
+//! `-r FILE`.
+//!
+//! Writing goes through one writer thread fed by a bounded channel: each flow event becomes an `Op`, the
+//! thread applies whatever has queued up in one transaction, and a full channel makes the flow wait
+//! (back-pressure, never silent loss). An HTTP flow is upserted by its id, so it is in the store from its
+//! request head on and updated as it progresses; a WebSocket message or a TCP flow is one row. A write
+//! error is logged once and ends the recording; proxying goes on.
+//!
+//! Header fields are stored as they would be written on the wire (`name: value\r\n` each), which keeps
+//! repeated fields, their order and non-UTF-8 values.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, WebSocketData, WebSocketMessage};
+use crate::http::message::{Headers, Version};
+use crate::http::url::Scheme;
+
+/// Ops queued for the writer before a flow waits for room.
+const QUEUE_OPS: usize = 1024;
+
+/// Ops applied in one transaction, at most.
+const BATCH_OPS: usize = 256;
+
+/// The first bytes of every SQLite database file.
+pub const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// The schema's version, in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS flows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    client TEXT NOT NULL,
+    server TEXT,
+    at_proxy INTEGER NOT NULL DEFAULT 0,
+    method TEXT, scheme TEXT, host TEXT, port INTEGER, path TEXT, http_version TEXT,
+    request_headers BLOB, request_body BLOB, request_body_len INTEGER,
+    status INTEGER, reason TEXT, response_version TEXT, response_headers BLOB, response_body BLOB,
+    response_body_len INTEGER,
+    error TEXT,
+    connect_ms REAL, send_ms REAL, wait_ms REAL, receive_ms REAL,
+    websocket INTEGER NOT NULL DEFAULT 0,
+    bytes_to_server INTEGER, bytes_to_client INTEGER, duration_ms REAL
+);
+CREATE INDEX IF NOT EXISTS flows_host ON flows(host);
+CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
+CREATE TABLE IF NOT EXISTS messages (
+    flow_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    from_client INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (flow_id, n)
+);
+";
+
+/// One change to the store.
+enum Op {
+    Http(Box<HttpFlow>),
+    Tcp(Box<TcpFlow>),
+    Message {
+        flow_id: FlowId,
+        n: u64,
+        message: WebSocketMessage,
+    },
+    /// Answered once everything queued before it is committed.
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// A flow read back from a store.
+#[derive(Debug, Clone)]
+pub enum StoredFlow {
+    Http(Box<HttpFlow>),
+    Tcp(Box<TcpFlow>),
+}
+
+/// The writing end of a store.
+pub struct StoreWriter {
+    path: PathBuf,
+    ops: mpsc::Sender<Op>,
+    /// The writer thread's first error, after which it stopped.
+    failed: std::sync::Arc<Mutex<Option<String>>>,
+}
+
+impl StoreWriter {
+    /// Opens `path` for writing: a new file, or (with `append`) an existing strata session or a new one.
+    /// An existing file without `append` is refused, never replaced. Starts the writer thread.
+    pub fn create(path: &Path, append: bool) -> Result<StoreWriter, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        if path.exists() && !append {
+            return Err(fail(&"already exists; strata does not overwrite it (-w): use +FILE to append"));
+        }
+        let connection = Connection::open(path).map_err(|e| fail(&e))?;
+        set_private(path);
+        prepare(&connection).map_err(|e| fail(&e))?;
+        let (ops, queue) = mpsc::channel(QUEUE_OPS);
+        let failed = std::sync::Arc::new(Mutex::new(None));
+        let writer_failed = failed.clone();
+        let name = path.display().to_string();
+        std::thread::Builder::new()
+            .name("strata-store".into())
+            .spawn(move || write_loop(connection, queue, &name, &writer_failed))
+            .map_err(|e| fail(&e))?;
+        Ok(StoreWriter { path: path.to_path_buf(), ops, failed })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores the flow as it is now (a later call for the same flow replaces it). Waits while the
+    /// writer is behind.
+    pub async fn http(&self, flow: &HttpFlow) {
+        self.send(Op::Http(Box::new(flow.clone()))).await;
+    }
+
+    /// Stores a finished TCP flow.
+    pub async fn tcp(&self, flow: &TcpFlow) {
+        self.send(Op::Tcp(Box::new(flow.clone()))).await;
+    }
+
+    /// Stores the `n`th message of a WebSocket flow.
+    pub async fn message(&self, flow_id: FlowId, n: u64, message: &WebSocketMessage) {
+        self.send(Op::Message { flow_id, n, message: message.clone() }).await;
+    }
+
+    /// Waits until everything sent so far is committed; the error is the writer's first.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (done, answer) = oneshot::channel();
+        if self.ops.send(Op::Flush(done)).await.is_err() {
+            return Err(self.error().unwrap_or_else(|| format!("{}: the writer stopped", self.path.display())));
+        }
+        answer.await.unwrap_or_else(|_| Err(format!("{}: the writer stopped", self.path.display())))
+    }
+
+    async fn send(&self, op: Op) {
+        // A stopped writer has reported why, once; the flow goes on unrecorded.
+        let _ = self.ops.send(op).await;
+    }
+
+    fn error(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The session file is the user's traffic (cookies, credentials): only the owner may read it.
+fn set_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+fn prepare(connection: &Connection) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "written by a newer strata (schema {version}, this one reads {SCHEMA_VERSION})"
+        )));
+    }
+    connection.execute_batch(SCHEMA)?;
+    connection.pragma_update(None, "user_version", SCHEMA_VERSION)
+}
+
+fn write_loop(mut connection: Connection, mut queue: mpsc::Receiver<Op>, name: &str, failed: &Mutex<Option<String>>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_OPS {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut flushes = Vec::new();
+        let mut result = apply(&mut connection, batch, &mut flushes);
+        if result.is_ok() && !flushes.is_empty() {
+            // A flush (at exit) also folds the write-ahead log into the database file.
+            result = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        let outcome = result.map_err(|e| format!("{name}: {e}; recording stopped"));
+        if let Err(reason) = &outcome {
+            tracing::error!("{reason}");
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        }
+        for flush in flushes {
+            let _ = flush.send(outcome.clone());
+        }
+        if outcome.is_err() {
+            return;
+        }
+    }
+}
+
+fn apply(
+    connection: &mut Connection,
+    batch: Vec<Op>,
+    flushes: &mut Vec<oneshot::Sender<Result<(), String>>>,
+) -> rusqlite::Result<()> {
+    let tx = connection.transaction()?;
+    for op in batch {
+        match op {
+            Op::Http(flow) => upsert_http(&tx, &flow)?,
+            Op::Tcp(flow) => insert_tcp(&tx, &flow)?,
+            Op::Message { flow_id, n, message } => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO messages (flow_id, n, from_client, kind, content) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![flow_id.to_string(), n as i64, message.from_client, message.kind, message.payload],
+                )?;
+            }
+            Op::Flush(done) => flushes.push(done),
+        }
+    }
+    tx.commit()
+}
+
+fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Result<()> {
+    let request = &flow.request;
+    let response = flow.response.as_ref();
+    tx.execute(
+        "INSERT INTO flows (id, kind, started_at, client, server, at_proxy, method, scheme, host, port, path,
+            http_version, request_headers, request_body, request_body_len, status, reason, response_version,
+            response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms,
+            websocket)
+         VALUES (?1, 'http', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26)
+         ON CONFLICT(id) DO UPDATE SET server = excluded.server, method = excluded.method,
+            scheme = excluded.scheme, host = excluded.host, port = excluded.port, path = excluded.path,
+            request_headers = excluded.request_headers, request_body = excluded.request_body,
+            request_body_len = excluded.request_body_len, status = excluded.status, reason = excluded.reason,
+            response_version = excluded.response_version, response_headers = excluded.response_headers,
+            response_body = excluded.response_body, response_body_len = excluded.response_body_len,
+            error = excluded.error, connect_ms = excluded.connect_ms, send_ms = excluded.send_ms,
+            wait_ms = excluded.wait_ms, receive_ms = excluded.receive_ms, websocket = excluded.websocket",
+        params![
+            flow.id.to_string(),
+            unix_seconds(flow.started_at),
+            flow.client_addr.to_string(),
+            flow.server_addr.map(|a| a.to_string()),
+            flow.at_proxy,
+            request.method,
+            request.scheme.as_str(),
+            request.host,
+            request.port,
+            request.path,
+            request.version.as_str(),
+            wire_fields(&request.headers),
+            request.body,
+            request.body_len as i64,
+            response.map(|r| r.status),
+            response.map(|r| r.reason.clone()),
+            response.map(|r| r.version.as_str()),
+            response.map(|r| wire_fields(&r.headers)),
+            response.and_then(|r| r.body.clone()),
+            response.map(|r| r.body_len as i64),
+            flow.error,
+            flow.timings.connect_ms,
+            flow.timings.send_ms,
+            flow.timings.wait_ms,
+            flow.timings.receive_ms,
+            flow.websocket.is_some(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_tcp(tx: &rusqlite::Transaction<'_>, flow: &TcpFlow) -> rusqlite::Result<()> {
+    let started = SystemTime::now().checked_sub(flow.duration).unwrap_or(UNIX_EPOCH);
+    tx.execute(
+        "INSERT OR REPLACE INTO flows (id, kind, started_at, client, server, bytes_to_server, bytes_to_client,
+            duration_ms) VALUES (?1, 'tcp', ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            flow.id.to_string(),
+            unix_seconds(started),
+            flow.client_addr.to_string(),
+            flow.server,
+            flow.bytes_to_server as i64,
+            flow.bytes_to_client as i64,
+            flow.duration.as_secs_f64() * 1000.0,
+        ],
+    )?;
+    Ok(())
+}
+
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `name: value\r\n` per field, as on the wire.
+fn wire_fields(headers: &Headers) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in &headers.0 {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn fields_from_wire(bytes: &[u8]) -> Headers {
+    let mut headers = Headers::default();
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = String::from_utf8_lossy(&line[..colon]).into_owned();
+            let value = line[colon + 1..].strip_prefix(b" ").unwrap_or(&line[colon + 1..]);
+            headers.append(&name, value.to_vec());
+        }
+    }
+    headers
+}
+
+/// True if `path` starts like an SQLite database.
+pub fn is_store(path: &Path) -> bool {
+    let mut magic = [0u8; 16];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && magic == SQLITE_MAGIC
+}
+
+/// Every flow of a session, in the order they started. The error names the file.
+pub fn read_all(path: &Path) -> Result<Vec<StoredFlow>, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let connection =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| fail(&e))?;
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| fail(&e))?;
+    if version != SCHEMA_VERSION {
+        return Err(fail(&format!("not a strata session (schema version {version})")));
+    }
+    let mut statement = connection
+        .prepare(
+            "SELECT kind, id, started_at, client, server, at_proxy, method, scheme, host, port, path, http_version,
+                request_headers, request_body, request_body_len, status, reason, response_version, response_headers,
+                response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms, websocket,
+                bytes_to_server, bytes_to_client, duration_ms
+             FROM flows ORDER BY seq",
+        )
+        .map_err(|e| fail(&e))?;
+    let rows = statement.query_map([], row_to_flow).map_err(|e| fail(&e))?;
+    let mut flows = Vec::new();
+    for row in rows {
+        let mut flow = row.map_err(|e| fail(&e))?;
+        if let StoredFlow::Http(http) = &mut flow {
+            if http.websocket.is_some() {
+                http.websocket = Some(messages(&connection, http.id.to_string()).map_err(|e| fail(&e))?);
+            }
+        }
+        flows.push(flow);
+    }
+    Ok(flows)
+}
+
+fn messages(connection: &Connection, flow_id: String) -> rusqlite::Result<WebSocketData> {
+    let mut statement =
+        connection.prepare("SELECT from_client, kind, content FROM messages WHERE flow_id = ?1 ORDER BY n")?;
+    let rows = statement.query_map([flow_id], |row| {
+        let kind: String = row.get(1)?;
+        Ok(WebSocketMessage { from_client: row.get(0)?, kind: message_kind(&kind), payload: row.get(2)? })
+    })?;
+    let mut data = WebSocketData::new();
+    for message in rows {
+        let message = message?;
+        data.count(&message);
+        data.messages.push(message);
+    }
+    Ok(data)
+}
+
+/// The static name of a message kind read back.
+fn message_kind(kind: &str) -> &'static str {
+    ["text", "binary", "ping", "pong", "close", "frame"].into_iter().find(|k| *k == kind).unwrap_or("binary")
+}
+
+fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
+    let kind: String = row.get(0)?;
+    let id: String = row.get(1)?;
+    let started_at: f64 = row.get(2)?;
+    let client: String = row.get(3)?;
+    let server: Option<String> = row.get(4)?;
+    let client_addr = client.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let started = UNIX_EPOCH + Duration::from_secs_f64(started_at.max(0.0));
+    if kind == "tcp" {
+        return Ok(StoredFlow::Tcp(Box::new(TcpFlow {
+            id: FlowId::parse(&id).unwrap_or_default(),
+            client_addr,
+            server: server.unwrap_or_default(),
+            bytes_to_server: row.get::<_, Option<i64>>(27)?.unwrap_or(0) as u64,
+            bytes_to_client: row.get::<_, Option<i64>>(28)?.unwrap_or(0) as u64,
+            duration: Duration::from_secs_f64(row.get::<_, Option<f64>>(29)?.unwrap_or(0.0).max(0.0) / 1000.0),
+        })));
+    }
+    let version = |text: Option<String>| match text.as_deref() {
+        Some("HTTP/1.0") => Version::Http10,
+        Some("HTTP/2.0") => Version::Http2,
+        _ => Version::Http11,
+    };
+    let request = Request {
+        method: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+        scheme: row.get::<_, Option<String>>(7)?.as_deref().and_then(Scheme::from_name).unwrap_or(Scheme::Http),
+        host: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        port: row.get::<_, Option<u16>>(9)?.unwrap_or(80),
+        path: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+        version: version(row.get(11)?),
+        headers: fields_from_wire(&row.get::<_, Option<Vec<u8>>>(12)?.unwrap_or_default()),
+        body: row.get(13)?,
+        body_len: row.get::<_, Option<i64>>(14)?.unwrap_or(0) as u64,
+        stream: true,
+    };
+    let response = match row.get::<_, Option<u16>>(15)? {
+        Some(status) => Some(Response {
+            status,
+            reason: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            version: version(row.get(17)?),
+            headers: fields_from_wire(&row.get::<_, Option<Vec<u8>>>(18)?.unwrap_or_default()),
+            body: row.get(19)?,
+            body_len: row.get::<_, Option<i64>>(20)?.unwrap_or(0) as u64,
+            stream: true,
+        }),
+        None => None,
+    };
+    let mut flow = HttpFlow::new(client_addr, row.get(5)?, request);
+    flow.id = FlowId::parse(&id).unwrap_or_default();
+    flow.started_at = started;
+    flow.server_addr = server.and_then(|s| s.parse().ok());
+    flow.response = response;
+    flow.error = row.get(21)?;
+    flow.timings = Timings {
+        connect_ms: row.get::<_, Option<f64>>(22)?.unwrap_or(-1.0),
+        send_ms: row.get::<_, Option<f64>>(23)?.unwrap_or(0.0),
+        wait_ms: row.get::<_, Option<f64>>(24)?.unwrap_or(0.0),
+        receive_ms: row.get::<_, Option<f64>>(25)?.unwrap_or(0.0),
+    };
+    if row.get::<_, bool>(26)? {
+        flow.websocket = Some(WebSocketData::new());
+    }
+    Ok(StoredFlow::Http(Box::new(flow)))
+}
+
+/// How many flows the store at `path` holds (for tests and summaries).
+pub fn count(path: &Path) -> Result<u64, String> {
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    connection
+        .query_row("SELECT COUNT(*) FROM flows", [], |row| row.get::<_, i64>(0))
+        .optional()
+        .map(|n| n.unwrap_or(0) as u64)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
