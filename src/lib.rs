@@ -15,6 +15,7 @@ pub mod http; // version-free message rules: field syntax, trailers, authorities
 pub mod io; // buffered stream that keeps peeked bytes
 pub mod layer; // Layer trait and next_layer()
 pub mod layers; // the layers themselves
+pub mod mitmproxy_flows; // mitmproxy flow files (mitmdump -w), read
 pub mod options; // --set, config.yaml and --options, derived from the flags
 pub mod read_flows; // -r: flows from a session or HAR file through the addon chain
 pub mod server; // listeners, accept loop, shutdown

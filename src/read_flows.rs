@@ -1,4 +1,5 @@
-//! `-r FILE` / `--rfile FILE`: flows read from a strata session (`crate::store`) or a HAR file go through
+//! `-r FILE` / `--rfile FILE`: flows read from a strata session (`crate::store`), a HAR file or a
+//! mitmproxy flow file (`mitmdump -w`, see `crate::mitmproxy_flows`) go through
 //! the addon chain as if they had just finished (`response`, or `error` for a failed one), so the flow
 //! log prints them (the view filter and `--flow-detail` apply), `-w` stores them and `--save-har` writes
 //! them: `strata -n -r session.db --save-har out.har '~d example.com'` exports part of a session.
@@ -13,6 +14,7 @@ use crate::error::ConfigError;
 use crate::filter::Filter;
 use crate::flow::{HttpFlow, Request, Response};
 use crate::http::message::Version;
+use crate::mitmproxy_flows;
 use crate::store::{self, StoredFlow};
 
 /// Reads every flow in `path` into the chain; returns how many went through.
@@ -21,8 +23,13 @@ pub async fn run(root: &Arc<RootContext>, path: &Path, filter: Option<&Filter>) 
     let flows = if store::is_store(path) {
         store::read_all(path).map_err(fail)?
     } else {
-        let recorded = read_har(path).map_err(|e| fail(e.to_string()))?;
-        recorded.iter().map(|exchange| StoredFlow::Http(Box::new(from_har(exchange)))).collect()
+        let data = std::fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        if mitmproxy_flows::looks_like_flows(&data) {
+            mitmproxy_flows::read(&data).map_err(|e| fail(format!("{}: {e}", path.display())))?
+        } else {
+            let recorded = read_har(path).map_err(|e| fail(e.to_string()))?;
+            recorded.iter().map(|exchange| StoredFlow::Http(Box::new(from_har(exchange)))).collect()
+        }
     };
     let mut passed = 0;
     for flow in flows {

@@ -1298,3 +1298,32 @@ fn save_har_is_valid_after_kill_9_during_a_recording() {
         entries(&recorded).len()
     );
 }
+
+/// A flow file written by `mitmdump -w` (mitmproxy 11, tests/data/mitmproxy/README.md says how) reads
+/// with `-n -r`: one flow line per flow, errors included, in order.
+#[test]
+fn a_mitmdump_flow_file_is_read_with_n_r() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mitmproxy/mitmdump-11.0.2.mitm");
+    let done = run_strata_to_exit(&["-n", "-r", &path_str(&fixture)], SOON);
+    let context = format!("--- stdout:\n{}\n--- stderr:\n{}", done.stdout, done.stderr);
+    assert!(done.status.success(), "exit {}\n{context}", done.status);
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    let expected = [
+        "127.0.0.1:41484 GET http://127.0.0.1:18081/index.txt -> 200 6b ",
+        "127.0.0.1:41490 POST http://127.0.0.1:18081/post -> 501 357b ",
+        "127.0.0.1:41492 GET http://127.0.0.1:1/dead -> <error> ([Errno 111] Connect call failed",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{context}");
+    for (line, start) in lines.iter().zip(expected) {
+        assert!(line.starts_with(start), "{line:?} does not start with {start:?}\n{context}");
+    }
+    // The request body and headers came through too: export the POST to HAR and look.
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("from-mitmproxy.har");
+    let done = run_strata_to_exit(&["-n", "-r", &path_str(&fixture), "--save-har", &path_str(&har), "~m POST"], SOON);
+    assert!(done.status.success(), "{}", done.stderr);
+    let recorded = parse_har(&har).unwrap();
+    let entries = entries(&recorded);
+    assert_eq!(entries.len(), 1, "{recorded:#}");
+    assert_eq!(entries[0]["request"]["postData"]["text"], "a=1&b=2");
+}
