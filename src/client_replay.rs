@@ -1,5 +1,5 @@
-//! `--client-replay FILE.har`: re-sends the recorded requests to their servers, one at a time, then
-//! reports how many failed. strata opens no listener in this mode.
+//! `--client-replay FILE` (HAR, a strata session or a mitmdump flow file): re-sends the recorded requests to
+//! their servers, one at a time, then reports how many failed. strata opens no listener in this mode.
 //!
 //! Each recorded request goes through the same layers as a proxied one: it is written, as an HTTP/1.1
 //! proxy request (absolute URL, `Connection: close`), into an in-memory pipe whose other end runs a
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::addon::Addon;
-use crate::addons::har::{read_har, RecordedExchange};
+use crate::addons::har::RecordedExchange;
 use crate::config::{Mode, ModeKind};
 use crate::context::{Address, RootContext};
 use crate::error::ConfigError;
@@ -56,8 +56,8 @@ impl Playback {
 
 /// Replays every exchange in `path`; returns the number of failures (each reported on stderr).
 pub async fn run(root: Arc<RootContext>, playback: &Playback, path: &Path) -> Result<usize, ConfigError> {
-    let recorded =
-        read_har(path).map_err(|e| ConfigError::InvalidValue { flag: "--client-replay", reason: e.to_string() })?;
+    let recorded = crate::read_flows::exchanges(path)
+        .map_err(|reason| ConfigError::InvalidValue { flag: "--client-replay", reason })?;
     let mode = Mode { kind: ModeKind::Regular, listen_host: None, listen_port: None };
     let client_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut failures = 0;

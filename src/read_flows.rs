@@ -17,20 +17,65 @@ use crate::http::message::Version;
 use crate::mitmproxy_flows;
 use crate::store::{self, StoredFlow};
 
+/// Every flow in `path`, whichever of the three formats it is in. The error names the file.
+pub fn read(path: &Path) -> Result<Vec<StoredFlow>, String> {
+    if store::is_store(path) {
+        return store::read_all(path);
+    }
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if mitmproxy_flows::looks_like_flows(&data) {
+        return mitmproxy_flows::read(&data).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let recorded = read_har(path).map_err(|e| e.to_string())?;
+    Ok(recorded.iter().map(|exchange| StoredFlow::Http(Box::new(from_har(exchange)))).collect())
+}
+
+/// The answered HTTP exchanges in `path` (any of the three formats), for replay.
+pub fn exchanges(path: &Path) -> Result<Vec<RecordedExchange>, String> {
+    if !store::is_store(path) && !mitmproxy_flows::looks_like_flows(&std::fs::read(path).unwrap_or_default()) {
+        return read_har(path).map_err(|e| e.to_string());
+    }
+    let flows = read(path)?;
+    Ok(flows
+        .iter()
+        .filter_map(|flow| match flow {
+            StoredFlow::Http(flow) => to_exchange(flow),
+            StoredFlow::Tcp(_) => None,
+        })
+        .collect())
+}
+
+/// The exchange of an answered flow, as replay wants it: framing fields set to the body it has.
+fn to_exchange(flow: &HttpFlow) -> Option<RecordedExchange> {
+    let response = flow.response.as_ref()?;
+    let framed = |headers: &crate::http::message::Headers, body: &[u8]| {
+        let mut headers = headers.clone();
+        headers.remove("transfer-encoding");
+        if headers.contains("content-length") {
+            headers.set("content-length", body.len().to_string());
+        }
+        headers
+    };
+    let request_body = flow.request.body.clone().unwrap_or_default();
+    let response_body = response.body.clone().unwrap_or_default();
+    Some(RecordedExchange {
+        method: flow.request.method.clone(),
+        scheme: flow.request.scheme,
+        host: flow.request.host.to_ascii_lowercase(),
+        port: flow.request.port,
+        path: if flow.request.path.is_empty() { "/".into() } else { flow.request.path.clone() },
+        request_headers: framed(&flow.request.headers, &request_body),
+        request_body,
+        status: response.status,
+        reason: response.reason.clone(),
+        response_headers: framed(&response.headers, &response_body),
+        response_body,
+    })
+}
+
 /// Reads every flow in `path` into the chain; returns how many went through.
 pub async fn run(root: &Arc<RootContext>, path: &Path, filter: Option<&Filter>) -> Result<usize, ConfigError> {
-    let fail = |reason: String| ConfigError::InvalidValue { flag: "--rfile", reason };
-    let flows = if store::is_store(path) {
-        store::read_all(path).map_err(fail)?
-    } else {
-        let data = std::fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        if mitmproxy_flows::looks_like_flows(&data) {
-            mitmproxy_flows::read(&data).map_err(|e| fail(format!("{}: {e}", path.display())))?
-        } else {
-            let recorded = read_har(path).map_err(|e| fail(e.to_string()))?;
-            recorded.iter().map(|exchange| StoredFlow::Http(Box::new(from_har(exchange)))).collect()
-        }
-    };
+    let flows = read(path).map_err(|reason| ConfigError::InvalidValue { flag: "--rfile", reason })?;
     let mut passed = 0;
     for flow in flows {
         match flow {

@@ -1327,3 +1327,14 @@ fn a_mitmdump_flow_file_is_read_with_n_r() {
     assert_eq!(entries.len(), 1, "{recorded:#}");
     assert_eq!(entries[0]["request"]["postData"]["text"], "a=1&b=2");
 }
+
+/// `--server-replay` answers from a mitmdump flow file as from a HAR file.
+#[test]
+fn server_replay_answers_from_a_mitmdump_flow_file() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mitmproxy/mitmdump-11.0.2.mitm");
+    let proxy = Strata::start(&["--server-replay", &path_str(&fixture), "--server-replay-extra", "404"]);
+    let got = via(&proxy, &["http://127.0.0.1:18081/index.txt"]);
+    expect(&proxy, &got, 200, b"hello\n");
+    let unrecorded = via(&proxy, &["http://127.0.0.1:18081/other"]);
+    proxy.check(unrecorded.status == 404, unrecorded.describe());
+}

@@ -1,16 +1,16 @@
-//! `--server-replay FILE.har`: requests that match a recorded one are answered with its recorded
-//! response, in recorded order, each once (`--server-replay-reuse`: any number of times), without any
-//! server connection: the TLS layer completes the client handshake from the SNI alone and nothing
-//! dials out. Matching, as in mitmproxy: method, scheme, host (unless `--server-replay-ignore-host`),
-//! port, path and query (minus `--server-replay-ignore-params`), and the body of non-GET requests
-//! (unless `--server-replay-ignore-content`). Unmatched requests follow `--server-replay-extra`.
+//! `--server-replay FILE` (HAR, a strata session or a mitmdump flow file): requests that match a recorded one are
+//! answered with its recorded response, in recorded order, each once (`--server-replay-reuse`: any number of
+//! times), without any server connection: the TLS layer completes the client handshake from the SNI alone and
+//! nothing dials out. Matching, as in mitmproxy: method, scheme, host (unless `--server-replay-ignore-host`),
+//! port, path and query (minus `--server-replay-ignore-params`), and the body of non-GET requests (unless
+//! `--server-replay-ignore-content`). Unmatched requests follow `--server-replay-extra`.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::addon::Addon;
-use crate::addons::har::{read_har, RecordedExchange};
+use crate::addons::har::RecordedExchange;
 use crate::addons::invalid;
 use crate::cli::Cli;
 use crate::error::ConfigError;
@@ -86,7 +86,7 @@ impl ServerReplay {
     }
 
     fn load(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let recorded = read_har(path).map_err(|e| invalid("--server-replay", e.to_string()))?;
+        let recorded = crate::read_flows::exchanges(path).map_err(|e| invalid("--server-replay", e))?;
         let keyed: Vec<(String, RecordedExchange)> = recorded
             .into_iter()
             .map(|e| (self.key(&e.method, e.scheme.as_str(), &e.host, e.port, &e.path, &e.request_body), e))
