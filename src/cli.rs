@@ -112,6 +112,10 @@ pub struct Cli {
     #[arg(short = 'w', long = "save-stream-file", value_name = "FILE")]
     pub save_stream_file: Option<String>,
 
+    /// Largest size of the -w session, like 2g: past it, the oldest flows are dropped (and the log says so).
+    #[arg(long, value_name = "SIZE")]
+    pub store_max_size: Option<String>,
+
     /// Only flows matching this filter go to the -w session (default: the positional FILTER, if any).
     #[arg(long, value_name = "FILTER")]
     pub save_stream_filter: Option<String>,

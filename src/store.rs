@@ -30,6 +30,9 @@ const BATCH_OPS: usize = 256;
 /// The first bytes of every SQLite database file.
 pub const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
+/// With a size limit, how often (in batches) the writer checks the size.
+const SIZE_CHECK_BATCHES: u32 = 16;
+
 /// The schema's version, in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -93,8 +96,9 @@ pub struct StoreWriter {
 
 impl StoreWriter {
     /// Opens `path` for writing: a new file, or (with `append`) an existing strata session or a new one.
-    /// An existing file without `append` is refused, never replaced. Starts the writer thread.
-    pub fn create(path: &Path, append: bool) -> Result<StoreWriter, String> {
+    /// An existing file without `append` is refused, never replaced. Starts the writer thread. With
+    /// `max_size`, the oldest flows are dropped whenever the session grows past it.
+    pub fn create(path: &Path, append: bool, max_size: Option<u64>) -> Result<StoreWriter, String> {
         let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
         if path.exists() && !append {
             return Err(fail(&"already exists; strata does not overwrite it (-w): use +FILE to append"));
@@ -108,7 +112,7 @@ impl StoreWriter {
         let name = path.display().to_string();
         std::thread::Builder::new()
             .name("strata-store".into())
-            .spawn(move || write_loop(connection, queue, &name, &writer_failed))
+            .spawn(move || write_loop(connection, queue, &name, max_size, &writer_failed))
             .map_err(|e| fail(&e))?;
         Ok(StoreWriter { path: path.to_path_buf(), ops, failed })
     }
@@ -174,7 +178,15 @@ fn prepare(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 
-fn write_loop(mut connection: Connection, mut queue: mpsc::Receiver<Op>, name: &str, failed: &Mutex<Option<String>>) {
+fn write_loop(
+    mut connection: Connection,
+    mut queue: mpsc::Receiver<Op>,
+    name: &str,
+    max_size: Option<u64>,
+    failed: &Mutex<Option<String>>,
+) {
+    let mut batches = 0u32;
+    let mut said_trimmed = false;
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH_OPS {
@@ -185,6 +197,17 @@ fn write_loop(mut connection: Connection, mut queue: mpsc::Receiver<Op>, name: &
         }
         let mut flushes = Vec::new();
         let mut result = apply(&mut connection, batch, &mut flushes);
+        batches = batches.wrapping_add(1);
+        if let (Ok(()), Some(max)) = (&result, max_size.filter(|_| batches % SIZE_CHECK_BATCHES == 0)) {
+            result = match trim(&connection, max) {
+                Ok(dropped) if dropped > 0 && !said_trimmed => {
+                    tracing::warn!("{name}: past --store-max-size; dropping the oldest flows ({dropped} so far)");
+                    said_trimmed = true;
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            };
+        }
         if result.is_ok() && !flushes.is_empty() {
             // A flush (at exit) also folds the write-ahead log into the database file.
             result = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -201,6 +224,31 @@ fn write_loop(mut connection: Connection, mut queue: mpsc::Receiver<Op>, name: &
             return;
         }
     }
+}
+
+/// Drops the oldest flows (a tenth of them at a time) while the session's used pages exceed `max`;
+/// returns how many were dropped. Freed pages are reused by later writes.
+fn trim(connection: &Connection, max: u64) -> rusqlite::Result<u64> {
+    let used = |c: &Connection| -> rusqlite::Result<u64> {
+        let pages: i64 = c.pragma_query_value(None, "page_count", |row| row.get(0))?;
+        let free: i64 = c.pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+        let size: i64 = c.pragma_query_value(None, "page_size", |row| row.get(0))?;
+        Ok(((pages - free).max(0) * size) as u64)
+    };
+    let mut dropped = 0;
+    while used(connection)? > max {
+        let total: i64 = connection.query_row("SELECT COUNT(*) FROM flows", [], |row| row.get(0))?;
+        if total <= 1 {
+            break;
+        }
+        let batch = (total / 10).max(1);
+        let tx = connection.unchecked_transaction()?;
+        tx.execute("DELETE FROM messages WHERE flow_id IN (SELECT id FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
+        let n = tx.execute("DELETE FROM flows WHERE seq IN (SELECT seq FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
+        tx.commit()?;
+        dropped += n as u64;
+    }
+    Ok(dropped)
 }
 
 fn apply(

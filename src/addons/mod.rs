@@ -51,6 +51,8 @@ pub struct AddonOptions {
     pub save_har: Option<PathBuf>,
     /// `-w`: the session file, and whether to append to it (`+FILE`).
     pub save_stream: Option<(PathBuf, bool)>,
+    /// `--store-max-size`: the session's limit, in bytes.
+    pub store_max_size: Option<u64>,
     /// `--save-stream-filter`, else the positional filter: which flows `-w` keeps.
     pub save_stream_filter: Option<Filter>,
     /// Largest body kept in memory for the hooks above.
@@ -94,6 +96,12 @@ impl AddonOptions {
             client_replay: cli.client_replay.clone(),
             save_har: cli.save_har.as_deref().map(|path| check_new_file("--save-har", path)).transpose()?,
             save_stream: cli.save_stream_file.as_deref().map(save_stream_target).transpose()?,
+            store_max_size: match &cli.store_max_size {
+                Some(text) => Some(parse_size(text).filter(|&n| n >= 1 << 16).ok_or_else(|| {
+                    invalid("--store-max-size", format!("'{text}' is not a size of at least 64k, like 2g"))
+                })? as u64),
+                None => None,
+            },
             save_stream_filter: match &cli.save_stream_filter {
                 Some(text) => {
                     Some(Filter::parse(text).map_err(|e| invalid("--save-stream-filter", format!("'{text}': {e}")))?)
@@ -150,7 +158,7 @@ pub fn chain(
         addons.push(Arc::new(replay));
     }
     if let Some((path, append)) = &options.save_stream {
-        let store = crate::store::StoreWriter::create(path, *append)
+        let store = crate::store::StoreWriter::create(path, *append, options.store_max_size)
             .map_err(|reason| ConfigError::File { path: path.display().to_string(), reason })?;
         addons.push(Arc::new(save::Save::new(store, options.save_stream_filter.take())));
     }
