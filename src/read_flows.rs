@@ -12,7 +12,7 @@ use crate::addons::har::{read_har, RecordedExchange};
 use crate::context::RootContext;
 use crate::error::ConfigError;
 use crate::filter::Filter;
-use crate::flow::{HttpFlow, Request, Response};
+use crate::flow::{HttpFlow, Request, Response, WebSocketData};
 use crate::http::message::Version;
 use crate::mitmproxy_flows;
 use crate::store::{self, StoredFlow};
@@ -73,34 +73,72 @@ fn to_exchange(flow: &HttpFlow) -> Option<RecordedExchange> {
     })
 }
 
-/// Reads every flow in `path` into the chain; returns how many went through.
+/// Reads every flow in `path` into the chain; returns how many went through. A session is read a page
+/// at a time, so memory does not grow with its size.
 pub async fn run(root: &Arc<RootContext>, path: &Path, filter: Option<&Filter>) -> Result<usize, ConfigError> {
-    let flows = read(path).map_err(|reason| ConfigError::InvalidValue { flag: "--rfile", reason })?;
+    let fail = |reason: String| ConfigError::InvalidValue { flag: "--rfile", reason };
     let mut passed = 0;
-    for flow in flows {
-        match flow {
-            StoredFlow::Http(mut flow) => {
-                if filter.is_some_and(|f| !f.matches((&*flow).into())) {
-                    continue;
-                }
-                match (&flow.response, &flow.error) {
-                    (None, Some(_)) => root.addons.each_mut(&mut *flow, |addon, flow| addon.error(flow)).await,
-                    _ => root.addons.each_mut(&mut *flow, |addon, flow| addon.response(flow)).await,
-                }
-                if flow.websocket.is_some() {
-                    root.addons.each_mut(&mut *flow, |addon, flow| addon.websocket_end(flow)).await;
-                }
+    if store::is_store(path) {
+        let mut reader = store::SessionReader::open(path).map_err(fail)?;
+        loop {
+            let page = reader.next_page().map_err(fail)?;
+            if page.is_empty() {
+                break;
             }
-            StoredFlow::Tcp(mut flow) => {
-                if filter.is_some_and(|f| !f.matches((&*flow).into())) {
-                    continue;
-                }
-                root.addons.each_mut(&mut *flow, |addon, flow| addon.tcp_end(flow)).await;
+            for flow in page {
+                passed += usize::from(pass(root, flow, filter).await);
             }
         }
-        passed += 1;
+    } else {
+        for flow in read(path).map_err(fail)? {
+            passed += usize::from(pass(root, flow, filter).await);
+        }
     }
     Ok(passed)
+}
+
+/// One flow through the chain, as if it had just finished: `response` (or `error`), then for a
+/// WebSocket session each message and its end. False if the filter skips it.
+async fn pass(root: &RootContext, flow: StoredFlow, filter: Option<&Filter>) -> bool {
+    let addons = &root.addons;
+    let mut flow = match flow {
+        StoredFlow::Http(flow) => flow,
+        StoredFlow::Tcp(mut flow) => {
+            if filter.is_some_and(|f| !f.matches((&*flow).into())) {
+                return false;
+            }
+            addons.each_mut(&mut *flow, |addon, flow| addon.tcp_end(flow)).await;
+            return true;
+        }
+    };
+    if filter.is_some_and(|f| !f.matches((&*flow).into())) {
+        return false;
+    }
+    if flow.response.is_none() && flow.error.is_none() {
+        flow.error = Some("unfinished: the recording ended before the flow did".into());
+    }
+    // The session's messages are passed on one by one, as they were live, and counted again.
+    let messages = flow.websocket.as_mut().map(|session| {
+        let mut replayed = WebSocketData::new();
+        replayed.duration = session.duration;
+        std::mem::replace(session, replayed).messages
+    });
+    match flow.response {
+        None => addons.each_mut(&mut *flow, |addon, flow| addon.error(flow)).await,
+        Some(_) => addons.each_mut(&mut *flow, |addon, flow| addon.response(flow)).await,
+    }
+    if let Some(messages) = messages {
+        for mut message in messages {
+            if addons.wants_messages() {
+                addons.websocket_message(&mut flow, &mut message).await;
+            }
+            if let Some(websocket) = &mut flow.websocket {
+                websocket.count(&message);
+            }
+        }
+        addons.each_mut(&mut *flow, |addon, flow| addon.websocket_end(flow)).await;
+    }
+    true
 }
 
 /// A flow for an exchange recorded in a HAR file.

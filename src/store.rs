@@ -75,6 +75,8 @@ enum Op {
         n: u64,
         message: WebSocketMessage,
     },
+    /// Drops a flow's messages (a session the filter did not keep).
+    Forget(FlowId),
     /// Answered once everything queued before it is committed.
     Flush(oneshot::Sender<Result<(), String>>),
 }
@@ -99,13 +101,13 @@ impl StoreWriter {
     /// An existing file without `append` is refused, never replaced. Starts the writer thread. With
     /// `max_size`, the oldest flows are dropped whenever the session grows past it.
     pub fn create(path: &Path, append: bool, max_size: Option<u64>) -> Result<StoreWriter, String> {
-        let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let fail = |e: &dyn std::fmt::Display| e.to_string();
         if path.exists() && !append {
             return Err(fail(&"already exists; strata does not overwrite it (-w): use +FILE to append"));
         }
         let connection = Connection::open(path).map_err(|e| fail(&e))?;
-        set_private(path);
         prepare(&connection).map_err(|e| fail(&e))?;
+        set_private(path);
         let (ops, queue) = mpsc::channel(QUEUE_OPS);
         let failed = std::sync::Arc::new(Mutex::new(None));
         let writer_failed = failed.clone();
@@ -135,6 +137,11 @@ impl StoreWriter {
     /// Stores the `n`th message of a WebSocket flow.
     pub async fn message(&self, flow_id: FlowId, n: u64, message: &WebSocketMessage) {
         self.send(Op::Message { flow_id, n, message: message.clone() }).await;
+    }
+
+    /// Drops the stored messages of a flow that is not kept after all.
+    pub async fn forget(&self, flow_id: FlowId) {
+        self.send(Op::Forget(flow_id)).await;
     }
 
     /// Waits until everything sent so far is committed; the error is the writer's first.
@@ -267,6 +274,9 @@ fn apply(
                     params![flow_id.to_string(), n as i64, message.from_client, message.kind, message.payload],
                 )?;
             }
+            Op::Forget(flow_id) => {
+                tx.execute("DELETE FROM messages WHERE flow_id = ?1", [flow_id.to_string()])?;
+            }
             Op::Flush(done) => flushes.push(done),
         }
     }
@@ -280,9 +290,9 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Res
         "INSERT INTO flows (id, kind, started_at, client, server, at_proxy, method, scheme, host, port, path,
             http_version, request_headers, request_body, request_body_len, status, reason, response_version,
             response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms,
-            websocket)
+            websocket, duration_ms)
          VALUES (?1, 'http', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25, ?26)
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
          ON CONFLICT(id) DO UPDATE SET server = excluded.server, method = excluded.method,
             scheme = excluded.scheme, host = excluded.host, port = excluded.port, path = excluded.path,
             request_headers = excluded.request_headers, request_body = excluded.request_body,
@@ -290,7 +300,8 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Res
             response_version = excluded.response_version, response_headers = excluded.response_headers,
             response_body = excluded.response_body, response_body_len = excluded.response_body_len,
             error = excluded.error, connect_ms = excluded.connect_ms, send_ms = excluded.send_ms,
-            wait_ms = excluded.wait_ms, receive_ms = excluded.receive_ms, websocket = excluded.websocket",
+            wait_ms = excluded.wait_ms, receive_ms = excluded.receive_ms, websocket = excluded.websocket,
+            duration_ms = excluded.duration_ms",
         params![
             flow.id.to_string(),
             unix_seconds(flow.started_at),
@@ -318,6 +329,7 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Res
             flow.timings.wait_ms,
             flow.timings.receive_ms,
             flow.websocket.is_some(),
+            flow.websocket.as_ref().map(|ws| ws.duration.as_secs_f64() * 1000.0),
         ],
     )?;
     Ok(())
@@ -377,37 +389,78 @@ pub fn is_store(path: &Path) -> bool {
         && magic == SQLITE_MAGIC
 }
 
-/// Every flow of a session, in the order they started. The error names the file.
-pub fn read_all(path: &Path) -> Result<Vec<StoredFlow>, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let connection =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+/// Reads a session a page at a time, in the order its flows started, so reading costs memory for one
+/// page, not the session.
+pub struct SessionReader {
+    path: PathBuf,
+    connection: Connection,
+    /// The `seq` of the last flow read.
+    last: i64,
+}
+
+/// Flows per page.
+const PAGE_FLOWS: i64 = 256;
+
+impl SessionReader {
+    /// Opens a session; the error names the file. Opened read-write when it can be (nothing is written),
+    /// so that SQLite removes its `-wal` and `-shm` files again on close.
+    pub fn open(path: &Path) -> Result<SessionReader, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
             .map_err(|e| fail(&e))?;
-    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| fail(&e))?;
-    if version != SCHEMA_VERSION {
-        return Err(fail(&format!("not a strata session (schema version {version})")));
-    }
-    let mut statement = connection
-        .prepare(
-            "SELECT kind, id, started_at, client, server, at_proxy, method, scheme, host, port, path, http_version,
-                request_headers, request_body, request_body_len, status, reason, response_version, response_headers,
-                response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms, websocket,
-                bytes_to_server, bytes_to_client, duration_ms
-             FROM flows ORDER BY seq",
-        )
-        .map_err(|e| fail(&e))?;
-    let rows = statement.query_map([], row_to_flow).map_err(|e| fail(&e))?;
-    let mut flows = Vec::new();
-    for row in rows {
-        let mut flow = row.map_err(|e| fail(&e))?;
-        if let StoredFlow::Http(http) = &mut flow {
-            if http.websocket.is_some() {
-                http.websocket = Some(messages(&connection, http.id.to_string()).map_err(|e| fail(&e))?);
-            }
+        let version: i64 =
+            connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| fail(&e))?;
+        if version != SCHEMA_VERSION {
+            return Err(fail(&format!("not a strata session (schema version {version})")));
         }
-        flows.push(flow);
+        Ok(SessionReader { path: path.to_path_buf(), connection, last: 0 })
     }
-    Ok(flows)
+
+    /// The next page of flows; empty at the end.
+    pub fn next_page(&mut self) -> Result<Vec<StoredFlow>, String> {
+        let fail = |e: rusqlite::Error| format!("{}: {e}", self.path.display());
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT kind, id, started_at, client, server, at_proxy, method, scheme, host, port, path,
+                    http_version, request_headers, request_body, request_body_len, status, reason, response_version,
+                    response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms,
+                    receive_ms, websocket, bytes_to_server, bytes_to_client, duration_ms, seq
+                 FROM flows WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(fail)?;
+        let rows = statement
+            .query_map([self.last, PAGE_FLOWS], |row| Ok((row.get::<_, i64>(30)?, row_to_flow(row)?)))
+            .map_err(fail)?;
+        let mut flows = Vec::new();
+        for row in rows {
+            let (seq, mut flow) = row.map_err(fail)?;
+            self.last = seq;
+            if let StoredFlow::Http(http) = &mut flow {
+                if let Some(duration) = http.websocket.as_ref().map(|ws| ws.duration) {
+                    let mut data = messages(&self.connection, http.id.to_string()).map_err(fail)?;
+                    data.duration = duration;
+                    http.websocket = Some(data);
+                }
+            }
+            flows.push(flow);
+        }
+        Ok(flows)
+    }
+}
+
+/// Every flow of a session, in the order they started (for replay, which needs them all at once).
+pub fn read_all(path: &Path) -> Result<Vec<StoredFlow>, String> {
+    let mut reader = SessionReader::open(path)?;
+    let mut flows = Vec::new();
+    loop {
+        let page = reader.next_page()?;
+        if page.is_empty() {
+            return Ok(flows);
+        }
+        flows.extend(page);
+    }
 }
 
 fn messages(connection: &Connection, flow_id: String) -> rusqlite::Result<WebSocketData> {
@@ -491,7 +544,9 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
         receive_ms: row.get::<_, Option<f64>>(25)?.unwrap_or(0.0),
     };
     if row.get::<_, bool>(26)? {
-        flow.websocket = Some(WebSocketData::new());
+        let mut data = WebSocketData::new();
+        data.duration = Duration::from_secs_f64(row.get::<_, Option<f64>>(29)?.unwrap_or(0.0).max(0.0) / 1000.0);
+        flow.websocket = Some(data);
     }
     Ok(StoredFlow::Http(Box::new(flow)))
 }

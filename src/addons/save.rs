@@ -72,16 +72,17 @@ impl Addon for Save {
         }
     }
 
+    /// Messages are stored as they pass; a session the filter does not keep has them dropped at its end.
     async fn websocket_message(&self, flow: &mut HttpFlow, message: &mut WebSocketMessage) {
-        if self.filter.is_none() {
-            let n = flow.websocket.as_ref().map_or(0, |ws| ws.messages_from_client + ws.messages_from_server);
-            self.store.message(flow.id, n, message).await;
-        }
+        let n = flow.websocket.as_ref().map_or(0, |ws| ws.messages_from_client + ws.messages_from_server);
+        self.store.message(flow.id, n, message).await;
     }
 
     async fn websocket_end(&self, flow: &mut HttpFlow) {
         if self.keeps(flow, true) {
             self.store.http(flow).await;
+        } else {
+            self.store.forget(flow.id).await;
         }
     }
 

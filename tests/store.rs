@@ -1,0 +1,603 @@
+//! Sessions on disk, through the real binary with curl and a WebSocket client: `-w FILE` records every
+//! flow into a session (SQLite), `-r FILE` reads a session (or a HAR file) back through the flow log,
+//! `-w` and `--save-har`, and `-n` exits once it is read. Each test records through a live proxy, stops it,
+//! then asserts what `strata -n -r` prints, or what a file it writes holds. Origins are in-process threads
+//! on 127.0.0.1; every wait is bounded.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{curl, refusal, run_strata_to_exit, unused_port, HttpsOrigin, Origin, Strata, TestCa, WsEcho};
+use regex::Regex;
+use serde_json::Value;
+use tungstenite::Message;
+
+/// Bound on waits for something that should happen at once (a line printed, a run that only reads a file).
+const SOON: Duration = Duration::from_secs(10);
+
+/// The body of the POST every recording sends.
+const POST_BODY: &str = "name=strata&kind=session";
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------------
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// SIGTERM, then a clean exit.
+fn terminate(proxy: &mut Strata) {
+    proxy.signal(libc::SIGTERM);
+    let status = proxy.wait_for_exit(SOON);
+    proxy.check(status.success(), format!("strata exited with {status} after SIGTERM"));
+}
+
+/// `strata -n ARGS` (ARGS holding `-r FILE`): asserts exit 0 and empty stderr, returns the stdout lines.
+fn read_back(args: &[&str]) -> Vec<String> {
+    let mut argv = vec!["-n"];
+    argv.extend_from_slice(args);
+    let done = run_strata_to_exit(&argv, SOON);
+    assert!(
+        done.status.success() && done.stderr.is_empty(),
+        "strata {argv:?} exited with {}\n--- stdout:\n{}\n--- stderr:\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+    done.stdout.lines().map(str::to_string).collect()
+}
+
+/// A flow line without its last field, the duration (`CLIENT METHOD URL -> STATUS SIZE`); other lines
+/// (headers at `--flow-detail 2`) as they are.
+fn without_duration(line: &str) -> String {
+    let duration = Regex::new(r"^\d+(\.\d+)?m?s$").unwrap();
+    match line.rsplit_once(' ') {
+        Some((rest, last)) if !line.starts_with(' ') && duration.is_match(last) => rest.to_string(),
+        _ => line.to_string(),
+    }
+}
+
+fn without_durations(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| without_duration(l)).collect()
+}
+
+/// The flow lines (not the header lines of `--flow-detail 2`).
+fn flow_lines(lines: &[String]) -> Vec<String> {
+    lines.iter().filter(|l| !l.starts_with(' ')).cloned().collect()
+}
+
+fn parse_har(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let har: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{}", path.display(), String::from_utf8_lossy(&bytes)));
+    assert!(har.pointer("/log/entries").and_then(Value::as_array).is_some(), "no log.entries in\n{har:#}");
+    har
+}
+
+fn entries(har: &Value) -> &Vec<Value> {
+    har.pointer("/log/entries").and_then(Value::as_array).expect("log.entries")
+}
+
+/// A live recording: the proxy's stdout (the flow lines as they happened) and the files it wrote.
+struct Recording {
+    /// Holds the session file (and anything else a test writes next to it).
+    dir: tempfile::TempDir,
+    session: PathBuf,
+    live: Vec<String>,
+    origin: Origin,
+}
+
+impl Recording {
+    fn session(&self) -> String {
+        path_str(&self.session)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Records a session with `-w` (plus `extra` flags) through curl: a GET, a 404, a POST with a body, an
+/// HTTPS GET through CONNECT over HTTP/2 (curl trusting strata's CA; HTTP/1.1 to the origin) and a GET to
+/// a dead port (502), one after the other; then SIGTERM.
+fn record_session(extra: &[&str]) -> Recording {
+    let origin = Origin::start();
+    let ca = TestCa::new("strata store test CA");
+    let secure = HttpsOrigin::start(&ca);
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session.db");
+    let mut args = vec!["-w".to_string(), path_str(&session), "--upstream-ca".into(), path_str(&ca.pem_path())];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut proxy = Strata::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let cacert = path_str(&proxy.ca_cert_path());
+
+    let got = curl(&proxy, &["-H", "X-Session-Probe: first", &origin.url("/hello")]);
+    proxy.check(got.stdout == "hello, world\n", format!("/hello answered {:?}", got.stdout));
+    curl(&proxy, &["-o", "/dev/null", &origin.url("/missing")]);
+    let got = curl(&proxy, &["--data-binary", POST_BODY, &origin.url("/echo")]);
+    proxy.check(got.stdout == POST_BODY, format!("/echo answered {:?}", got.stdout));
+    let got = curl(&proxy, &["--http2", "--cacert", &cacert, &secure.url("/hello")]);
+    proxy.check(got.stdout == common::TEST_ORIGIN_HELLO, format!("the HTTPS /hello answered {:?}", got.stdout));
+    let dead = format!("http://127.0.0.1:{}/gone", unused_port());
+    let got = curl(&proxy, &["-o", "/dev/null", "-w", "%{http_code}", &dead]);
+    proxy.check(got.stdout == "502", format!("the dead port answered {:?}", got.stdout));
+    terminate(&mut proxy);
+
+    let live = proxy.stdout_lines();
+    let lines = flow_lines(&live);
+    proxy.check(lines.len() == 5, format!("expected 5 live flow lines, got {lines:#?}"));
+    Recording { dir, session, live, origin }
+}
+
+/// The sole line of `lines` that matches `pattern`, or a panic showing them all.
+#[track_caller]
+fn only_line(lines: &[String], pattern: &str) -> String {
+    let re = Regex::new(pattern).unwrap();
+    assert!(lines.len() == 1 && re.is_match(&lines[0]), "expected one line matching {pattern}, got {lines:#?}");
+    lines[0].clone()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading a session back
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn read_back_prints_the_same_flow_lines_as_the_live_run() {
+    let recording = record_session(&[]);
+    let live = &recording.live;
+    // What the user saw: a 200, a 404, the POST, the HTTPS GET and the 502.
+    for (line, pattern) in live.iter().zip([
+        r" GET http://\S+/hello -> 200 13b ",
+        r" -> 404 ",
+        r" POST \S+/echo -> 200 ",
+        r"^127\.0\.0\.1:\d+ GET https://localhost:\d+/hello -> 200 ",
+        r" GET http://127\.0\.0\.1:\d+/gone -> 502 ",
+    ]) {
+        assert!(Regex::new(pattern).unwrap().is_match(line), "live line {line:?} does not match {pattern}\n{live:#?}");
+    }
+
+    let read = read_back(&["-r", &recording.session()]);
+    assert_eq!(without_durations(&read), without_durations(live), "flow lines of -r against the live run");
+    let duration = Regex::new(r" \d+(\.\d+)?m?s$").unwrap();
+    assert!(read.iter().all(|l| duration.is_match(l)), "a line without a duration: {read:#?}");
+}
+
+#[test]
+fn read_back_at_flow_detail_2_shows_the_recorded_headers() {
+    let recording = record_session(&["--flow-detail", "2"]);
+    let read = read_back(&["-r", &recording.session(), "--flow-detail", "2"]);
+    assert_eq!(without_durations(&read), without_durations(&recording.live), "-r --flow-detail 2 against the live run");
+    for header in [
+        "    >> GET /hello HTTP/1.1",
+        "    >> GET /hello HTTP/2.0",
+        "    >> X-Session-Probe: first",
+        "    << HTTP/1.1 200 OK",
+        "    << Content-Type: text/plain",
+        "    << HTTP/1.1 404 Not Found",
+    ] {
+        assert!(read.iter().any(|l| l == header), "no line {header:?} in\n{read:#?}");
+    }
+    assert!(read.iter().any(|l| l.starts_with("    >> User-Agent: curl/")), "no User-Agent line in\n{read:#?}");
+}
+
+#[test]
+fn read_back_prints_only_the_flows_the_positional_filter_matches() {
+    let recording = record_session(&[]);
+    let session = recording.session();
+    let not_found =
+        only_line(&read_back(&["-r", &session, "~c 404"]), r"^127\.0\.0\.1:\d+ GET http://\S+/missing -> 404 ");
+    assert!(recording.live.contains(&not_found), "{not_found:?} is not the live line of {:#?}", recording.live);
+    let post = only_line(&read_back(&["-r", &session, "~m POST"]), r"^127\.0\.0\.1:\d+ POST http://\S+/echo -> 200 ");
+    assert!(recording.live.contains(&post), "{post:?} is not the live line of {:#?}", recording.live);
+    only_line(&read_back(&["-r", &session, "~c 502"]), r" GET http://127\.0\.0\.1:\d+/gone -> 502 ");
+}
+
+#[test]
+fn read_back_with_save_har_exports_the_filtered_flows() {
+    let recording = record_session(&[]);
+    let har = recording.file("post.har");
+    let printed = read_back(&["-r", &recording.session(), "--save-har", &path_str(&har), "~m POST"]);
+    only_line(&printed, r" POST http://\S+/echo -> 200 ");
+
+    let exported = parse_har(&har);
+    let all = entries(&exported);
+    assert_eq!(all.len(), 1, "entries exported with '~m POST':\n{exported:#}");
+    let entry = &all[0];
+    assert_eq!(entry["request"]["method"], "POST", "{entry:#}");
+    assert_eq!(entry["request"]["url"], recording.origin.url("/echo"), "{entry:#}");
+    assert_eq!(entry["request"]["postData"]["text"], POST_BODY, "{entry:#}");
+    assert_eq!(entry["response"]["status"], 200, "{entry:#}");
+    assert_eq!(entry["response"]["content"]["text"], POST_BODY, "the echoed body: {entry:#}");
+}
+
+#[test]
+fn read_back_of_a_missing_file_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = path_str(&dir.path().join("nowhere.db"));
+    let line = refusal(&run_strata_to_exit(&["-n", "-r", &missing], SOON));
+    assert!(line.contains(&missing), "the refusal does not name {missing}: {line}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writing: an existing file, appending, filters
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn w_refuses_an_existing_file_and_leaves_it_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("existing.db");
+    let before = b"someone else's file\n".to_vec();
+    std::fs::write(&existing, &before).unwrap();
+    let line = refusal(&run_strata_to_exit(&["-p", "0", "-w", &path_str(&existing)], SOON));
+    assert!(line.contains(&path_str(&existing)), "the refusal does not name the file: {line}");
+    assert_eq!(std::fs::read(&existing).unwrap(), before, "the existing file was changed");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "files left next to it: {names:?}");
+}
+
+/// Records `paths` (GETs to `origin`) into `session` with `-w +FILE`; returns the live flow lines.
+fn record_appending(origin: &Origin, session: &Path, paths: &[&str]) -> Vec<String> {
+    let mut proxy = Strata::start(&["-w", &format!("+{}", path_str(session))]);
+    for path in paths {
+        curl(&proxy, &["-o", "/dev/null", &origin.url(path)]);
+    }
+    terminate(&mut proxy);
+    let live = proxy.stdout_lines();
+    proxy.check(live.len() == paths.len(), format!("expected {} flow lines, got {live:#?}", paths.len()));
+    live
+}
+
+#[test]
+fn w_plus_creates_a_session_then_appends_the_next_one_after_it() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("appended.db");
+    let first = record_appending(&origin, &session, &["/hello", "/first-missing"]);
+    assert_eq!(without_durations(&read_back(&["-r", &path_str(&session)])), without_durations(&first));
+
+    // An existing session without `+` is refused and left as it was.
+    let before = std::fs::read(&session).unwrap();
+    let line = refusal(&run_strata_to_exit(&["-p", "0", "-w", &path_str(&session)], SOON));
+    assert!(line.contains(&path_str(&session)), "the refusal does not name the file: {line}");
+    assert_eq!(std::fs::read(&session).unwrap(), before, "the refused session was changed");
+
+    let second = record_appending(&origin, &session, &["/size/100", "/second-missing", "/hello"]);
+    let read = read_back(&["-r", &path_str(&session)]);
+    let expected: Vec<String> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(without_durations(&read), without_durations(&expected), "both sessions, the first one first");
+}
+
+#[test]
+fn save_stream_filter_keeps_only_the_matching_flows() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("posts.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session), "--save-stream-filter", "~m POST"]);
+    curl(&proxy, &["-o", "/dev/null", &origin.url("/hello")]);
+    curl(&proxy, &["-o", "/dev/null", "--data-binary", POST_BODY, &origin.url("/echo")]);
+    curl(&proxy, &["-o", "/dev/null", &origin.url("/missing")]);
+    terminate(&mut proxy);
+    let live = proxy.stdout_lines();
+    proxy.check(live.len() == 3, format!("the flow log shows every flow, whatever -w keeps: {live:#?}"));
+
+    let post = only_line(&read_back(&["-r", &path_str(&session)]), r"^127\.0\.0\.1:\d+ POST http://\S+/echo -> 200 ");
+    assert_eq!(without_duration(&post), without_duration(&live[1]));
+}
+
+#[test]
+fn w_keeps_what_the_positional_filter_shows_without_a_save_stream_filter() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("shown.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session), "~c 404"]);
+    curl(&proxy, &["-o", "/dev/null", &origin.url("/hello")]);
+    curl(&proxy, &["-o", "/dev/null", &origin.url("/missing")]);
+    terminate(&mut proxy);
+    let live = proxy.stdout_lines();
+    only_line(&live, r" GET http://\S+/missing -> 404 ");
+    let read = read_back(&["-r", &path_str(&session)]);
+    assert_eq!(without_durations(&read), without_durations(&live));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// WebSocket
+// ---------------------------------------------------------------------------------------------------
+
+/// Opens a CONNECT tunnel to `target` through the proxy on `proxy_port`; the 200's head is consumed.
+fn connect_tunnel(proxy_port: u16, target: &str) -> TcpStream {
+    let mut tcp = common::connect(proxy_port, SOON);
+    write!(tcp, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").expect("send CONNECT");
+    // Byte by byte, so nothing after the head is consumed.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap_or_else(|e| panic!("reading the CONNECT reply: {e} after {head:?}"));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT {target}: {head}");
+    tcp
+}
+
+/// A WebSocket session read back at `--flow-detail 2` shows its handshake (with headers) and the closing
+/// line with the live counts and sizes. `-r` does not print the per-message lines the live run printed,
+/// so the messages themselves are checked in an export to HAR.
+#[test]
+fn websocket_session_reads_back_with_its_handshake_and_message_counts() {
+    let echo = WsEcho::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("ws.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session), "--flow-detail", "2"]);
+    let target = format!("127.0.0.1:{}", echo.port);
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{target}/chat"), connect_tunnel(proxy.port, &target))
+        .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
+    for text in ["first message", "second message"] {
+        ws.send(Message::text(text)).expect("send text");
+        let echoed = ws.read().expect("the echo");
+        proxy.check(echoed == Message::text(text), format!("the echo arrived as {echoed:?}"));
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3, 4, 5])).expect("send binary");
+    let echoed = ws.read().expect("the binary echo");
+    proxy.check(echoed == Message::binary(vec![1u8, 2, 3, 4, 5]), format!("the echo arrived as {echoed:?}"));
+    ws.close(None).expect("send close");
+    while ws.read().is_ok() {}
+    // Three messages and a close frame each way.
+    let ws_url = format!("ws://{target}/chat");
+    let closed = format!(
+        r"^127\.0\.0\.1:\d+ WS {} closed: 4 messages \(\S+\) up, 4 messages \(\S+\) down \S+$",
+        regex::escape(&ws_url)
+    );
+    let closed = Regex::new(&closed).unwrap();
+    proxy.wait_for_stdout_line(|l| closed.is_match(l), SOON);
+    terminate(&mut proxy);
+    let live = proxy.stdout_lines();
+
+    let read = read_back(&["-r", &path_str(&session), "--flow-detail", "2"]);
+    let handshake =
+        Regex::new(&format!(r"^127\.0\.0\.1:\d+ GET http://{}/chat -> 101 ", regex::escape(&target))).unwrap();
+    let live_handshake =
+        live.iter().find(|l| handshake.is_match(l)).unwrap_or_else(|| panic!("no 101 line in {live:#?}"));
+    let read_handshake =
+        read.iter().find(|l| handshake.is_match(l)).unwrap_or_else(|| panic!("no 101 line in {read:#?}"));
+    assert_eq!(without_duration(read_handshake), without_duration(live_handshake));
+    assert!(
+        read.iter().any(|l| l.eq_ignore_ascii_case("    >> upgrade: websocket")),
+        "no handshake request headers in\n{read:#?}"
+    );
+    let live_closed = live.iter().find(|l| closed.is_match(l)).unwrap();
+    let read_closed =
+        read.iter().find(|l| closed.is_match(l)).unwrap_or_else(|| panic!("no closing WS line in\n{read:#?}"));
+    assert_eq!(
+        without_duration(read_closed),
+        without_duration(live_closed),
+        "the closing line with its counts and sizes"
+    );
+    assert!(read.iter().position(|l| l == read_handshake) < read.iter().position(|l| l == read_closed), "{read:#?}");
+
+    // The messages themselves are in the session: an export to HAR lists them.
+    let har = dir.path().join("ws.har");
+    read_back(&["-q", "-r", &path_str(&session), "--save-har", &path_str(&har)]);
+    let exported = parse_har(&har);
+    let messages = entries(&exported)
+        .iter()
+        .find_map(|e| e["_webSocketMessages"].as_array())
+        .unwrap_or_else(|| panic!("no _webSocketMessages in\n{exported:#}"));
+    let texts: Vec<(&str, &str)> = messages
+        .iter()
+        .filter(|m| m["opcode"] == 1)
+        .map(|m| (m["type"].as_str().unwrap_or("?"), m["data"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("send", "first message"),
+            ("receive", "first message"),
+            ("send", "second message"),
+            ("receive", "second message")
+        ],
+        "text messages in\n{messages:#?}"
+    );
+}
+
+/// With `--save-stream-filter`, a WebSocket session the filter keeps is kept with its messages: the
+/// closing line read back counts them as the live one did.
+#[test]
+fn save_stream_filter_keeps_the_messages_of_a_kept_websocket_session() {
+    let echo = WsEcho::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("chat.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session), "--save-stream-filter", "~u /chat"]);
+    let target = format!("127.0.0.1:{}", echo.port);
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{target}/chat"), connect_tunnel(proxy.port, &target))
+        .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
+    ws.send(Message::text("kept message")).expect("send text");
+    let echoed = ws.read().expect("the echo");
+    proxy.check(echoed == Message::text("kept message"), format!("the echo arrived as {echoed:?}"));
+    ws.close(None).expect("send close");
+    while ws.read().is_ok() {}
+    let closed = Regex::new(&format!(
+        r"^127\.0\.0\.1:\d+ WS {} closed: 2 messages \(12b\) up, 2 messages \(12b\) down \S+$",
+        regex::escape(&format!("ws://{target}/chat"))
+    ))
+    .unwrap();
+    let live = proxy.wait_for_stdout_line(|l| closed.is_match(l), SOON);
+    terminate(&mut proxy);
+
+    let read = read_back(&["-r", &path_str(&session)]);
+    let read_closed =
+        read.iter().find(|l| l.contains(" closed: ")).unwrap_or_else(|| panic!("no closing line in {read:#?}"));
+    assert_eq!(without_duration(read_closed), without_duration(&live), "the closing line read back");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// TCP relays
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn tcp_relay_reads_back_with_its_byte_counts() {
+    let (echo_port, _) = common::start_line_echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("tcp.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session)]);
+    // Not HTTP inside the tunnel: strata relays it as TCP.
+    let mut tunnel = connect_tunnel(proxy.port, &format!("127.0.0.1:{echo_port}"));
+    tunnel.write_all(b"hello over tcp\n").expect("send a line");
+    let reply = common::read_until_close(&mut tunnel);
+    proxy.check(reply.closed && reply.text() == "echo: hello over tcp\n", format!("the echo: {reply:?}"));
+    tunnel.shutdown(std::net::Shutdown::Write).unwrap();
+    let tcp = Regex::new(&format!(r"^127\.0\.0\.1:\d+ TCP 127\.0\.0\.1:{echo_port} -> 15b up 21b down \S+$")).unwrap();
+    proxy.wait_for_stdout_line(|l| tcp.is_match(l), SOON);
+    terminate(&mut proxy);
+    let live = proxy.stdout_lines();
+
+    let read = read_back(&["-r", &path_str(&session)]);
+    assert_eq!(without_durations(&read), without_durations(&live), "-r of a TCP relay against the live run");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Robustness: kill -9, memory
+// ---------------------------------------------------------------------------------------------------
+
+/// `kill -9` in the middle of a recording leaves a session that reads back, holding every flow answered
+/// before it.
+#[test]
+fn session_reads_back_after_kill_9_during_a_recording() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("killed.db");
+    let mut proxy = Strata::start(&["-q", "-w", &path_str(&session)]);
+    let url = origin.url("/size/20000");
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, answered, url, proxy_url) = (stop.clone(), answered.clone(), url.clone(), proxy.proxy_url());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = Command::new("curl")
+                        .args([
+                            "-s",
+                            "-o",
+                            "/dev/null",
+                            "-w",
+                            "%{http_code}",
+                            "--max-time",
+                            "5",
+                            "-x",
+                            &proxy_url,
+                            &url,
+                        ])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+                    if status.is_ok_and(|s| s == "200") {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answered.load(Ordering::Relaxed) < 40 && Instant::now() < deadline {
+        // Nothing to wait on: the clients are separate processes counting their own answers.
+        thread::sleep(Duration::from_millis(20));
+    }
+    proxy.signal(libc::SIGKILL);
+    let finished_before = answered.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    proxy.wait_for_exit(Duration::from_secs(5));
+
+    let read = read_back(&["-r", &path_str(&session)]);
+    let ok = Regex::new(&format!(r"^127\.0\.0\.1:\d+ GET {} -> 200 19\.5k ", regex::escape(&url))).unwrap();
+    let answered_flows = read.iter().filter(|l| ok.is_match(l)).count();
+    assert!(
+        answered_flows >= finished_before && finished_before > 0,
+        "{answered_flows} answered flows read back for {finished_before} answered requests:\n{}",
+        read.join("\n")
+    );
+}
+
+/// The session costs disk, not memory: 200 responses of 512 KiB each (100 MiB recorded) leave the proxy's
+/// peak RSS far below what keeping them would take, and every one of them is in the session.
+#[test]
+fn w_keeps_memory_flat_over_a_long_recording() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("long.db");
+    let mut proxy = Strata::start(&["-q", "-w", &path_str(&session)]);
+    let url = origin.url(&format!("/size/{}", 512 * 1024));
+    for _ in 0..200 {
+        let got = curl(&proxy, &["-o", "/dev/null", "-w", "%{http_code}", &url]);
+        proxy.check(got.stdout == "200", format!("curl: {} {}", got.stdout, got.stderr));
+    }
+    let peak_kb = proxy.proc_status_kb("VmHWM");
+    terminate(&mut proxy);
+    let read = read_back(&["-r", &path_str(&session)]);
+    let ok = Regex::new(&format!(r"^127\.0\.0\.1:\d+ GET {} -> 200 512k ", regex::escape(&url))).unwrap();
+    assert_eq!(read.iter().filter(|l| ok.is_match(l)).count(), 200, "flows read back:\n{}", read.join("\n"));
+    assert_eq!(read.len(), 200, "lines read back");
+    assert!(peak_kb < 64 * 1024, "peak RSS {peak_kb} KiB while recording 100 MiB of bodies");
+}
+
+/// `--store-max-size` bounds a long recording: the oldest flows go, the newest stay, and the log says so.
+#[test]
+fn store_max_size_drops_the_oldest_flows_and_says_so() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("bounded.db");
+    let mut proxy = Strata::start(&["-q", "-w", &path_str(&session), "--store-max-size", "256k"]);
+    // The first flow is told apart by its size (1m), the newest by its place.
+    for n in 0..150 {
+        let size = if n == 0 { 1 << 20 } else { 24 * 1024 };
+        let got = curl(&proxy, &["-o", "/dev/null", "-w", "%{http_code}", &origin.url(&format!("/size/{size}"))]);
+        proxy.check(got.stdout == "200", format!("curl: {} {}", got.stdout, got.stderr));
+    }
+    terminate(&mut proxy);
+    proxy.check(proxy.stderr_text().contains("dropping the oldest flows"), "no word of dropping flows");
+    let read = read_back(&["-r", &path_str(&session)]);
+    assert!(!read.is_empty() && read.len() < 60, "{} flows kept of 150 at 256k", read.len());
+    assert!(read.iter().all(|l| !l.contains("-> 200 1m ")), "the oldest flow is still there");
+    assert!(read.iter().all(|l| l.contains("-> 200 24k ")), "{read:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// HAR files as input
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn read_back_of_a_har_file_prints_its_flows() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("recorded.har");
+    let mut proxy = Strata::start(&["--save-har", &path_str(&har)]);
+    curl(&proxy, &["-o", "/dev/null", &origin.url("/hello")]);
+    curl(&proxy, &["-o", "/dev/null", &origin.url("/missing")]);
+    curl(&proxy, &["-o", "/dev/null", "--data-binary", POST_BODY, &origin.url("/echo")]);
+    terminate(&mut proxy);
+    let live = proxy.stdout_lines();
+    proxy.check(live.len() == 3, format!("expected 3 live flow lines, got {live:#?}"));
+
+    // A HAR entry does not say which client sent it: compare METHOD URL -> STATUS SIZE.
+    let method_to_size = |line: &String| without_duration(line).split_once(' ').map(|(_, rest)| rest.to_string());
+    let read = read_back(&["-r", &path_str(&har)]);
+    assert_eq!(
+        read.iter().map(method_to_size).collect::<Vec<_>>(),
+        live.iter().map(method_to_size).collect::<Vec<_>>(),
+        "-r of the HAR file against the live run\n--- read:\n{}\n--- live:\n{}",
+        read.join("\n"),
+        live.join("\n")
+    );
+    let post = only_line(&read_back(&["-r", &path_str(&har), "~m POST"]), r" POST http://\S+/echo -> 200 ");
+    assert_eq!(method_to_size(&post), method_to_size(&live[2]));
+}
