@@ -1250,46 +1250,7 @@ fn save_har_is_valid_after_kill_9_during_a_recording() {
     let har = dir.path().join("killed.har");
     let mut proxy = Strata::start(&["-q", "--save-har", &path_str(&har)]);
     let url = origin.url("/size/20000");
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, answered, url, proxy_url) = (stop.clone(), answered.clone(), url.clone(), proxy.proxy_url());
-            thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let status = Command::new("curl")
-                        .args([
-                            "-s",
-                            "-o",
-                            "/dev/null",
-                            "-w",
-                            "%{http_code}",
-                            "--max-time",
-                            "5",
-                            "-x",
-                            &proxy_url,
-                            &url,
-                        ])
-                        .output()
-                        .map(|o| String::from_utf8_lossy(&o.stdout).to_string());
-                    if status.is_ok_and(|s| s == "200") {
-                        answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while answered.load(Ordering::Relaxed) < 40 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    proxy.signal(libc::SIGKILL);
-    let finished_before = answered.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    proxy.wait_for_exit(Duration::from_secs(5));
+    let finished_before = common::load_then_kill_9(&mut proxy, &url, 40);
     let recorded = parse_har(&har).unwrap();
     // A flow is recorded before its last bytes reach the client, so every answered one is in the file.
     assert!(

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::thread;
@@ -128,22 +128,6 @@ fn serve_json(stream: TcpStream) {
         USER_JSON.len()
     );
     let _ = writer.shutdown(Shutdown::Both);
-}
-
-/// Opens a CONNECT tunnel to `target` through the proxy on `proxy_port`, with read and write timeouts.
-fn connect_tunnel(proxy_port: u16, target: &str) -> TcpStream {
-    let mut tcp = common::connect(proxy_port, SOON);
-    write!(tcp, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").expect("send CONNECT");
-    // Byte by byte, so nothing after the head is consumed.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).unwrap_or_else(|e| panic!("reading the CONNECT reply: {e} after {head:?}"));
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT {target}: {head}");
-    tcp
 }
 
 /// Sets the file's modification time `seconds` after now, so that a rewrite is seen as a change even on
@@ -298,7 +282,7 @@ fn websocket_rewrite_example_upper_cases_server_text_messages() {
     let echo = WsEcho::start(None);
     let proxy = Strata::start(&["-s", &example("websocket_rewrite.lua")]);
     let target = format!("127.0.0.1:{}", echo.port);
-    let tunnel = connect_tunnel(proxy.port, &target);
+    let tunnel = common::connect_tunnel(proxy.port, &target);
     let (mut ws, response) = tungstenite::client::client(format!("ws://{target}/chat"), tunnel)
         .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
     proxy.check(response.status() == 101, format!("handshake status {}", response.status()));
@@ -611,8 +595,9 @@ function websocket_end(flow) strata.log.info("end " .. flow.request.path) end
     let path = write_script(dir.path(), "lifecycle.lua", source);
     let proxy = Strata::start(&["-s", &path]);
     let target = format!("127.0.0.1:{}", echo.port);
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{target}/chat"), connect_tunnel(proxy.port, &target))
-        .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
+    let (mut ws, _) =
+        tungstenite::client::client(format!("ws://{target}/chat"), common::connect_tunnel(proxy.port, &target))
+            .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
     ws.send(Message::text("ping me")).expect("send text");
     let echoed = ws.read().expect("the echo");
     proxy.check(echoed == Message::text("ping me"), format!("the echo arrived as {echoed:?}"));

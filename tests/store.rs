@@ -6,14 +6,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{curl, refusal, run_strata_to_exit, unused_port, HttpsOrigin, Origin, Strata, TestCa, WsEcho};
 use regex::Regex;
@@ -312,22 +307,6 @@ fn w_keeps_what_the_positional_filter_shows_without_a_save_stream_filter() {
 // WebSocket
 // ---------------------------------------------------------------------------------------------------
 
-/// Opens a CONNECT tunnel to `target` through the proxy on `proxy_port`; the 200's head is consumed.
-fn connect_tunnel(proxy_port: u16, target: &str) -> TcpStream {
-    let mut tcp = common::connect(proxy_port, SOON);
-    write!(tcp, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").expect("send CONNECT");
-    // Byte by byte, so nothing after the head is consumed.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).unwrap_or_else(|e| panic!("reading the CONNECT reply: {e} after {head:?}"));
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT {target}: {head}");
-    tcp
-}
-
 /// A WebSocket session read back at `--flow-detail 2` shows its handshake (with headers) and the closing
 /// line with the live counts and sizes. `-r` does not print the per-message lines the live run printed,
 /// so the messages themselves are checked in an export to HAR.
@@ -338,8 +317,9 @@ fn websocket_session_reads_back_with_its_handshake_and_message_counts() {
     let session = dir.path().join("ws.db");
     let mut proxy = Strata::start(&["-w", &path_str(&session), "--flow-detail", "2"]);
     let target = format!("127.0.0.1:{}", echo.port);
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{target}/chat"), connect_tunnel(proxy.port, &target))
-        .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
+    let (mut ws, _) =
+        tungstenite::client::client(format!("ws://{target}/chat"), common::connect_tunnel(proxy.port, &target))
+            .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
     for text in ["first message", "second message"] {
         ws.send(Message::text(text)).expect("send text");
         let echoed = ws.read().expect("the echo");
@@ -417,8 +397,9 @@ fn save_stream_filter_keeps_the_messages_of_a_kept_websocket_session() {
     let session = dir.path().join("chat.db");
     let mut proxy = Strata::start(&["-w", &path_str(&session), "--save-stream-filter", "~u /chat"]);
     let target = format!("127.0.0.1:{}", echo.port);
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{target}/chat"), connect_tunnel(proxy.port, &target))
-        .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
+    let (mut ws, _) =
+        tungstenite::client::client(format!("ws://{target}/chat"), common::connect_tunnel(proxy.port, &target))
+            .unwrap_or_else(|e| proxy.fail(&format!("WebSocket handshake through the tunnel: {e}")));
     ws.send(Message::text("kept message")).expect("send text");
     let echoed = ws.read().expect("the echo");
     proxy.check(echoed == Message::text("kept message"), format!("the echo arrived as {echoed:?}"));
@@ -449,7 +430,7 @@ fn tcp_relay_reads_back_with_its_byte_counts() {
     let session = dir.path().join("tcp.db");
     let mut proxy = Strata::start(&["-w", &path_str(&session)]);
     // Not HTTP inside the tunnel: strata relays it as TCP.
-    let mut tunnel = connect_tunnel(proxy.port, &format!("127.0.0.1:{echo_port}"));
+    let mut tunnel = common::connect_tunnel(proxy.port, &format!("127.0.0.1:{echo_port}"));
     tunnel.write_all(b"hello over tcp\n").expect("send a line");
     let reply = common::read_until_close(&mut tunnel);
     proxy.check(reply.closed && reply.text() == "echo: hello over tcp\n", format!("the echo: {reply:?}"));
@@ -476,47 +457,7 @@ fn session_reads_back_after_kill_9_during_a_recording() {
     let session = dir.path().join("killed.db");
     let mut proxy = Strata::start(&["-q", "-w", &path_str(&session)]);
     let url = origin.url("/size/20000");
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, answered, url, proxy_url) = (stop.clone(), answered.clone(), url.clone(), proxy.proxy_url());
-            thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let status = Command::new("curl")
-                        .args([
-                            "-s",
-                            "-o",
-                            "/dev/null",
-                            "-w",
-                            "%{http_code}",
-                            "--max-time",
-                            "5",
-                            "-x",
-                            &proxy_url,
-                            &url,
-                        ])
-                        .output()
-                        .map(|o| String::from_utf8_lossy(&o.stdout).to_string());
-                    if status.is_ok_and(|s| s == "200") {
-                        answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while answered.load(Ordering::Relaxed) < 40 && Instant::now() < deadline {
-        // Nothing to wait on: the clients are separate processes counting their own answers.
-        thread::sleep(Duration::from_millis(20));
-    }
-    proxy.signal(libc::SIGKILL);
-    let finished_before = answered.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    proxy.wait_for_exit(Duration::from_secs(5));
+    let finished_before = common::load_then_kill_9(&mut proxy, &url, 40);
 
     let read = read_back(&["-r", &path_str(&session)]);
     let ok = Regex::new(&format!(r"^127\.0\.0\.1:\d+ GET {} -> 200 19\.5k ", regex::escape(&url))).unwrap();

@@ -1250,3 +1250,55 @@ async fn serve_ws_echo(stream: Box<dyn AsyncStream>, events: Arc<ServerEvents>) 
         }
     }
 }
+
+/// Opens a CONNECT tunnel to `target` through the proxy on `proxy_port`; the 200's head is consumed, and
+/// nothing after it.
+pub fn connect_tunnel(proxy_port: u16, target: &str) -> TcpStream {
+    let mut tcp = connect(proxy_port, Duration::from_secs(10));
+    write!(tcp, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").expect("send CONNECT");
+    // Byte by byte, so nothing after the head is consumed.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap_or_else(|e| panic!("reading the CONNECT reply: {e} after {head:?}"));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT {target}: {head}");
+    tcp
+}
+
+/// Four curl clients fetch `url` through `proxy` in a loop until `answers` requests were answered (or
+/// 20 s passed); then the proxy gets SIGKILL. Returns how many requests were answered with 200 before it.
+pub fn load_then_kill_9(proxy: &mut Strata, url: &str, answers: usize) -> usize {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, answered, url, proxy_url) = (stop.clone(), answered.clone(), url.to_string(), proxy.proxy_url());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let args =
+                        ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-x", &proxy_url, &url];
+                    let status = Command::new("curl").args(args).output();
+                    if status.is_ok_and(|o| o.stdout == b"200") {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answered.load(Ordering::Relaxed) < answers && Instant::now() < deadline {
+        // Nothing to wait on: the clients are separate processes counting their own answers.
+        thread::sleep(Duration::from_millis(20));
+    }
+    proxy.signal(libc::SIGKILL);
+    let answered_before = answered.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    proxy.wait_for_exit(Duration::from_secs(5));
+    answered_before
+}
