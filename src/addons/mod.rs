@@ -1,8 +1,8 @@
 //! The built-in addons, one file each, and the options that configure them. `chain` puts them in
-//! mitmproxy's order: proxy authentication, the CA page, block list, anticache, anticomp, map-remote,
-//! map-local, header and body modification, server replay, then the HAR recorder and the flow log
-//! (mitmdump's dumper). Only addons whose option is set are in the chain, so a feature that is off costs
-//! nothing per flow.
+//! mitmproxy's order: proxy authentication, the CA page, block list, anticache, anticomp, an embedding
+//! program's addons and the `-s` scripts, map-remote, map-local, header and body modification, server
+//! replay, then the session writer (`-w`), the HAR recorder and the flow log (mitmdump's dumper). Only
+//! addons whose option is set are in the chain, so a feature that is off costs nothing per flow.
 
 pub mod anticache;
 pub mod anticomp;
