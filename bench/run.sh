@@ -3,16 +3,20 @@
 # mitmdump, back to back on this machine, on loopback only. Prints a markdown table of medians (and ratios to
 # direct) and writes it to bench/last-run.md.
 #
-#   bench/run.sh                 # full run: RUNS=3, DURATION=5 (well under 10 minutes on 2 cores)
-#   QUICK=1 bench/run.sh         # smoke run: 1 run of 2 s per cell, a 256 MiB "large" file
+#   bench/run.sh                 # full run: RUNS=3, DURATION=5 (scenarios 1-9 well under 10 minutes on 2 cores,
+#                                # scenario 10 a few minutes more)
+#   QUICK=1 bench/run.sh         # smoke run: 1 run of 2 s per cell, a 256 MiB "large" file, a 10,000-request soak
+#   SCENARIOS=10 bench/run.sh    # only the recording soak
 #   RUNS=5 DURATION=10 bench/run.sh
 #
 # Environment: RUNS (repetitions per cell, median reported), DURATION (seconds per load run), CONNS (concurrent
 # connections in scenarios 1-3, default 64), HS_CONNS (concurrent connections in scenario 4, default 16),
 # IDLE_CONNS (scenario 6, default 2000), H2_CONNS, H2_STREAMS and H2_THREADS (scenario 7: h2load connections,
 # concurrent streams per connection and threads, default 16, 16 and 2), BIG_SIZE (size of the large file, default
-# 1G), SCENARIOS (which to run, default "1 2 3 4 5 6 7 8 9"), TARGETS (default "direct nginx mitmdump strata"),
-# KEEP_TMP=1 (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
+# 1G), SOAK_REQUESTS (scenario 10's request count, default 100000), SOAK_MITM_SECONDS (scenario 10's time cap for
+# mitmdump, default 60), SOAK_MAX_SECONDS (scenario 10's time cap for each strata variant, a safety net, default
+# 600), SCENARIOS (which to run, default "1 2 3 4 5 6 7 8 9 10"), TARGETS (default "direct nginx mitmdump
+# strata"), KEEP_TMP=1 (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
 #
 # What it does:
 #  1. Installs what is missing: nginx-light, wrk and h2load (Debian packages nginx-light, wrk, nghttp2-client;
@@ -21,7 +25,7 @@
 #     which it creates), then builds strata and the load client (`cargo build --release`,
 #     `cargo build --release --example loadgen`).
 #  2. Makes a temp dir with a self-signed test CA and a leaf for 127.0.0.1 (ECDSA P-256, openssl), a 1 KiB
-#     file and a sparse 1 GiB file, and starts the origin: nginx with a plain, a TLS (HTTP/1.1 only) and a
+#     file, a 100 KiB file (scenario 10) and a sparse 1 GiB file, and starts the origin: nginx with a plain, a TLS (HTTP/1.1 only) and a
 #     TLS + HTTP/2 server block (`listen ... ssl http2`, its own port, so that the HTTP/1.1 scenarios 3-5 keep
 #     an origin that cannot pick h2), keep-alive on, sendfile on, no access log.
 #  3. Runs the scenarios, each against the four targets, starting each proxy fresh for each scenario:
@@ -51,7 +55,27 @@
 #          { ngx.header["x-bench"] = "1" }`), direct n/a; strata without the script is measured in the same
 #          rounds, its own baseline (the line under the table). Before measuring, one curl through each proxy
 #          checks that the header is there with the script and absent without (a failed check makes the
-#          cell n/a, with a note).
+#          cell n/a, with a note);
+#      10. recording soak (issue 12): SOAK_REQUESTS absolute-form `GET http://127.0.0.1:ORIGIN/100k` (100 KiB
+#          body) through an explicit proxy, CONNS connections, in four variants one after another, each a
+#          freshly started proxy: strata without recording, strata `-w $TMP/s.db` (session), strata
+#          `--save-har $TMP/s.har`, and mitmdump `-w $TMP/m.mitm` (without stream_large_bodies, so that it
+#          records the bodies; it does a few hundred req/s, so it is capped at SOAK_MITM_SECONDS). The client
+#          is loadgen, which has a duration but no request count, so the count is reached in consecutive
+#          loadgen runs: the first lasts min(1 s, SOAK_REQUESTS / 50000 s), each next one (requests left) /
+#          (rate so far), at most 4x the last one's length and 10 s, until 99 % of SOAK_REQUESTS are done (or
+#          less than 20 ms of load is left, or the time cap is hit); the completed count is in the table.
+#          req/s = requests / loadgen seconds (`sync` before each variant, so that the last one's writeback
+#          does not slow it); RSS at start (1 s after one warm-up request), peak (VmHWM) and end (VmRSS 1 s
+#          after the load), MiB. Recording proxies are stopped with SIGTERM and given 120 s to finish their
+#          file. Then `strata -n -r $TMP/s.db >/dev/null` (default flow detail) is timed: flows/s; the flows
+#          are counted with `strata -n -r ... | wc -l` and checked against the requests loadgen completed (+1
+#          warm-up; a loadgen run drops the requests in flight at its deadline, up to CONNS, which strata has
+#          usually forwarded and recorded anyway: more flows within that bound are noted as such, anything
+#          else as a mismatch). Each file is deleted once measured; if the temp dir's file system has less
+#          than 3x the space one variant may write (SOAK_REQUESTS x 100 KiB x 4/3) free, SOAK_REQUESTS is
+#          scaled down, with a note. Scenario 10 always runs once (RUNS does not apply: it is long) and has a
+#          table of its own, with the targets from issue 12 next to the numbers.
 #     Every curl call names its HTTP version (--http1.1 in 5, --http2 in 8; curl would otherwise pick h2
 #     wherever it is offered) and the negotiated version is checked; loadgen (3, 4) offers no ALPN, so it
 #     speaks HTTP/1.1.
@@ -61,7 +85,7 @@
 #     h2 (`listen ... ssl http2`) and speaks HTTP/1.1 with keep-alive over TLS to the origin's h2 block, since
 #     nginx's proxy offers no ALPN); "mitmdump" runs from the venv (`--mode regular` or `--mode reverse:`,
 #     `-q`, `--ssl-insecure`, confdir in the temp dir, stream_large_bodies=1m so that the large file is
-#     streamed, not buffered; in 7-8 `--mode reverse:https://127.0.0.1:ORIGIN_H2`, h2 on both sides);
+#     streamed, not buffered (not set in 10); in 7-8 `--mode reverse:https://127.0.0.1:ORIGIN_H2`, h2 on both sides);
 #     "strata" is target/release/strata (`-q`, `--confdir` temp, `--upstream-ca` the test CA; in 7-8
 #     `-m reverse:https://127.0.0.1:ORIGIN_H2`, its TLS listener with a leaf from its own CA, h2 to the client
 #     and, by ALPN, h2 to the origin). A mode strata refuses (exit code 2, "not supported") is shown as n/a.
@@ -72,7 +96,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 if [[ -n "${QUICK:-}" ]]; then
-    RUNS=${RUNS:-1} DURATION=${DURATION:-2} BIG_SIZE=${BIG_SIZE:-256M}
+    RUNS=${RUNS:-1} DURATION=${DURATION:-2} BIG_SIZE=${BIG_SIZE:-256M} SOAK_REQUESTS=${SOAK_REQUESTS:-10000}
 fi
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
@@ -83,7 +107,11 @@ H2_CONNS=${H2_CONNS:-16}
 H2_STREAMS=${H2_STREAMS:-16}
 H2_THREADS=${H2_THREADS:-2}
 BIG_SIZE=${BIG_SIZE:-1G}
-SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8 9}
+SOAK_REQUESTS=${SOAK_REQUESTS:-100000}
+SOAK_MITM_SECONDS=${SOAK_MITM_SECONDS:-60}
+SOAK_MAX_SECONDS=${SOAK_MAX_SECONDS:-600}
+SOAK_BODY=102400   # bytes of scenario 10's /100k
+SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8 9 10}
 TARGETS=${TARGETS:-direct nginx mitmdump strata}
 NGINX=/usr/sbin/nginx
 VENV=$ROOT/bench/.venv
@@ -227,6 +255,7 @@ log "test CA, leaf and files in $TMP"
     cat leaf.pem ca.pem >leaf-chain.pem
     mkdir www
     head -c 1024 /dev/zero | tr '\0' x >www/1k
+    head -c "$SOAK_BODY" /dev/zero | tr '\0' x >www/100k
     truncate -s "$BIG_SIZE" www/1g
     cat www/1g >/dev/null   # page the holes in once, or the first download pays for it
 )
@@ -354,6 +383,8 @@ ORIGIN_PID=$PID
 wait_port "$ORIGIN_TLS" "$ORIGIN_PID" || die "origin TLS port"
 wait_port "$ORIGIN_H2" "$ORIGIN_PID" || die "origin h2 port"
 curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN/1k" || die "origin does not serve /1k"
+[[ $(curl -sf -o /dev/null -w '%{size_download}' "http://127.0.0.1:$ORIGIN/100k") == "$SOAK_BODY" ]] ||
+    die "origin does not serve /100k"
 # the TLS block must refuse h2 even when curl offers it (scenarios 3-5 stay HTTP/1.1), the h2 block must speak it
 [[ $(curl -sf -o /dev/null -w '%{http_version}' --http2 --cacert "$TMP/ca.pem" \
     "https://127.0.0.1:$ORIGIN_TLS/1k") == 1.1 ]] || die "origin TLS does not serve /1k over HTTP/1.1"
@@ -367,6 +398,10 @@ curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN/1k" || die "origin does not serv
 # server block, or mitmdump and strata in mode reverse-h2). Scenario 9's TARGET+script (nginx with the Lua
 # header filter, mitmdump and strata with `-s`) have ports of their own, so that they can run next to TARGET.
 declare -A TPID TCA HTTP_PORT TLS_PORT PROXY H2_PORT
+# Scenario 10 sets these around a start_target: more arguments for mitmdump or strata (its -w or --save-har),
+# and mitmdump's stream_large_bodies (empty: not set, bodies are buffered and recorded).
+EXTRA_ARGS=()
+MITM_STREAM=1m
 HTTP_PORT=([direct]=$ORIGIN [nginx]=$NGX [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT [nginx+script]=$NGX_LUA
     [mitmdump+script]=$MITM_SCRIPT_PORT [strata+script]=$STRATA_SCRIPT_PORT)
 TLS_PORT=([direct]=$ORIGIN_TLS [nginx]=$NGX_TLS)
@@ -409,9 +444,10 @@ start_target() {
     mitmdump | mitmdump+script)
         dir=$TMP/mitm$suffix
         rm -rf "$dir" && mkdir -p "$dir"
-        args=(--listen-host 127.0.0.1 -p "$port" -q --ssl-insecure --set "confdir=$dir"
-            --set stream_large_bodies=1m)
+        args=(--listen-host 127.0.0.1 -p "$port" -q --ssl-insecure --set "confdir=$dir")
+        [[ -n $MITM_STREAM ]] && args+=(--set "stream_large_bodies=$MITM_STREAM")
         [[ $target == *+script ]] && args+=(-s "$TMP/header.py")
+        args+=("${EXTRA_ARGS[@]}")
         case $mode in
         reverse) args+=(--mode "reverse:http://127.0.0.1:$ORIGIN") ;;
         reverse-h2) args+=(--mode "reverse:https://127.0.0.1:$ORIGIN_H2") ;;
@@ -428,6 +464,7 @@ start_target() {
         rm -rf "$dir" && mkdir -p "$dir"
         args=(--listen-host 127.0.0.1 -p "$port" -q --confdir "$dir" --upstream-ca "$TMP/ca.pem")
         [[ $target == *+script ]] && args+=(-s "$TMP/header.lua")
+        args+=("${EXTRA_ARGS[@]}")
         case $mode in
         reverse) args+=(-m "reverse:http://127.0.0.1:$ORIGIN") ;;
         reverse-h2) args+=(-m "reverse:https://127.0.0.1:$ORIGIN_H2") ;;
@@ -699,6 +736,198 @@ scenario9() {
     done
 }
 
+# Scenario 10: the recording soak (issue 12). Cells: strata (no recording), strata+w (-w session),
+# strata+har (--save-har) and mitmdump+w (-w flow file, bodies buffered and recorded), one after another, each
+# freshly started; always one run. Results: s10 (req/s), s10.n (requests completed), s10.rss0 / s10.hwm /
+# s10.rss1 (RSS at start, peak, end, MiB), s10.size (file written, bytes), s10.read and s10.flows (strata+w:
+# reading the session back).
+SOAK_N=$SOAK_REQUESTS
+SOAK_CELLS="strata strata+w strata+har mitmdump+w"
+SOAK_CEILING=""
+declare -A SOAK_CAPPED SOAK_CHECK
+
+# soak_load PORT CAP: loadgen runs (absolute-form GET /100k through the explicit proxy on PORT, CONNS
+# connections) until 99 % of SOAK_N requests are done, or less than 20 ms of load is left to do, or CAP seconds
+# of load have passed. loadgen has no request count: the first run lasts min(1 s, SOAK_N / 50000 s), each next
+# one (requests left) / (rate so far), but at most 4x as long as the last (a proxy warming up gets faster) and
+# at most 10 s (a recording proxy's rate swings with the disk's writeback; long runs sized by a stale rate
+# overshoot); a run that completes nothing is retried 4x longer (a slow proxy's first responses take longer
+# than a short run). Sets SOAK_DONE, SOAK_SECS, SOAK_RUNS, SOAK_ERRORS
+# (errors + non-2xx) and SOAK_HIT_CAP.
+soak_load() {
+    local port=$1 cap=$2 d out n s e b
+    SOAK_DONE=0 SOAK_SECS=0 SOAK_RUNS=0 SOAK_ERRORS=0 SOAK_HIT_CAP=""
+    d=$(awk -v n="$SOAK_N" 'BEGIN {d = n / 50000; printf "%.3f", (d > 1 ? 1 : d)}')
+    while :; do
+        d=$(awk -v d="$d" -v c="$cap" -v s="$SOAK_SECS" 'BEGIN {if (d > c - s) d = c - s; printf "%.3f", (d < 0.02 ? 0.02 : d)}')
+        out=$("$LOADGEN" --proxy "127.0.0.1:$port" --target "127.0.0.1:$ORIGIN" --path /100k \
+            --connections "$CONNS" --duration "$d" 2>&1) || true
+        n=$(grep -o 'requests=[0-9]*' <<<"$out" | cut -d= -f2)
+        s=$(grep -o 'seconds=[0-9.]*' <<<"$out" | cut -d= -f2)
+        e=$(grep -o 'errors=[0-9]*' <<<"$out" | cut -d= -f2)
+        b=$(grep -o 'bad_status=[0-9]*' <<<"$out" | cut -d= -f2)
+        if [[ -z $n || -z $s ]]; then
+            note "s10: loadgen failed: $(tr '\n' ' ' <<<"$out" | tail -c 300)"
+            return 1
+        fi
+        SOAK_RUNS=$((SOAK_RUNS + 1)) SOAK_DONE=$((SOAK_DONE + n)) SOAK_ERRORS=$((SOAK_ERRORS + ${e:-0} + ${b:-0}))
+        SOAK_SECS=$(awk -v a="$SOAK_SECS" -v b="$s" 'BEGIN {printf "%.3f", a + b}')
+        log "    loadgen run $SOAK_RUNS (${d}s): $out"
+        ((SOAK_DONE * 100 < SOAK_N * 99)) || break
+        if awk -v s="$SOAK_SECS" -v c="$cap" 'BEGIN {exit !(s >= c - 0.05)}'; then SOAK_HIT_CAP=1; break; fi
+        if ((SOAK_RUNS >= 50)) || { ((n == 0)) && awk -v d="$d" 'BEGIN {exit !(d >= 10)}'; }; then
+            note "s10: loadgen stalled: $SOAK_DONE requests in $SOAK_RUNS runs, the last: $out"
+            return 1
+        fi
+        if ((n == 0)); then
+            d=$(awk -v d="$d" 'BEGIN {printf "%.3f", d * 4}')
+            continue
+        fi
+        d=$(awk -v l="$((SOAK_N - SOAK_DONE))" -v n="$SOAK_DONE" -v s="$SOAK_SECS" -v d="$d" \
+            'BEGIN {e = l / (n / s); if (e > 4 * d) e = 4 * d; printf "%.3f", (e > 10 ? 10 : e)}')
+        if awk -v d="$d" 'BEGIN {exit !(d < 0.02)}'; then break; fi
+    done
+}
+
+# stop_graceful PID SECONDS: SIGTERM, then up to SECONDS for it to exit (a recording proxy finishes its file);
+# returns 1 if it had to be killed
+stop_graceful() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    return 1
+}
+
+# soak_read: times `strata -n -r $TMP/s.db >/dev/null` (default flow detail), counts its flow lines, checks
+# the count against the requests the client completed (+1 warm-up)
+soak_read() {
+    local db=$TMP/s.db rc=0 t0 t1 secs flows want
+    mkdir -p "$TMP/strata-read"
+    t0=$EPOCHREALTIME
+    "$STRATA" --confdir "$TMP/strata-read" -n -r "$db" >/dev/null 2>"$TMP/read.err" || rc=$?
+    t1=$EPOCHREALTIME
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    if ((rc != 0)); then
+        note "s10 strata -n -r: exit $rc: $(tail -3 "$TMP/read.err" | tr '\n' ' ')"
+        VAL["s10.read|strata+w"]=na
+        return
+    fi
+    [[ -s $TMP/read.err ]] && note "s10 strata -n -r said on stderr: $(head -3 "$TMP/read.err" | tr '\n' ' ')"
+    flows=$("$STRATA" --confdir "$TMP/strata-read" -n -r "$db" 2>/dev/null | wc -l)
+    VAL["s10.flows|strata+w"]=$flows
+    VAL["s10.read|strata+w"]=$(awk -v f="$flows" -v s="$secs" 'BEGIN {printf "%.1f", f / s}')
+    VAL["s10.readsecs|strata+w"]=$secs
+    log "  s10 strata -n -r: $flows flows in ${secs}s"
+    want=$((SOAK_DONE + 1))
+    if ((flows == want)); then
+        SOAK_CHECK[strata+w]="equals the $SOAK_DONE requests loadgen completed + 1 warm-up"
+    elif ((flows > want && flows <= want + CONNS * SOAK_RUNS)); then
+        SOAK_CHECK[strata+w]="is $((flows - want)) more than the $SOAK_DONE requests loadgen completed + 1 warm-up"
+        note "s10 strata -w: $flows flows read back, $((flows - want)) more than the $SOAK_DONE requests loadgen" \
+            "completed + 1 warm-up: requests in flight when a loadgen run hit its deadline (it drops them" \
+            "uncounted, strata had forwarded them; at most CONNS=$CONNS per run, $SOAK_RUNS runs)"
+    else
+        SOAK_CHECK[strata+w]="MISMATCH: the client completed $SOAK_DONE requests + 1 warm-up"
+        note "s10 strata -w: MISMATCH: $flows flows read back, but loadgen completed $SOAK_DONE requests" \
+            "+ 1 warm-up (in-flight requests dropped at loadgen's deadlines explain at most $((CONNS * SOAK_RUNS)) more)"
+    fi
+}
+
+soak_cell() { # CELL
+    local cell=$1 t=${1%+*} file="" cap=$SOAK_MAX_SECONDS pid port out rss0 hwm rss1 size=0 killed=""
+    EXTRA_ARGS=()
+    case $cell in
+    strata+w) file=$TMP/s.db; EXTRA_ARGS=(-w "$file") ;;
+    strata+har) file=$TMP/s.har; EXTRA_ARGS=(--save-har "$file") ;;
+    mitmdump+w) file=$TMP/m.mitm cap=$SOAK_MITM_SECONDS; EXTRA_ARGS=(-w "$file") ;;
+    esac
+    [[ -z $file ]] || rm -f "$file" "$file-wal" "$file-shm"
+    # the last variant's writes (GBs) out of the page cache first, so that their writeback does not slow this one
+    sync -f "$TMP" 2>/dev/null || sync
+    MITM_STREAM=""
+    start_target "$t" regular || { VAL["s10|$cell"]=na; EXTRA_ARGS=() MITM_STREAM=1m; return; }
+    EXTRA_ARGS=() MITM_STREAM=1m
+    pid=${TPID[$t]} port=${PROXY[$t]}
+    out=$(curl -sS --max-time 10 --noproxy "" -x "http://127.0.0.1:$port" -o /dev/null \
+        -w '%{http_code} %{size_download}' "http://127.0.0.1:$ORIGIN/100k" 2>&1) || true
+    if [[ $out != "200 $SOAK_BODY" ]]; then
+        note "s10 $cell: warm-up request through it failed: $out"
+        VAL["s10|$cell"]=na
+        stop_target "$t"
+        [[ -z $file ]] || rm -f "$file" "$file-wal" "$file-shm"
+        return
+    fi
+    sleep 1
+    rss0=$(rss_kb "$pid")
+    if ! soak_load "$port" "$cap"; then
+        VAL["s10|$cell"]=na
+        stop_target "$t"
+        [[ -z $file ]] || rm -f "$file" "$file-wal" "$file-shm"
+        return
+    fi
+    sleep 1
+    hwm=$(hwm_kb "$pid") rss1=$(rss_kb "$pid")
+    kill -0 "$pid" 2>/dev/null || note "s10 $cell: the proxy died during the load: $(tail -3 "$TMP/${t/mitmdump/mitm}.log" | tr '\n' ' ')"
+    stop_graceful "$pid" 120 || killed=1
+    TPID[$t]=0
+    [[ -z $killed ]] || note "s10 $cell: did not exit within 120 s of SIGTERM; killed (its file may be incomplete)"
+    [[ -n $SOAK_HIT_CAP && $cell == mitmdump* ]] && SOAK_CAPPED[$cell]=1
+    [[ -n $SOAK_HIT_CAP && $cell != mitmdump* ]] &&
+        note "s10 $cell: stopped at the SOAK_MAX_SECONDS=$SOAK_MAX_SECONDS cap: $SOAK_DONE of $SOAK_N requests"
+    ((SOAK_ERRORS == 0)) || note "s10 $cell: $SOAK_ERRORS loadgen errors or non-2xx responses"
+    if [[ $t == strata ]] && grep -qiE 'error|warn|panic' "$TMP/strata.log"; then
+        note "s10 $cell: strata logged: $(grep -iE 'error|warn|panic' "$TMP/strata.log" | head -3 | tr '\n' ' ')"
+    fi
+    VAL["s10|$cell"]=$(awk -v n="$SOAK_DONE" -v s="$SOAK_SECS" 'BEGIN {printf "%.1f", n / s}')
+    VAL["s10.n|$cell"]=$SOAK_DONE
+    VAL["s10.rss0|$cell"]=$(awk -v k="$rss0" 'BEGIN {printf "%.1f", k / 1024}')
+    VAL["s10.hwm|$cell"]=$(awk -v k="$hwm" 'BEGIN {printf "%.1f", k / 1024}')
+    VAL["s10.rss1|$cell"]=$(awk -v k="$rss1" 'BEGIN {printf "%.1f", k / 1024}')
+    log "  s10 $cell: $SOAK_DONE requests in ${SOAK_SECS}s (${VAL["s10|$cell"]} req/s, $SOAK_RUNS loadgen runs)," \
+        "RSS ${VAL["s10.rss0|$cell"]} / ${VAL["s10.hwm|$cell"]} / ${VAL["s10.rss1|$cell"]} MiB"
+    if [[ -n $file ]]; then
+        size=$({ stat -c %s "$file" "$file-wal" 2>/dev/null || true; } | awk '{s += $1} END {printf "%.0f", s}')
+        VAL["s10.size|$cell"]=$(awk -v b="$size" 'BEGIN {printf "%.1f", b / 1e6}')
+        log "  s10 $cell: $file is $size bytes"
+        [[ $cell == strata+w ]] && soak_read
+        rm -f "$file" "$file-wal" "$file-shm"
+    fi
+}
+
+scenario10() {
+    local free per cell out
+    # one variant's file at most at a time (each is deleted once measured): N x 100 KiB, x 4/3 in case a
+    # HAR writer base64-encodes the bodies
+    per=$((SOAK_BODY * 4 / 3))
+    free=$(df -B1 --output=avail "$TMP" | tail -1 | tr -d ' ')
+    SOAK_N=$SOAK_REQUESTS
+    if ((free < 3 * SOAK_N * per)); then
+        SOAK_N=$((free / (3 * per) / 1000 * 1000))
+        note "s10: $((free / 1000000000)) GB free in $TMP's file system, less than 3x the" \
+            "$((SOAK_REQUESTS * per / 1000000000)) GB a variant may write for SOAK_REQUESTS=$SOAK_REQUESTS;" \
+            "scaled down to $SOAK_N requests"
+        if ((SOAK_N < 1000)); then
+            note "s10: too little disk space for a soak; skipped"
+            for cell in $SOAK_CELLS; do VAL["s10|$cell"]=na; done
+            return
+        fi
+    fi
+    log "  s10: $SOAK_N requests of 100 KiB per variant; $((free / 1000000000)) GB free in $TMP's file system"
+    # the client's own ceiling for this load: loadgen straight to the origin
+    out=$("$LOADGEN" --duration 2 --target "127.0.0.1:$ORIGIN" --path /100k --connections "$CONNS" 2>&1) || true
+    SOAK_CEILING=$(grep -o 'rps=[0-9.]*' <<<"$out" | cut -d= -f2)
+    log "  s10 loadgen ceiling, /100k direct to nginx: $out"
+    for cell in $SOAK_CELLS; do
+        if [[ " $TARGETS " != *" ${cell%+*} "* ]]; then VAL["s10|$cell"]=na; continue; fi
+        soak_cell "$cell"
+    done
+}
+
 # Scenario 6: RSS per idle keep-alive connection (no proxy, so nothing to measure, for direct).
 scenario6() {
     local t before after client pid
@@ -802,9 +1031,85 @@ row() {
 }
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# Scenario 10's table: one column per variant, the targets from issue 12 in the last one.
+s10v() { med "$1|$2"; } # KEY CELL: the value or na
+s10row() { # LABEL KEY TARGET [RATIO: yes]
+    local label=$1 key=$2 target=$3 ratio=${4:-} base cell m line
+    base=$(s10v s10 strata)
+    line="| $label |"
+    for cell in $SOAK_CELLS; do
+        m=$(s10v "$key" "$cell")
+        line+=" $(fmt "$m")"
+        if [[ $ratio == yes && $cell == strata+* && $m != na && $base != na ]]; then
+            line+=" ($(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2fx", a / b}'))"
+        fi
+        [[ $key == s10.n && -n ${SOAK_CAPPED[$cell]:-} ]] && line+=" (${SOAK_MITM_SECONDS} s cap)"
+        line+=" |"
+    done
+    echo "$line $target |"
+}
+s10rss() {
+    local cell line="| 10. RSS start / peak / end, MiB |" a b c
+    for cell in $SOAK_CELLS; do
+        a=$(s10v s10.rss0 "$cell") b=$(s10v s10.hwm "$cell") c=$(s10v s10.rss1 "$cell")
+        if [[ $a == na ]]; then line+=" n/a |"; else line+=" $a / $b / $c |"; fi
+    done
+    echo "$line peak and end within 16 MiB of start |"
+}
+verdict() { # OK(0|1) -> met / MISSED
+    if (($1)); then echo met; else echo MISSED; fi
+}
+s10name() { # CELL -> the column's name
+    case $1 in
+    strata) echo "strata" ;;
+    strata+w) echo "strata -w" ;;
+    strata+har) echo "strata --save-har" ;;
+    mitmdump+w) echo "mitmdump -w" ;;
+    esac
+}
+s10lines() {
+    local base cell m grow ok out=""
+    base=$(s10v s10 strata)
+    for cell in strata+w strata+har; do
+        m=$(s10v s10 "$cell")
+        [[ $m != na && $base != na ]] || continue
+        ok=$(awk -v a="$m" -v b="$base" 'BEGIN {print ((a / b >= 0.8) ? 1 : 0)}')
+        echo "recording with $(s10name "$cell" | cut -d' ' -f2) runs at $(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2fx", a / b}') the rate" \
+            "without (same run): $(fmt "$m") vs $(fmt "$base") req/s; target at least 0.80x: $(verdict "$ok")."
+    done
+    for cell in $SOAK_CELLS; do
+        [[ $(s10v s10.rss0 "$cell") != na ]] || continue
+        grow=$(awk -v a="$(s10v s10.rss0 "$cell")" -v b="$(s10v s10.hwm "$cell")" -v c="$(s10v s10.rss1 "$cell")" \
+            'BEGIN {printf "+%.1f / +%.1f", b - a, c - a}')
+        ok=$(awk -v a="$(s10v s10.rss0 "$cell")" -v b="$(s10v s10.hwm "$cell")" -v c="$(s10v s10.rss1 "$cell")" \
+            'BEGIN {print ((b - a <= 16 && c - a <= 16) ? 1 : 0)}')
+        out+="${out:+; }$(s10name "$cell") $grow ($(verdict "$ok"))"
+    done
+    [[ -z $out ]] || echo "RSS growth over start (peak / end), MiB, target within 16 MiB: $out."
+    m=$(s10v s10.read strata+w)
+    if [[ $m != na ]]; then
+        echo "reading the session back (\`strata -n -r s.db >/dev/null\`, default flow detail):" \
+            "$(s10v s10.flows strata+w) flows in $(s10v s10.readsecs strata+w) s = $(fmt "$m") flows/s; target" \
+            "50,000 flows/s or more: $(verdict "$(awk -v m="$m" 'BEGIN {print ((m >= 50000) ? 1 : 0)}')"). The count" \
+            "(\`strata -n -r s.db | wc -l\`) ${SOAK_CHECK[strata+w]:-was not checked}."
+    fi
+    echo "Scenario 10 runs once (RUNS does not apply: it is long). Each column is a freshly started proxy: one" \
+        "warm-up request, RSS at start 1 s later, then loadgen (absolute-form GET /100k, $CONNS conns) in" \
+        "consecutive runs, each sized by the rate so far (at most 4x the last one's length and 10 s), until 99 % of $(fmt "$SOAK_N") requests are done" \
+        "(or less than 20 ms of load is left);" \
+        "req/s = requests / loadgen seconds; peak = VmHWM, end = VmRSS 1 s after the load. mitmdump records" \
+        "bodies (no stream_large_bodies) and is capped at SOAK_MITM_SECONDS=$SOAK_MITM_SECONDS s." \
+        "${SOAK_CEILING:+loadgen ceiling (/100k straight to the origin, $CONNS conns): $(fmt "$SOAK_CEILING") req/s.}" \
+        "$(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)."
+}
+has_1to9() { local n; for n in 1 2 3 4 5 6 7 8 9; do has $n && return 0; done; return 1; }
+
 {
-    echo "| scenario | direct | nginx | mitmdump | strata |"
-    echo "|---|---|---|---|---|"
+    if has_1to9; then
+        echo "| scenario | direct | nginx | mitmdump | strata |"
+        echo "|---|---|---|---|---|"
+    fi
     if has 1; then
         row "1. reverse proxy, HTTP 1 KiB, $CONNS conns: req/s" s1 yes
         row "1. p99 latency, ms" s1.p99 no
@@ -843,10 +1148,12 @@ has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
         row "9. explicit proxy + one-line header script, 1 KiB: req/s" s9 no
         row "9. p99 latency, ms" s9.p99 no
     fi
-    echo
-    echo "Medians of $RUNS run(s) of ${DURATION}s; ratios to direct in parentheses. $(nproc) cores," \
-        "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)."
-    [[ -n $CEILING_PLAIN ]] && echo "loadgen ceiling (plain HTTP 1 KiB straight to the origin, $CONNS conns):" \
+    if has_1to9; then
+        echo
+        echo "Medians of $RUNS run(s) of ${DURATION}s; ratios to direct in parentheses. $(nproc) cores," \
+            "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)."
+    fi
+    has_1to9 && [[ -n $CEILING_PLAIN ]] && echo "loadgen ceiling (plain HTTP 1 KiB straight to the origin, $CONNS conns):" \
         "$(fmt "$CEILING_PLAIN") req/s; its TLS ceiling is the direct column of rows 3 and 4."
     if has 8 && [[ $(med "s8|strata") != na && $(med "s8h1|strata") != na ]]; then
         echo "strata's HTTP/2 download runs at" \
@@ -863,6 +1170,20 @@ has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
                 "its rate without (same run): $(fmt "$(med "s9|strata")") vs $(fmt "$(med "s9.noscript|strata")")" \
                 "req/s without the script (p99 $(fmt "$(med "s9.noscript.p99|strata")") ms without)."
         fi
+    fi
+    if has 10; then
+        has_1to9 && echo
+        echo "| scenario 10: recording soak | strata, no recording | strata -w | strata --save-har | mitmdump -w |" \
+            "target (issue 12) |"
+        echo "|---|---|---|---|---|---|"
+        s10row "10. recording soak, 100 KiB x $(fmt "$SOAK_N"): req/s" s10 \
+            "recording costs at most 20 % of req/s (0.80x or more)" yes
+        s10row "10. requests completed (loadgen)" s10.n ""
+        s10rss
+        s10row "10. file written, MB" s10.size ""
+        s10row "10. reading the session back (-n -r): flows/s" s10.read "50,000 flows/s or more"
+        echo
+        s10lines
     fi
     if ((${#NOTES[@]})); then
         echo
