@@ -140,11 +140,6 @@ impl AddonChain {
         self.wants_messages
     }
 
-    /// The addons' names, in order.
-    pub fn names(&self) -> Vec<&str> {
-        self.addons.iter().map(|a| a.name()).collect()
-    }
-
     /// Runs `hook` on every addon, in order.
     pub async fn each<'a, T: ?Sized + 'a>(
         &'a self,

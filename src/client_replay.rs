@@ -20,7 +20,7 @@ use crate::config::{Mode, ModeKind};
 use crate::context::{Address, RootContext};
 use crate::error::ConfigError;
 use crate::flow::HttpFlow;
-use crate::http::message::{Headers, RequestHead, Version};
+use crate::http::message::{RequestHead, Version};
 use crate::io::BufIo;
 use crate::layer::Layer;
 use crate::layers::http1::codec::write_request_head;
@@ -101,14 +101,11 @@ pub async fn run(root: Arc<RootContext>, playback: &Playback, path: &Path) -> Re
 }
 
 /// The recorded request as an HTTP/1.1 proxy request: absolute URL, its own framing, `Connection: close`.
+/// The other hop-by-hop fields are the layers' to remove, as for any proxied request.
 fn request_bytes(exchange: &RecordedExchange) -> Vec<u8> {
-    let mut headers = Headers::default();
-    for (name, value) in &exchange.request_headers.0 {
-        let hop_by_hop = ["connection", "proxy-connection", "keep-alive", "te", "trailer", "upgrade"];
-        let framing = ["transfer-encoding", "content-length", "proxy-authorization"];
-        if !hop_by_hop.iter().chain(&framing).any(|n| name.eq_ignore_ascii_case(n)) {
-            headers.append(name, value.clone());
-        }
+    let mut headers = exchange.request_headers.clone();
+    for name in ["transfer-encoding", "content-length", "connection", "proxy-authorization"] {
+        headers.remove(name);
     }
     if !exchange.request_body.is_empty() || !matches!(exchange.method.as_str(), "GET" | "HEAD") {
         headers.set("content-length", exchange.request_body.len().to_string());

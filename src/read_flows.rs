@@ -17,22 +17,47 @@ use crate::http::message::Version;
 use crate::mitmproxy_flows;
 use crate::store::{self, StoredFlow};
 
+/// The formats flows are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Session,
+    Mitmproxy,
+    Har,
+}
+
+/// Which format `path` is in, from its first bytes (anything else is read as HAR, whose reader says
+/// what is wrong with it).
+fn format_of(path: &Path) -> Format {
+    let mut start = [0u8; 16];
+    let read = std::fs::File::open(path).and_then(|mut file| std::io::Read::read(&mut file, &mut start));
+    let start = &start[..read.unwrap_or(0)];
+    if start == store::SQLITE_MAGIC {
+        Format::Session
+    } else if mitmproxy_flows::looks_like_flows(start) {
+        Format::Mitmproxy
+    } else {
+        Format::Har
+    }
+}
+
 /// Every flow in `path`, whichever of the three formats it is in. The error names the file.
 pub fn read(path: &Path) -> Result<Vec<StoredFlow>, String> {
-    if store::is_store(path) {
-        return store::read_all(path);
+    match format_of(path) {
+        Format::Session => store::read_all(path),
+        Format::Mitmproxy => {
+            let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            mitmproxy_flows::read(&data).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Format::Har => {
+            let recorded = read_har(path).map_err(|e| e.to_string())?;
+            Ok(recorded.iter().map(|exchange| StoredFlow::Http(Box::new(from_har(exchange)))).collect())
+        }
     }
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if mitmproxy_flows::looks_like_flows(&data) {
-        return mitmproxy_flows::read(&data).map_err(|e| format!("{}: {e}", path.display()));
-    }
-    let recorded = read_har(path).map_err(|e| e.to_string())?;
-    Ok(recorded.iter().map(|exchange| StoredFlow::Http(Box::new(from_har(exchange)))).collect())
 }
 
 /// The answered HTTP exchanges in `path` (any of the three formats), for replay.
 pub fn exchanges(path: &Path) -> Result<Vec<RecordedExchange>, String> {
-    if !store::is_store(path) && !mitmproxy_flows::looks_like_flows(&std::fs::read(path).unwrap_or_default()) {
+    if format_of(path) == Format::Har {
         return read_har(path).map_err(|e| e.to_string());
     }
     let flows = read(path)?;
@@ -78,7 +103,7 @@ fn to_exchange(flow: &HttpFlow) -> Option<RecordedExchange> {
 pub async fn run(root: &Arc<RootContext>, path: &Path, filter: Option<&Filter>) -> Result<usize, ConfigError> {
     let fail = |reason: String| ConfigError::InvalidValue { flag: "--rfile", reason };
     let mut passed = 0;
-    if store::is_store(path) {
+    if format_of(path) == Format::Session {
         let mut reader = store::SessionReader::open(path).map_err(fail)?;
         loop {
             let page = reader.next_page().map_err(fail)?;

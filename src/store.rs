@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, WebSocketData, WebSocketMessage};
@@ -384,13 +384,6 @@ fn fields_from_wire(bytes: &[u8]) -> Headers {
     headers
 }
 
-/// True if `path` starts like an SQLite database.
-pub fn is_store(path: &Path) -> bool {
-    let mut magic = [0u8; 16];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
-        && magic == SQLITE_MAGIC
-}
-
 /// Reads a session a page at a time, in the order its flows started, so reading costs memory for one
 /// page, not the session.
 pub struct SessionReader {
@@ -551,15 +544,4 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
         flow.websocket = Some(data);
     }
     Ok(StoredFlow::Http(Box::new(flow)))
-}
-
-/// How many flows the store at `path` holds (for tests and summaries).
-pub fn count(path: &Path) -> Result<u64, String> {
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    connection
-        .query_row("SELECT COUNT(*) FROM flows", [], |row| row.get::<_, i64>(0))
-        .optional()
-        .map(|n| n.unwrap_or(0) as u64)
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
