@@ -420,9 +420,9 @@ impl Addon for SaveHar {
 /// Appends HAR entries to a file that is a complete HAR document at every moment.
 ///
 /// The file is created (never replaced) with an empty document. Each entry is written where the closing
-/// `]}}` stood, followed by a new closing, in one positioned write; so a `kill -9` at any moment leaves the
-/// document as it was before or after an entry, never a torn one. (A reader racing a write may see it
-/// half done, as with any file being appended to; read again.) Nothing is kept in
+/// `]}}` stood, followed by a new closing, in one positioned write. A `kill -9` during that write can cut
+/// it short (Linux ends a write early on a fatal signal), leaving every earlier entry whole and the last
+/// line torn; a reader racing a write may likewise see it half done. Nothing is kept in
 /// memory: an entry is serialized, written and dropped, so the cost of a long recording is disk. A write
 /// that fails (a full disk) is reported once and ends the recording; proxying goes on.
 pub struct HarRecorder {
