@@ -23,6 +23,10 @@
 //! `websocket_end`; a TCP relay has `tcp_start`, `tcp_message` per chunk and `tcp_end`. Per-message
 //! events cost a call per message, so they are only delivered when some addon says it `wants_messages`.
 //!
+//! A body that streams (the default) is not kept on the flow; an addon that wants to see it anyway, piece
+//! by piece as it passes and without holding it, says so with `wants_body_chunks` and gets `body_chunk`
+//! (strata's own event; mitmproxy has none). The session writer (`-w`) stores bodies that way.
+//!
 //! Hooks are async: a hook that waits (a script's I/O, a lookup) blocks only its own flow. Every hook
 //! defaults to doing nothing. Addons implement the trait with `#[async_trait::async_trait]`.
 
@@ -31,7 +35,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::flow::{HttpFlow, TcpFlow, TcpMessage, WebSocketMessage};
+use bytes::Bytes;
+
+use crate::flow::{FlowId, HttpFlow, TcpFlow, TcpMessage, WebSocketMessage};
 
 /// A boxed hook future, as `async_trait` makes them.
 pub type HookFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -79,6 +85,17 @@ pub trait Addon: Send + Sync {
         false
     }
 
+    /// False if the addon never looks at bodies: then flows read back from a session (`-r`) may come
+    /// without them, which is most of the reading.
+    fn reads_bodies(&self) -> bool {
+        true
+    }
+
+    /// True if the addon wants the pieces of streamed bodies (`body_chunk`).
+    fn wants_body_chunks(&self) -> bool {
+        false
+    }
+
     /// The proxy is up (listeners bound).
     async fn running(&self) {}
     /// The proxy is shutting down; last chance to write files.
@@ -114,6 +131,40 @@ pub trait Addon: Send + Sync {
     /// A chunk as read, before it is forwarded: changing its content changes what the peer gets.
     async fn tcp_message(&self, _flow: &mut TcpFlow, _message: &mut TcpMessage) {}
     async fn tcp_end(&self, _flow: &mut TcpFlow) {}
+
+    /// A piece of a streamed body as it passes: `offset` is the number of bytes of that body before it.
+    /// Called between `requestheaders` and `request` for the request body (when it streams), between
+    /// `responseheaders` and `response` for the response body.
+    async fn body_chunk(&self, _flow: FlowId, _side: BodySide, _offset: u64, _data: &Bytes) {}
+}
+
+/// Which body of an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySide {
+    Request,
+    Response,
+}
+
+/// Where the pieces of one streamed body are reported: the addons that want them, and how far the body
+/// has come. The layers that move bodies get one only when some addon wants the pieces.
+pub struct BodyTap {
+    addons: Arc<[Arc<dyn Addon>]>,
+    flow: FlowId,
+    side: BodySide,
+    offset: u64,
+}
+
+impl BodyTap {
+    /// Reports the next piece.
+    pub async fn chunk(&mut self, data: &Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        for addon in self.addons.iter() {
+            addon.body_chunk(self.flow, self.side, self.offset, data).await;
+        }
+        self.offset += data.len() as u64;
+    }
 }
 
 /// The ordered addons of a running proxy; each event visits them in order.
@@ -121,18 +172,36 @@ pub trait Addon: Send + Sync {
 pub struct AddonChain {
     addons: Vec<Arc<dyn Addon>>,
     wants_messages: bool,
+    /// The addons that want body pieces (`BodyTap`).
+    body_addons: Option<Arc<[Arc<dyn Addon>]>>,
 }
 
 impl AddonChain {
     pub fn new(addons: Vec<Arc<dyn Addon>>) -> Self {
-        let wants_messages = addons.iter().any(|a| a.wants_messages());
-        AddonChain { addons, wants_messages }
+        let mut chain = AddonChain { addons: Vec::new(), wants_messages: false, body_addons: None };
+        for addon in addons {
+            chain.push(addon);
+        }
+        chain
     }
 
     /// Adds an addon at the end of the chain.
     pub fn push(&mut self, addon: Arc<dyn Addon>) {
         self.wants_messages |= addon.wants_messages();
         self.addons.push(addon);
+        let wanting: Vec<_> = self.addons.iter().filter(|a| a.wants_body_chunks()).cloned().collect();
+        self.body_addons = (!wanting.is_empty()).then(|| wanting.into());
+    }
+
+    /// True if some addon looks at bodies (see `Addon::reads_bodies`).
+    pub fn reads_bodies(&self) -> bool {
+        self.addons.iter().any(|addon| addon.reads_bodies())
+    }
+
+    /// A tap for one body of `flow`, if some addon wants its pieces.
+    pub fn body_tap(&self, flow: FlowId, side: BodySide) -> Option<BodyTap> {
+        let addons = self.body_addons.clone()?;
+        Some(BodyTap { addons, flow, side, offset: 0 })
     }
 
     /// True if some addon wants per-message events.

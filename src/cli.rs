@@ -116,6 +116,11 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE")]
     pub store_max_size: Option<String>,
 
+    /// Bytes stored of each request or response body in the -w session, like 32m (the rest is dropped and
+    /// the body marked truncated).
+    #[arg(long, value_name = "SIZE", default_value = "32m")]
+    pub store_body_limit: String,
+
     /// Only flows matching this filter go to the -w session (default: the positional FILTER, if any).
     #[arg(long, value_name = "FILTER")]
     pub save_stream_filter: Option<String>,

@@ -63,6 +63,11 @@ impl Filter {
         self.root.matches(flow)
     }
 
+    /// True if the filter looks at bodies or messages (`~b`, `~bq`, `~bs`).
+    pub fn reads_bodies(&self) -> bool {
+        self.root.reads_bodies()
+    }
+
     /// The expression as it was given.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -188,6 +193,15 @@ impl Node {
             items.remove(0)
         } else {
             Node::Or(items)
+        }
+    }
+
+    fn reads_bodies(&self) -> bool {
+        match self {
+            Node::Not(inner) => inner.reads_bodies(),
+            Node::And(items) | Node::Or(items) => items.iter().any(Node::reads_bodies),
+            Node::Regex(field, _) => field.is_body(),
+            Node::Flag(_) | Node::Code(_) => false,
         }
     }
 

@@ -104,7 +104,8 @@ pub async fn run(root: &Arc<RootContext>, path: &Path, filter: Option<&Filter>) 
     let fail = |reason: String| ConfigError::InvalidValue { flag: "--rfile", reason };
     let mut passed = 0;
     if format_of(path) == Format::Session {
-        let mut reader = store::SessionReader::open(path).map_err(fail)?;
+        let with_bodies = root.addons.reads_bodies() || filter.is_some_and(Filter::reads_bodies);
+        let mut reader = store::SessionReader::open(path, with_bodies).map_err(fail)?;
         loop {
             let page = reader.next_page().map_err(fail)?;
             if page.is_empty() {

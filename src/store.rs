@@ -7,6 +7,14 @@
 //! request head on and updated as it progresses; a WebSocket message or a TCP flow is one row. A write
 //! error is logged once and ends the recording; proxying goes on.
 //!
+//! Bodies: a body an addon kept whole is stored inline with its flow; a streamed body (the default) is
+//! stored piece by piece as it passes (`bodies`, keyed by the flow's `seq` and the piece's offset), so
+//! nothing holds it whole. Either way at most `--store-body-limit` bytes of each body are stored; the
+//! flow's `*_body_len` keeps the real length, and a shorter stored body is marked truncated.
+//!
+//! Durability: `synchronous=OFF`. A crash of strata (even `kill -9`) loses nothing SQLite was handed, and
+//! the write-ahead log keeps the file consistent; only a crash of the machine can lose the last writes.
+//!
 //! Header fields are stored as they would be written on the wire (`name: value\r\n` each), which keeps
 //! repeated fields, their order and non-UTF-8 values.
 
@@ -14,16 +22,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OpenFlags};
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::addon::BodySide;
 use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, WebSocketData, WebSocketMessage};
 use crate::http::message::{Headers, Version};
 use crate::http::url::Scheme;
 
-/// Ops queued for the writer before a flow waits for room: each may carry whole bodies, so this bounds
-/// the memory a recording can hold (64 flows of 100 KiB are 6 MiB; the bench soak showed 1024 grow RSS by
-/// 100 MiB).
+/// Ops queued for the writer before a flow waits for room: each may carry a body piece (up to 64 KiB) or
+/// a kept body, so this bounds the memory a recording can hold (the bench soak showed 1024 whole flows
+/// grow RSS by 100 MiB).
 const QUEUE_OPS: usize = 64;
 
 /// Ops applied in one transaction, at most.
@@ -35,8 +47,8 @@ pub const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 /// With a size limit, how often (in batches) the writer checks the size.
 const SIZE_CHECK_BATCHES: u32 = 16;
 
-/// The schema's version, in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema's version, in `PRAGMA user_version`. Version 1 (bodies inline only) is still read.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS flows (
@@ -50,7 +62,8 @@ CREATE TABLE IF NOT EXISTS flows (
     method TEXT, scheme TEXT, host TEXT, port INTEGER, path TEXT, http_version TEXT,
     request_headers BLOB, request_body BLOB, request_body_len INTEGER,
     status INTEGER, reason TEXT, response_version TEXT, response_headers BLOB, response_body BLOB,
-    response_body_len INTEGER,
+    response_body_len INTEGER, request_truncated INTEGER NOT NULL DEFAULT 0,
+    response_truncated INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     connect_ms REAL, send_ms REAL, wait_ms REAL, receive_ms REAL,
     websocket INTEGER NOT NULL DEFAULT 0,
@@ -66,18 +79,44 @@ CREATE TABLE IF NOT EXISTS messages (
     content BLOB NOT NULL,
     PRIMARY KEY (flow_id, n)
 );
+CREATE TABLE IF NOT EXISTS bodies (
+    flow_seq INTEGER NOT NULL,
+    side INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (flow_seq, side, offset)
+);
 ";
+
+/// `bodies.side` for each body of an exchange.
+fn side_code(side: BodySide) -> i64 {
+    match side {
+        BodySide::Request => 0,
+        BodySide::Response => 1,
+    }
+}
 
 /// One change to the store.
 enum Op {
-    Http(Box<HttpFlow>),
+    /// An HTTP flow as it is now; `finished` once it ended (its last write).
+    Http {
+        flow: Box<HttpFlow>,
+        finished: bool,
+    },
+    /// A piece of a streamed body, already cut to the body limit.
+    Body {
+        flow: FlowId,
+        side: BodySide,
+        offset: u64,
+        data: Bytes,
+    },
     Tcp(Box<TcpFlow>),
     Message {
         flow_id: FlowId,
         n: u64,
         message: WebSocketMessage,
     },
-    /// Drops a flow's messages (a session the filter did not keep).
+    /// Drops a flow with its bodies and messages (one the filter did not keep).
     Forget(FlowId),
     /// Answered once everything queued before it is committed.
     Flush(oneshot::Sender<Result<(), String>>),
@@ -94,6 +133,8 @@ pub enum StoredFlow {
 pub struct StoreWriter {
     path: PathBuf,
     ops: mpsc::Sender<Op>,
+    /// Bytes stored of each body (`--store-body-limit`).
+    body_limit: u64,
     /// The writer thread's first error, after which it stopped.
     failed: std::sync::Arc<Mutex<Option<String>>>,
 }
@@ -101,8 +142,9 @@ pub struct StoreWriter {
 impl StoreWriter {
     /// Opens `path` for writing: a new file, or (with `append`) an existing strata session or a new one.
     /// An existing file without `append` is refused, never replaced. Starts the writer thread. With
-    /// `max_size`, the oldest flows are dropped whenever the session grows past it.
-    pub fn create(path: &Path, append: bool, max_size: Option<u64>) -> Result<StoreWriter, String> {
+    /// `max_size`, the oldest flows are dropped whenever the session grows past it; `body_limit` bytes are
+    /// stored of each body.
+    pub fn create(path: &Path, append: bool, max_size: Option<u64>, body_limit: u64) -> Result<StoreWriter, String> {
         let fail = |e: &dyn std::fmt::Display| e.to_string();
         if path.exists() && !append {
             return Err(fail(&"already exists; strata does not overwrite it (-w): use +FILE to append"));
@@ -116,19 +158,33 @@ impl StoreWriter {
         let name = path.display().to_string();
         std::thread::Builder::new()
             .name("strata-store".into())
-            .spawn(move || write_loop(connection, queue, &name, max_size, &writer_failed))
+            .spawn(move || {
+                let mut writer = Writer { connection, live: HashMap::new(), body_limit };
+                writer.run(queue, &name, max_size, &writer_failed)
+            })
             .map_err(|e| fail(&e))?;
-        Ok(StoreWriter { path: path.to_path_buf(), ops, failed })
+        Ok(StoreWriter { path: path.to_path_buf(), ops, body_limit, failed })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Stores the flow as it is now (a later call for the same flow replaces it). Waits while the
+    /// Stores the flow as it is now (a later call for the same flow replaces it); `finished` on its last
+    /// call. Waits while the writer is behind.
+    pub async fn http(&self, flow: &HttpFlow, finished: bool) {
+        self.send(Op::Http { flow: Box::new(flow.clone()), finished }).await;
+    }
+
+    /// Stores a piece of a streamed body (what lies past the body limit is dropped). Waits while the
     /// writer is behind.
-    pub async fn http(&self, flow: &HttpFlow) {
-        self.send(Op::Http(Box::new(flow.clone()))).await;
+    pub async fn body(&self, flow: FlowId, side: BodySide, offset: u64, data: &Bytes) {
+        let room = self.body_limit.saturating_sub(offset);
+        if room == 0 || data.is_empty() {
+            return;
+        }
+        let data = data.slice(..data.len().min(room as usize));
+        self.send(Op::Body { flow, side, offset, data }).await;
     }
 
     /// Stores a finished TCP flow.
@@ -141,7 +197,7 @@ impl StoreWriter {
         self.send(Op::Message { flow_id, n, message: message.clone() }).await;
     }
 
-    /// Drops the stored messages of a flow that is not kept after all.
+    /// Drops a flow that is not kept after all, with its bodies and messages.
     pub async fn forget(&self, flow_id: FlowId) {
         self.send(Op::Forget(flow_id)).await;
     }
@@ -176,62 +232,136 @@ fn set_private(path: &Path) {
 
 fn prepare(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "synchronous", "OFF")?;
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "written by a newer strata (schema {version}, this one reads {SCHEMA_VERSION})"
         )));
     }
+    if version == 1 {
+        connection.execute_batch(
+            "ALTER TABLE flows ADD COLUMN request_truncated INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE flows ADD COLUMN response_truncated INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
     connection.execute_batch(SCHEMA)?;
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 
-fn write_loop(
-    mut connection: Connection,
-    mut queue: mpsc::Receiver<Op>,
-    name: &str,
-    max_size: Option<u64>,
-    failed: &Mutex<Option<String>>,
-) {
-    let mut batches = 0u32;
-    let mut said_trimmed = false;
-    while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_OPS {
-            match queue.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+/// The writer thread's state: its connection, and the `seq` of each flow still being written (for its
+/// body pieces).
+struct Writer {
+    connection: Connection,
+    live: HashMap<FlowId, i64>,
+    body_limit: u64,
+}
+
+impl Writer {
+    fn run(
+        &mut self,
+        mut queue: mpsc::Receiver<Op>,
+        name: &str,
+        max_size: Option<u64>,
+        failed: &Mutex<Option<String>>,
+    ) {
+        let mut batches = 0u32;
+        let mut said_trimmed = false;
+        while let Some(first) = queue.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH_OPS {
+                match queue.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut flushes = Vec::new();
+            let mut result = self.apply(batch, &mut flushes);
+            batches = batches.wrapping_add(1);
+            if let (Ok(()), Some(max)) = (&result, max_size.filter(|_| batches % SIZE_CHECK_BATCHES == 0)) {
+                result = match trim(&self.connection, max) {
+                    Ok(dropped) if dropped > 0 && !said_trimmed => {
+                        tracing::warn!("{name}: past --store-max-size; dropping the oldest flows ({dropped} so far)");
+                        said_trimmed = true;
+                        Ok(())
+                    }
+                    other => other.map(|_| ()),
+                };
+            }
+            if result.is_ok() && !flushes.is_empty() {
+                // A flush (at exit) also folds the write-ahead log into the database file.
+                result = self.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            }
+            let outcome = result.map_err(|e| format!("{name}: {e}; recording stopped"));
+            if let Err(reason) = &outcome {
+                tracing::error!("{reason}");
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+            }
+            for flush in flushes {
+                let _ = flush.send(outcome.clone());
+            }
+            if outcome.is_err() {
+                return;
             }
         }
-        let mut flushes = Vec::new();
-        let mut result = apply(&mut connection, batch, &mut flushes);
-        batches = batches.wrapping_add(1);
-        if let (Ok(()), Some(max)) = (&result, max_size.filter(|_| batches % SIZE_CHECK_BATCHES == 0)) {
-            result = match trim(&connection, max) {
-                Ok(dropped) if dropped > 0 && !said_trimmed => {
-                    tracing::warn!("{name}: past --store-max-size; dropping the oldest flows ({dropped} so far)");
-                    said_trimmed = true;
-                    Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        batch: Vec<Op>,
+        flushes: &mut Vec<oneshot::Sender<Result<(), String>>>,
+    ) -> rusqlite::Result<()> {
+        let tx = self.connection.transaction()?;
+        for op in batch {
+            match op {
+                Op::Http { flow, finished } => {
+                    let seq = upsert_http(&tx, &flow, self.body_limit)?;
+                    if finished {
+                        self.live.remove(&flow.id);
+                    } else {
+                        self.live.insert(flow.id, seq);
+                    }
                 }
-                other => other.map(|_| ()),
-            };
+                Op::Body { flow, side, offset, data } => {
+                    let seq = match self.live.get(&flow) {
+                        Some(&seq) => Some(seq),
+                        None => tx
+                            .query_row("SELECT seq FROM flows WHERE id = ?1", [flow.to_string()], |row| row.get(0))
+                            .optional()?,
+                    };
+                    // A piece of a flow that is not (or no longer) stored has nowhere to go.
+                    if let Some(seq) = seq {
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO bodies (flow_seq, side, offset, data) VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![seq, side_code(side), offset as i64, &data[..]])?;
+                    }
+                }
+                Op::Tcp(flow) => insert_tcp(&tx, &flow)?,
+                Op::Message { flow_id, n, message } => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO messages (flow_id, n, from_client, kind, content)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        flow_id.to_string(),
+                        n as i64,
+                        message.from_client,
+                        message.kind,
+                        message.payload
+                    ])?;
+                }
+                Op::Forget(flow_id) => {
+                    self.live.remove(&flow_id);
+                    let id = flow_id.to_string();
+                    tx.execute("DELETE FROM bodies WHERE flow_seq IN (SELECT seq FROM flows WHERE id = ?1)", [&id])?;
+                    tx.execute("DELETE FROM messages WHERE flow_id = ?1", [&id])?;
+                    tx.execute("DELETE FROM flows WHERE id = ?1", [&id])?;
+                }
+                Op::Flush(done) => flushes.push(done),
+            }
         }
-        if result.is_ok() && !flushes.is_empty() {
-            // A flush (at exit) also folds the write-ahead log into the database file.
-            result = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        }
-        let outcome = result.map_err(|e| format!("{name}: {e}; recording stopped"));
-        if let Err(reason) = &outcome {
-            tracing::error!("{reason}");
-            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-        }
-        for flush in flushes {
-            let _ = flush.send(outcome.clone());
-        }
-        if outcome.is_err() {
-            return;
-        }
+        tx.commit()
     }
 }
 
@@ -252,6 +382,7 @@ fn trim(connection: &Connection, max: u64) -> rusqlite::Result<u64> {
         }
         let batch = (total / 10).max(1);
         let tx = connection.unchecked_transaction()?;
+        tx.execute("DELETE FROM bodies WHERE flow_seq IN (SELECT seq FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
         tx.execute("DELETE FROM messages WHERE flow_id IN (SELECT id FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
         let n = tx.execute("DELETE FROM flows WHERE seq IN (SELECT seq FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
         tx.commit()?;
@@ -260,41 +391,21 @@ fn trim(connection: &Connection, max: u64) -> rusqlite::Result<u64> {
     Ok(dropped)
 }
 
-fn apply(
-    connection: &mut Connection,
-    batch: Vec<Op>,
-    flushes: &mut Vec<oneshot::Sender<Result<(), String>>>,
-) -> rusqlite::Result<()> {
-    let tx = connection.transaction()?;
-    for op in batch {
-        match op {
-            Op::Http(flow) => upsert_http(&tx, &flow)?,
-            Op::Tcp(flow) => insert_tcp(&tx, &flow)?,
-            Op::Message { flow_id, n, message } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO messages (flow_id, n, from_client, kind, content) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![flow_id.to_string(), n as i64, message.from_client, message.kind, message.payload],
-                )?;
-            }
-            Op::Forget(flow_id) => {
-                tx.execute("DELETE FROM messages WHERE flow_id = ?1", [flow_id.to_string()])?;
-            }
-            Op::Flush(done) => flushes.push(done),
-        }
-    }
-    tx.commit()
-}
-
-fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Result<()> {
+/// Inserts or updates an HTTP flow; returns its `seq`. Kept bodies are stored inline, cut to `body_limit`.
+fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64) -> rusqlite::Result<i64> {
     let request = &flow.request;
     let response = flow.response.as_ref();
-    tx.execute(
+    fn cut(body: &Option<Vec<u8>>, limit: u64) -> Option<&[u8]> {
+        body.as_deref().map(|b| &b[..b.len().min(limit as usize)])
+    }
+    let truncated = |len: u64| len > body_limit;
+    tx.prepare_cached(
         "INSERT INTO flows (id, kind, started_at, client, server, at_proxy, method, scheme, host, port, path,
             http_version, request_headers, request_body, request_body_len, status, reason, response_version,
             response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms,
-            websocket, duration_ms)
+            websocket, duration_ms, request_truncated, response_truncated)
          VALUES (?1, 'http', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)
          ON CONFLICT(id) DO UPDATE SET server = excluded.server, method = excluded.method,
             scheme = excluded.scheme, host = excluded.host, port = excluded.port, path = excluded.path,
             request_headers = excluded.request_headers, request_body = excluded.request_body,
@@ -303,7 +414,11 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Res
             response_body = excluded.response_body, response_body_len = excluded.response_body_len,
             error = excluded.error, connect_ms = excluded.connect_ms, send_ms = excluded.send_ms,
             wait_ms = excluded.wait_ms, receive_ms = excluded.receive_ms, websocket = excluded.websocket,
-            duration_ms = excluded.duration_ms",
+            duration_ms = excluded.duration_ms, request_truncated = excluded.request_truncated,
+            response_truncated = excluded.response_truncated
+         RETURNING seq",
+    )?
+    .query_row(
         params![
             flow.id.to_string(),
             unix_seconds(flow.started_at),
@@ -317,13 +432,13 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Res
             request.path,
             request.version.as_str(),
             wire_fields(&request.headers),
-            request.body,
+            cut(&request.body, body_limit),
             request.body_len as i64,
             response.map(|r| r.status),
             response.map(|r| r.reason.clone()),
             response.map(|r| r.version.as_str()),
             response.map(|r| wire_fields(&r.headers)),
-            response.and_then(|r| r.body.clone()),
+            response.and_then(|r| cut(&r.body, body_limit)),
             response.map(|r| r.body_len as i64),
             flow.error,
             flow.timings.connect_ms,
@@ -332,9 +447,11 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow) -> rusqlite::Res
             flow.timings.receive_ms,
             flow.websocket.is_some(),
             flow.websocket.as_ref().map(|ws| ws.duration.as_secs_f64() * 1000.0),
+            truncated(request.body_len),
+            response.is_some_and(|r| truncated(r.body_len)),
         ],
-    )?;
-    Ok(())
+        |row| row.get(0),
+    )
 }
 
 fn insert_tcp(tx: &rusqlite::Transaction<'_>, flow: &TcpFlow) -> rusqlite::Result<()> {
@@ -391,6 +508,10 @@ pub struct SessionReader {
     connection: Connection,
     /// The `seq` of the last flow read.
     last: i64,
+    /// False to leave bodies unread (`None`), which is most of a session's bytes.
+    with_bodies: bool,
+    /// The session has a `bodies` table (schema 2 on).
+    has_pieces: bool,
 }
 
 /// Flows per page.
@@ -398,18 +519,20 @@ const PAGE_FLOWS: i64 = 256;
 
 impl SessionReader {
     /// Opens a session; the error names the file. Opened read-write when it can be (nothing is written),
-    /// so that SQLite removes its `-wal` and `-shm` files again on close.
-    pub fn open(path: &Path) -> Result<SessionReader, String> {
+    /// so that SQLite removes its `-wal` and `-shm` files again on close. Without `with_bodies`, flows come
+    /// without their bodies (their lengths are still there).
+    pub fn open(path: &Path, with_bodies: bool) -> Result<SessionReader, String> {
         let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
         let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
             .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
             .map_err(|e| fail(&e))?;
         let version: i64 =
             connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| fail(&e))?;
-        if version != SCHEMA_VERSION {
-            return Err(fail(&format!("not a strata session (schema version {version})")));
+        if !(1..=SCHEMA_VERSION).contains(&version) {
+            return Err(fail(&format!("not a strata session this strata reads (schema version {version})")));
         }
-        Ok(SessionReader { path: path.to_path_buf(), connection, last: 0 })
+        let has_pieces = version >= 2;
+        Ok(SessionReader { path: path.to_path_buf(), connection, last: 0, with_bodies, has_pieces })
     }
 
     /// The next page of flows; empty at the end.
@@ -419,20 +542,26 @@ impl SessionReader {
             .connection
             .prepare_cached(
                 "SELECT kind, id, started_at, client, server, at_proxy, method, scheme, host, port, path,
-                    http_version, request_headers, request_body, request_body_len, status, reason, response_version,
-                    response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms,
-                    receive_ms, websocket, bytes_to_server, bytes_to_client, duration_ms, seq
+                    http_version, request_headers, iif(?3, request_body, NULL), request_body_len, status, reason,
+                    response_version, response_headers, iif(?3, response_body, NULL), response_body_len, error,
+                    connect_ms, send_ms, wait_ms, receive_ms, websocket, bytes_to_server, bytes_to_client,
+                    duration_ms, seq
                  FROM flows WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(fail)?;
         let rows = statement
-            .query_map([self.last, PAGE_FLOWS], |row| Ok((row.get::<_, i64>(30)?, row_to_flow(row)?)))
+            .query_map(params![self.last, PAGE_FLOWS, self.with_bodies], |row| {
+                Ok((row.get::<_, i64>(30)?, row_to_flow(row)?))
+            })
             .map_err(fail)?;
         let mut flows = Vec::new();
         for row in rows {
             let (seq, mut flow) = row.map_err(fail)?;
             self.last = seq;
             if let StoredFlow::Http(http) = &mut flow {
+                if self.with_bodies && self.has_pieces {
+                    read_pieces(&self.connection, seq, http).map_err(fail)?;
+                }
                 if let Some(duration) = http.websocket.as_ref().map(|ws| ws.duration) {
                     let mut data = messages(&self.connection, http.id.to_string()).map_err(fail)?;
                     data.duration = duration;
@@ -445,9 +574,27 @@ impl SessionReader {
     }
 }
 
+/// Fills in the bodies of `flow` (stored as `seq`) that were stored piece by piece.
+fn read_pieces(connection: &Connection, seq: i64, flow: &mut HttpFlow) -> rusqlite::Result<()> {
+    let mut statement =
+        connection.prepare_cached("SELECT side, data FROM bodies WHERE flow_seq = ?1 ORDER BY side, offset")?;
+    let mut rows = statement.query([seq])?;
+    while let Some(row) = rows.next()? {
+        let body = match row.get::<_, i64>(0)? {
+            0 => &mut flow.request.body,
+            _ => match &mut flow.response {
+                Some(response) => &mut response.body,
+                None => continue,
+            },
+        };
+        body.get_or_insert_with(Vec::new).extend_from_slice(row.get_ref(1)?.as_blob()?);
+    }
+    Ok(())
+}
+
 /// Every flow of a session, in the order they started (for replay, which needs them all at once).
 pub fn read_all(path: &Path) -> Result<Vec<StoredFlow>, String> {
-    let mut reader = SessionReader::open(path)?;
+    let mut reader = SessionReader::open(path, true)?;
     let mut flows = Vec::new();
     loop {
         let page = reader.next_page()?;

@@ -30,15 +30,20 @@ impl Addon for Dumper {
         self.detail >= 2
     }
 
-    /// A view filter may look at bodies, so they are kept for it.
+    /// The log shows no bodies; only a view filter may look at them.
+    fn reads_bodies(&self) -> bool {
+        self.view.as_ref().is_some_and(Filter::reads_bodies)
+    }
+
+    /// A view filter that looks at bodies has them kept for it.
     async fn requestheaders(&self, flow: &mut HttpFlow) {
-        if self.view.is_some() {
+        if self.reads_bodies() {
             flow.request.stream = false;
         }
     }
 
     async fn responseheaders(&self, flow: &mut HttpFlow) {
-        if let Some(response) = flow.response.as_mut().filter(|_| self.view.is_some()) {
+        if let Some(response) = flow.response.as_mut().filter(|_| self.reads_bodies()) {
             response.stream = false;
         }
     }

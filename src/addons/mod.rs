@@ -53,6 +53,8 @@ pub struct AddonOptions {
     pub save_stream: Option<(PathBuf, bool)>,
     /// `--store-max-size`: the session's limit, in bytes.
     pub store_max_size: Option<u64>,
+    /// `--store-body-limit`: bytes stored of each body.
+    pub store_body_limit: u64,
     /// `--save-stream-filter`, else the positional filter: which flows `-w` keeps.
     pub save_stream_filter: Option<Filter>,
     /// Largest body kept in memory for the hooks above.
@@ -102,6 +104,9 @@ impl AddonOptions {
                 })? as u64),
                 None => None,
             },
+            store_body_limit: parse_size(&cli.store_body_limit).ok_or_else(|| {
+                invalid("--store-body-limit", format!("'{}' is not a size like 32m", cli.store_body_limit))
+            })? as u64,
             save_stream_filter: match &cli.save_stream_filter {
                 Some(text) => {
                     Some(Filter::parse(text).map_err(|e| invalid("--save-stream-filter", format!("'{text}': {e}")))?)
@@ -158,7 +163,7 @@ pub fn chain(
         addons.push(Arc::new(replay));
     }
     if let Some((path, append)) = &options.save_stream {
-        let store = crate::store::StoreWriter::create(path, *append, options.store_max_size)
+        let store = crate::store::StoreWriter::create(path, *append, options.store_max_size, options.store_body_limit)
             .map_err(|reason| ConfigError::File { path: path.display().to_string(), reason })?;
         addons.push(Arc::new(save::Save::new(store, options.save_stream_filter.take())));
     }

@@ -1,13 +1,16 @@
 //! `-w FILE` / `--save-stream-file FILE` (`+FILE` appends): every flow goes to a session in the flow
-//! store (`crate::store`) as it happens: an HTTP flow when its request head is in, again when its
-//! request is complete, and when it ends; WebSocket messages as they pass; TCP flows when they end.
-//! `--save-stream-filter` (or the positional filter) chooses which finished flows are kept.
+//! store (`crate::store`) as it happens: an HTTP flow when its request head is in and again when it ends,
+//! its streamed bodies piece by piece as they pass (nothing is buffered for the store), WebSocket
+//! messages as they pass, TCP flows when they end. `--save-stream-filter` (or the positional filter)
+//! chooses which finished flows are kept: one it does not keep is dropped from the session at its end.
 
 use std::sync::Arc;
 
-use crate::addon::Addon;
+use bytes::Bytes;
+
+use crate::addon::{Addon, BodySide};
 use crate::filter::Filter;
-use crate::flow::{HttpFlow, TcpFlow, WebSocketMessage};
+use crate::flow::{FlowId, HttpFlow, TcpFlow, WebSocketMessage};
 use crate::store::StoreWriter;
 
 /// The addon.
@@ -21,12 +24,12 @@ impl Save {
         Save { store: Arc::new(store), filter }
     }
 
-    /// True if the flow is to be kept; before it ends, a filter only sees part of it, so an unfinished
-    /// flow is stored only without a filter.
-    fn keeps(&self, flow: &HttpFlow, finished: bool) -> bool {
-        match &self.filter {
-            None => true,
-            Some(filter) => finished && filter.matches(flow.into()),
+    /// Stores a finished flow if the filter keeps it, else drops what was stored of it.
+    async fn finish(&self, flow: &HttpFlow) {
+        if self.filter.as_ref().is_none_or(|filter| filter.matches(flow.into())) {
+            self.store.http(flow, true).await;
+        } else {
+            self.store.forget(flow.id).await;
         }
     }
 }
@@ -41,6 +44,10 @@ impl Addon for Save {
         true
     }
 
+    fn wants_body_chunks(&self) -> bool {
+        true
+    }
+
     async fn done(&self) {
         if let Err(reason) = self.store.flush().await {
             tracing::error!("{reason}");
@@ -48,42 +55,29 @@ impl Addon for Save {
     }
 
     async fn requestheaders(&self, flow: &mut HttpFlow) {
-        flow.request.stream = false;
-        if self.keeps(flow, false) {
-            self.store.http(flow).await;
-        }
+        self.store.http(flow, false).await;
     }
 
-    async fn responseheaders(&self, flow: &mut HttpFlow) {
-        if let Some(response) = &mut flow.response {
-            response.stream = false;
-        }
+    async fn body_chunk(&self, flow: FlowId, side: BodySide, offset: u64, data: &Bytes) {
+        self.store.body(flow, side, offset, data).await;
     }
 
     async fn response(&self, flow: &mut HttpFlow) {
-        if self.keeps(flow, true) {
-            self.store.http(flow).await;
-        }
+        self.finish(flow).await;
     }
 
     async fn error(&self, flow: &mut HttpFlow) {
-        if self.keeps(flow, true) {
-            self.store.http(flow).await;
-        }
+        self.finish(flow).await;
     }
 
-    /// Messages are stored as they pass; a session the filter does not keep has them dropped at its end.
+    /// Messages are stored as they pass; a session the filter does not keep is dropped at its end.
     async fn websocket_message(&self, flow: &mut HttpFlow, message: &mut WebSocketMessage) {
         let n = flow.websocket.as_ref().map_or(0, |ws| ws.messages_from_client + ws.messages_from_server);
         self.store.message(flow.id, n, message).await;
     }
 
     async fn websocket_end(&self, flow: &mut HttpFlow) {
-        if self.keeps(flow, true) {
-            self.store.http(flow).await;
-        } else {
-            self.store.forget(flow.id).await;
-        }
+        self.finish(flow).await;
     }
 
     async fn tcp_end(&self, flow: &mut TcpFlow) {

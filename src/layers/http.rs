@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::addon::BodySide;
 use crate::config::ModeKind;
 use crate::context::{Address, Context, Facts};
 use crate::error::{ProtocolError, Side};
@@ -283,7 +284,8 @@ impl HttpLayer {
                 Some(sender) => {
                     let request = &exchange.flow.request;
                     let whole = request.body.as_deref();
-                    send_http2_request(sender, request, whole, client, timeouts.read, &host).await
+                    let tap = self.ctx.root().addons.body_tap(exchange.flow.id, BodySide::Request);
+                    send_http2_request(sender, request, whole, client, timeouts.read, &host, tap).await
                 }
                 None => self.send_http1_request(client, exchange, send_started).await,
             };
@@ -311,7 +313,8 @@ impl HttpLayer {
         let server = self.server.stream().expect("connected above");
         let request = &exchange.flow.request;
         send_request_head(server, request, proxy_authority.as_deref(), request.body.as_deref(), &host).await?;
-        if let Some(len) = client.send_request_body(server, &host).await? {
+        let tap = self.ctx.root().addons.body_tap(exchange.flow.id, BodySide::Request);
+        if let Some(len) = client.send_request_body(server, &host, tap).await? {
             exchange.flow.request.body_len = len;
         }
         exchange.flow.timings.send_ms = Exchange::elapsed_ms(send_started);
@@ -387,7 +390,8 @@ impl HttpLayer {
         exchange.response_started = true;
         let whole = flow_response.body.take();
         let server = self.server.stream();
-        let sent = client.send_response(flow_response, whole.as_deref(), server, &mut body, &host).await;
+        let tap = root.addons.body_tap(exchange.flow.id, BodySide::Response);
+        let sent = client.send_response(flow_response, whole.as_deref(), server, &mut body, &host, tap).await;
         flow_response.body = whole;
         let (bytes, keep_client) = sent?;
         flow_response.body_len = bytes;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
+use crate::addon::BodyTap;
 use crate::error::{ProtocolError, Side};
 use crate::http::fields::is_allowed_in_trailers;
 use crate::http::message::Headers;
@@ -53,12 +54,15 @@ impl Remaining {
         }
     }
 
-    /// Sends what is left to `dst` with the same framing; the payload bytes sent, if any were left.
+    /// Sends what is left to `dst` with the same framing; the payload bytes sent, if any were left. With a
+    /// tap, the body goes piece by piece through `pump` (re-chunked as it was chunked), so that the tap
+    /// sees the payload; without one, through the codec's copy loop.
     pub(super) async fn relay(
         &mut self,
         src: &mut BufIo<BoxStream>,
         dst: &mut BufIo<BoxStream>,
         read_timeout: Duration,
+        tap: Option<&mut BodyTap>,
     ) -> Result<Option<u64>, BodyError> {
         let sent = match std::mem::replace(self, Remaining::Sent) {
             Remaining::Done | Remaining::Unread(Framing::Empty) => {
@@ -66,6 +70,14 @@ impl Remaining {
                 None
             }
             Remaining::Sent => None,
+            remaining @ (Remaining::Unread(_) | Remaining::Partial { .. }) if tap.is_some() => {
+                let chunked = matches!(
+                    remaining,
+                    Remaining::Unread(Framing::Chunked) | Remaining::Partial { rest: Rest::Chunked { .. }, .. }
+                );
+                let mut sink = Sink::Http1 { io: dst, chunked };
+                Some(pump(&mut remaining.into_source(src), &mut sink, read_timeout, tap).await?)
+            }
             Remaining::Unread(framing) => Some(copy_body(src, dst, framing, read_timeout).await?),
             Remaining::Partial { prefix, rest } => Some(forward_partial(src, dst, &prefix, rest, read_timeout).await?),
         };
@@ -229,11 +241,13 @@ impl Sink<'_> {
     }
 }
 
-/// Moves a body from `source` to `sink`, trailers included. Returns the payload bytes moved.
+/// Moves a body from `source` to `sink`, trailers included, showing each piece to `tap` first. Returns
+/// the payload bytes moved.
 pub(super) async fn pump(
     source: &mut Source<'_>,
     sink: &mut Sink<'_>,
     read_timeout: Duration,
+    mut tap: Option<&mut BodyTap>,
 ) -> Result<u64, BodyError> {
     let mut moved = 0u64;
     let mut trailers = None;
@@ -241,6 +255,9 @@ pub(super) async fn pump(
         match piece {
             BodyPiece::Data(data) => {
                 moved += data.len() as u64;
+                if let Some(tap) = tap.as_deref_mut() {
+                    tap.chunk(&data).await;
+                }
                 sink.write(data).await?;
             }
             BodyPiece::Trailers(fields) => trailers = Some(fields),

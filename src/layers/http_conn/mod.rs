@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
+use crate::addon::BodyTap;
 use crate::error::ProtocolError;
 use crate::flow::Response;
 use crate::http::message::{Headers, ResponseHead, Version};
@@ -203,11 +204,16 @@ impl<'a> ClientSide<'a> {
         drained.map_err(|e| request_body_error(e, "(local)"))
     }
 
-    /// Sends what is left of the request body to an HTTP/1 server. Returns the payload length if it was
-    /// only now known.
-    pub async fn send_request_body(&mut self, server: &mut ServerIo, host: &str) -> Result<Option<u64>, ProtocolError> {
+    /// Sends what is left of the request body to an HTTP/1 server, showing its pieces to `tap`. Returns
+    /// the payload length if it was only now known.
+    pub async fn send_request_body(
+        &mut self,
+        server: &mut ServerIo,
+        host: &str,
+        mut tap: Option<BodyTap>,
+    ) -> Result<Option<u64>, ProtocolError> {
         let sent = match self {
-            ClientSide::Http1(h1) => h1.body.relay(h1.io, server, h1.read_timeout).await,
+            ClientSide::Http1(h1) => h1.body.relay(h1.io, server, h1.read_timeout, tap.as_mut()).await,
             ClientSide::Http2(h2) if h2.request_done && h2.prefix.is_none() => {
                 server.flush().await.map(|()| None).map_err(BodyError::Write)
             }
@@ -215,26 +221,28 @@ impl<'a> ClientSide<'a> {
                 let (chunked, read_timeout) = (h2.content_length.is_none(), h2.read_timeout);
                 h2.body_streamed = true;
                 let mut sink = Sink::Http1 { io: server, chunked };
-                pump(&mut h2.source(), &mut sink, read_timeout).await.map(Some)
+                pump(&mut h2.source(), &mut sink, read_timeout, tap.as_mut()).await.map(Some)
             }
         };
         sent.map_err(|e| request_body_error(e, host))
     }
 
-    /// Sends what is left of the request body on an HTTP/2 server stream, and ends it. From an HTTP/2
-    /// client this runs in a task of its own, so the request keeps streaming while the response comes
-    /// back (full duplex, as gRPC's bidirectional streams need); a failure then resets the server's stream.
+    /// Sends what is left of the request body on an HTTP/2 server stream, and ends it, showing its pieces
+    /// to `tap`. From an HTTP/2 client this runs in a task of its own, so the request keeps streaming while
+    /// the response comes back (full duplex, as gRPC's bidirectional streams need); a failure then resets
+    /// the server's stream.
     pub async fn send_request_body_http2(
         &mut self,
         mut send: h2::SendStream<Bytes>,
         host: &str,
+        mut tap: Option<BodyTap>,
     ) -> Result<(), ProtocolError> {
         let read_timeout = self.read_timeout();
         match self {
             ClientSide::Http1(h1) => {
                 let remaining = std::mem::replace(&mut h1.body, Remaining::Sent);
                 let mut sink = Sink::Http2 { send: &mut send, read_timeout };
-                let sent = pump(&mut remaining.into_source(h1.io), &mut sink, read_timeout).await;
+                let sent = pump(&mut remaining.into_source(h1.io), &mut sink, read_timeout, tap.as_mut()).await;
                 sent.map(drop).map_err(|e| request_body_error(e, host))
             }
             ClientSide::Http2(h2) => {
@@ -247,9 +255,12 @@ impl<'a> ClientSide<'a> {
                     let sent = match recv {
                         Some(mut recv) => {
                             let mut source = Source::Http2 { recv: &mut recv, prefix, trailers };
-                            pump(&mut source, &mut sink, read_timeout).await
+                            pump(&mut source, &mut sink, read_timeout, tap.as_mut()).await
                         }
-                        None => pump(&mut Source::Whole { data: prefix, trailers }, &mut sink, read_timeout).await,
+                        None => {
+                            let mut source = Source::Whole { data: prefix, trailers };
+                            pump(&mut source, &mut sink, read_timeout, tap.as_mut()).await
+                        }
                     };
                     if let Err(e) = sent {
                         tracing::debug!(%host, error = ?e, "request body stopped; resetting the server's stream");
@@ -345,8 +356,8 @@ impl<'a> ClientSide<'a> {
     }
 
     /// Sends the response head and its body: `whole` when it was read into memory, else streamed from the
-    /// server (`server` is its HTTP/1 stream, if that is where the body is). Returns the payload bytes
-    /// sent and whether the client connection can carry another request.
+    /// server (`server` is its HTTP/1 stream, if that is where the body is), its pieces shown to `tap`.
+    /// Returns the payload bytes sent and whether the client connection can carry another request.
     pub async fn send_response(
         &mut self,
         response: &mut Response,
@@ -354,10 +365,11 @@ impl<'a> ClientSide<'a> {
         server: Option<&mut ServerIo>,
         body: &mut ResponseBody,
         host: &str,
+        tap: Option<BodyTap>,
     ) -> Result<(u64, bool), ProtocolError> {
         match self {
-            ClientSide::Http1(h1) => h1.send_response(response, whole, server, body, host).await,
-            ClientSide::Http2(h2) => h2.send_response(response, whole, server, body, host).await,
+            ClientSide::Http1(h1) => h1.send_response(response, whole, server, body, host, tap).await,
+            ClientSide::Http2(h2) => h2.send_response(response, whole, server, body, host, tap).await,
         }
     }
 }
@@ -370,6 +382,7 @@ impl Http1Client<'_> {
         server: Option<&mut ServerIo>,
         body: &mut ResponseBody,
         host: &str,
+        mut tap: Option<BodyTap>,
     ) -> Result<(u64, bool), ProtocolError> {
         // How the body is framed toward the client: as read (HTTP/1), by its length, or chunked.
         let length = whole.map(|w| w.len() as u64).or_else(|| body.length(&response.headers));
@@ -416,6 +429,9 @@ impl Http1Client<'_> {
             (_, Some(server)) if matches!(body, ResponseBody::Http1 { .. }) => match body.buffered_whole(server) {
                 // One write for head and body when the whole body is already buffered.
                 Some(bytes) => {
+                    if let Some(tap) = tap.as_mut() {
+                        tap.chunk(&Bytes::copy_from_slice(bytes)).await;
+                    }
                     out.extend_from_slice(bytes);
                     let n = bytes.len();
                     server.consume(n);
@@ -425,7 +441,7 @@ impl Http1Client<'_> {
                 None => {
                     self.io.write_all(&out).await.map_err(to_client)?;
                     let ResponseBody::Http1 { remaining, .. } = body else { unreachable!("matched above") };
-                    let sent = remaining.relay(server, self.io, read_timeout).await;
+                    let sent = remaining.relay(server, self.io, read_timeout, tap.as_mut()).await;
                     sent.map_err(|e| response_body_error(e, host))?.unwrap_or(0)
                 }
             },
@@ -436,7 +452,8 @@ impl Http1Client<'_> {
                 };
                 let mut source = Source::Http2 { recv, prefix: prefix.take(), trailers: trailers.take() };
                 let mut sink = Sink::Http1 { io: self.io, chunked };
-                pump(&mut source, &mut sink, read_timeout).await.map_err(|e| response_body_error(e, host))?
+                let pumped = pump(&mut source, &mut sink, read_timeout, tap.as_mut()).await;
+                pumped.map_err(|e| response_body_error(e, host))?
             }
         };
         self.io.flush().await.map_err(to_client)?;
@@ -494,7 +511,7 @@ impl Http2Client {
             let read_timeout = self.read_timeout;
             let mut sink = Sink::Http2 { send, read_timeout };
             let mut source = Source::Whole { data: Some(body.to_vec()), trailers };
-            pump(&mut source, &mut sink, read_timeout).await.map_err(client_body_error)?;
+            pump(&mut source, &mut sink, read_timeout, None).await.map_err(client_body_error)?;
         }
         Ok(())
     }
@@ -506,6 +523,7 @@ impl Http2Client {
         server: Option<&mut ServerIo>,
         body: &mut ResponseBody,
         host: &str,
+        mut tap: Option<BodyTap>,
     ) -> Result<(u64, bool), ProtocolError> {
         if let Some(whole) = whole.filter(|_| !body.is_empty()) {
             response.headers.set("content-length", whole.len().to_string());
@@ -523,11 +541,11 @@ impl Http2Client {
         let sent = match (body, server) {
             (ResponseBody::Http1 { remaining, .. }, Some(io)) => {
                 let remaining = std::mem::replace(remaining, Remaining::Done);
-                pump(&mut remaining.into_source(io), &mut sink, read_timeout).await
+                pump(&mut remaining.into_source(io), &mut sink, read_timeout, tap.as_mut()).await
             }
             (ResponseBody::Http2 { recv, prefix, trailers, .. }, _) => {
                 let mut source = Source::Http2 { recv, prefix: prefix.take(), trailers: trailers.take() };
-                pump(&mut source, &mut sink, read_timeout).await
+                pump(&mut source, &mut sink, read_timeout, tap.as_mut()).await
             }
             (ResponseBody::Http1 { .. }, None) => Ok(0),
         };

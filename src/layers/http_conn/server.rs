@@ -12,6 +12,7 @@ use super::body::{
     collect_http2, header_map, response_body_error, response_head_error, send_flow_controlled, Remaining,
 };
 use super::{ClientSide, ServerIo};
+use crate::addon::BodyTap;
 use crate::config::Limits;
 use crate::error::{ProtocolError, Side};
 use crate::flow::Request;
@@ -86,6 +87,7 @@ pub async fn send_http2_request(
     client: &mut ClientSide<'_>,
     read_timeout: Duration,
     host: &str,
+    tap: Option<BodyTap>,
 ) -> Result<(ResponseHead, ResponseBody), ProtocolError> {
     let authority = request.headers.get("host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(host);
     let uri = format!("{}://{authority}{}", request.scheme.as_str(), request.path);
@@ -116,7 +118,7 @@ pub async fn send_http2_request(
                     .map_err(|e| response_body_error(e, host))?;
                 send.send_data(Bytes::new(), true).map_err(|e| server_h2_error(host, e))?;
             }
-            None => client.send_request_body_http2(send, host).await?,
+            None => client.send_request_body_http2(send, host, tap).await?,
         }
     }
     let response = timeout(read_timeout, response)
