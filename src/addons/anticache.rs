@@ -13,6 +13,10 @@ impl Addon for AntiCache {
         "anticache"
     }
 
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
     async fn request(&self, flow: &mut HttpFlow) {
         flow.request.headers.remove("if-none-match");
         flow.request.headers.remove("if-modified-since");

@@ -12,6 +12,10 @@ impl Addon for AntiComp {
         "anticomp"
     }
 
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
     async fn request(&self, flow: &mut HttpFlow) {
         flow.request.headers.set("accept-encoding", "identity");
     }

@@ -16,6 +16,10 @@ impl Addon for BlockList {
         "blocklist"
     }
 
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
     async fn request(&self, flow: &mut HttpFlow) {
         if let Some(rule) = self.0.iter().find(|rule| rule.filter.matches((&*flow).into())) {
             rule.apply(flow);

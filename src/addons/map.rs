@@ -22,6 +22,10 @@ impl Addon for MapRemote {
         "mapremote"
     }
 
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
     async fn request(&self, flow: &mut HttpFlow) {
         for rule in &self.0 {
             rule.apply(flow);

@@ -23,6 +23,10 @@ impl Addon for ModifyHeaders {
         "modifyheaders"
     }
 
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
     async fn request(&self, flow: &mut HttpFlow) {
         self.0.iter().for_each(|rule| rule.apply(flow));
     }

@@ -33,6 +33,10 @@ impl Addon for Onboarding {
         "onboarding"
     }
 
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
     async fn requestheaders(&self, flow: &mut HttpFlow) {
         if is_onboarding_host(&flow.request.host) {
             flow.response = Some(answer(&flow.request.path, &self.cert_pem, &self.cert_p12));

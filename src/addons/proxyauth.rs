@@ -32,6 +32,10 @@ impl Addon for ProxyAuthAddon {
         "proxyauth"
     }
 
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
     async fn http_connect(&self, flow: &mut HttpFlow) {
         self.check(flow);
     }
