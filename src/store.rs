@@ -149,9 +149,10 @@ impl StoreWriter {
         if path.exists() && !append {
             return Err(fail(&"already exists; strata does not overwrite it (-w): use +FILE to append"));
         }
+        // Private before SQLite opens it: its -wal and -shm files take the database file's mode.
+        set_private(path).map_err(|e| fail(&e))?;
         let connection = Connection::open(path).map_err(|e| fail(&e))?;
         prepare(&connection).map_err(|e| fail(&e))?;
-        set_private(path);
         let (ops, queue) = mpsc::channel(QUEUE_OPS);
         let failed = std::sync::Arc::new(Mutex::new(None));
         let writer_failed = failed.clone();
@@ -221,13 +222,20 @@ impl StoreWriter {
     }
 }
 
-/// The session file is the user's traffic (cookies, credentials): only the owner may read it.
-fn set_private(path: &Path) {
+/// The session file is the user's traffic (cookies, credentials): only the owner may read it. Creates
+/// it (empty, which SQLite takes as a new database) if it is not there.
+fn set_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
     }
+    #[cfg(not(unix))]
+    options.open(path).map(drop)
 }
 
 fn prepare(connection: &Connection) -> rusqlite::Result<()> {
