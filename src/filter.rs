@@ -63,6 +63,11 @@ impl Filter {
         self.root.matches(flow)
     }
 
+    /// The parsed expression.
+    pub fn root(&self) -> &Node {
+        &self.root
+    }
+
     /// True if the filter looks at bodies or messages (`~b`, `~bq`, `~bs`).
     pub fn reads_bodies(&self) -> bool {
         self.root.reads_bodies()
@@ -103,7 +108,7 @@ pub struct FilterError {
 
 /// A filter without an argument.
 #[derive(Debug, Clone, Copy)]
-enum Flag {
+pub enum Flag {
     All,
     Http,
     Tcp,
@@ -118,7 +123,7 @@ enum Flag {
 
 /// What a regex filter looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+pub enum Field {
     Body,
     RequestBody,
     ResponseBody,
@@ -168,9 +173,10 @@ const FILTERS: &[(&str, Spec)] = &[
     ("websocket", Spec::Flag(Flag::WebSocket)),
 ];
 
-/// The parsed expression tree.
+/// The parsed expression tree, public for evaluators of their own (the flow store turns it into SQL);
+/// `Filter::matches` is what it means.
 #[derive(Debug, Clone)]
-enum Node {
+pub enum Node {
     Flag(Flag),
     Regex(Field, Regex),
     Code(u16),
@@ -236,7 +242,8 @@ impl Flag {
 }
 
 impl Field {
-    fn is_body(self) -> bool {
+    /// True for the body fields (`~b`, `~bq`, `~bs`).
+    pub fn is_body(self) -> bool {
         matches!(self, Field::Body | Field::RequestBody | Field::ResponseBody)
     }
 

@@ -107,12 +107,12 @@ pub async fn run(root: &Arc<RootContext>, path: &Path, filter: Option<&Filter>) 
         let with_bodies = root.addons.reads_bodies() || filter.is_some_and(Filter::reads_bodies);
         let mut reader = store::SessionReader::open(path, with_bodies).map_err(fail)?;
         loop {
-            let page = reader.next_page().map_err(fail)?;
+            let page = reader.next_page(filter).map_err(fail)?;
             if page.is_empty() {
                 break;
             }
             for flow in page {
-                passed += usize::from(pass(root, flow, filter).await);
+                passed += usize::from(pass(root, flow, None).await);
             }
         }
     } else {

@@ -542,3 +542,384 @@ fn read_back_of_a_har_file_prints_its_flows() {
     let post = only_line(&read_back(&["-r", &path_str(&har), "~m POST"]), r" POST http://\S+/echo -> 200 ");
     assert_eq!(method_to_size(&post), method_to_size(&live[2]));
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Bodies stored as they stream: large bodies, uploads, --store-body-limit, file modes
+// ---------------------------------------------------------------------------------------------------
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// `len` bytes of a seeded xorshift64* sequence: no stretch of it repeats, so a body stored with a piece
+/// at a wrong offset, missing or doubled differs from it.
+fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Panics unless `got` is `want`, saying where they first differ (not printing megabytes).
+#[track_caller]
+fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        panic!("{what}: {} bytes, expected {}; they first differ at offset {first}", got.len(), want.len());
+    }
+}
+
+/// An HTTP/1.1 origin serving one body of bytes, plain or over TLS (a certificate from a `TestCa` for
+/// `localhost` and `127.0.0.1`, no ALPN). Keep-alive honoured. Routes:
+///
+/// - `GET /length`: the body, with Content-Length.
+/// - `GET /chunked`: the body with chunked framing, in chunks of uneven sizes (1 byte to 64 KiB).
+/// - any request with a body (Content-Length or chunked): reads it and answers `received N bytes`.
+struct BodyOrigin {
+    port: u16,
+    scheme: &'static str,
+}
+
+impl BodyOrigin {
+    fn start(body: Vec<u8>, tls: Option<&TestCa>) -> BodyOrigin {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the body origin");
+        let port = listener.local_addr().unwrap().port();
+        let config = tls.map(|ca| ca.server_config(&["localhost", "127.0.0.1"]));
+        let body = std::sync::Arc::new(body);
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { continue };
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(60)));
+                let _ = tcp.set_write_timeout(Some(Duration::from_secs(60)));
+                let (config, body) = (config.clone(), body.clone());
+                std::thread::spawn(move || match config {
+                    None => serve_body_origin(tcp, &body),
+                    Some(config) => {
+                        let Ok(server) = rustls::ServerConnection::new(config) else { return };
+                        let mut tls = rustls::StreamOwned::new(server, tcp);
+                        serve_body_origin(&mut tls, &body);
+                        tls.conn.send_close_notify();
+                        let _ = tls.flush();
+                    }
+                });
+            }
+        });
+        BodyOrigin { port, scheme: if tls.is_some() { "https" } else { "http" } }
+    }
+
+    fn url(&self, path: &str) -> String {
+        let host = if self.scheme == "https" { "localhost" } else { "127.0.0.1" };
+        format!("{}://{host}:{}{path}", self.scheme, self.port)
+    }
+}
+
+fn serve_body_origin<S: std::io::Read + Write>(stream: S, body: &[u8]) {
+    use std::io::{BufRead, Read};
+    let mut reader = std::io::BufReader::new(stream);
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let Some(request_line) = head.first() else { return };
+        let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+        let header = |name: &str| {
+            head.iter().skip(1).find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_ascii_lowercase())
+            })
+        };
+        // The request body, counted.
+        let mut received = 0usize;
+        if let Some(length) = header("content-length") {
+            let Ok(length) = length.parse::<u64>() else { return };
+            match std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()) {
+                Ok(n) if n == length => received = n as usize,
+                _ => return,
+            }
+        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    return;
+                }
+                let Ok(size) = usize::from_str_radix(size.trim().split(';').next().unwrap_or("").trim(), 16) else {
+                    return;
+                };
+                if size == 0 {
+                    let mut trailer = String::new();
+                    while reader.read_line(&mut trailer).unwrap_or(0) > 2 {
+                        trailer.clear();
+                    }
+                    break;
+                }
+                let mut chunk = vec![0; size + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                received += size;
+            }
+        }
+        let w = reader.get_mut();
+        let written = if received > 0 {
+            let text = format!("received {received} bytes");
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}", text.len())
+        } else if path == "/length" {
+            write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .and_then(|_| w.write_all(body))
+        } else if path == "/chunked" {
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .and_then(|_| {
+                    let (mut at, mut i) = (0usize, 0usize);
+                    while at < body.len() {
+                        // Uneven sizes, none of them a power of two but the largest.
+                        let size = (1 + i * i * 7919 % 65536).min(body.len() - at);
+                        write!(w, "{size:x}\r\n")?;
+                        w.write_all(&body[at..at + size])?;
+                        w.write_all(b"\r\n")?;
+                        at += size;
+                        i += 1;
+                    }
+                    w.write_all(b"0\r\n\r\n")
+                })
+        } else {
+            write!(w, "HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n")
+        };
+        if written.and_then(|_| w.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The entry for `url` in an exported HAR (exactly one).
+#[track_caller]
+fn entry_for<'a>(har: &'a Value, url: &str) -> &'a Value {
+    let matching: Vec<&Value> = entries(har).iter().filter(|e| e["request"]["url"] == url).collect();
+    let urls: Vec<&Value> = entries(har).iter().map(|e| &e["request"]["url"]).collect();
+    assert!(matching.len() == 1, "expected one entry for {url}, the entries are for {urls:?}");
+    matching[0]
+}
+
+/// The body a HAR `content` or `postData` object holds: `text`, base64-decoded when `encoding` says so.
+#[track_caller]
+fn har_body(obj: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = obj["text"].as_str().unwrap_or_else(|| panic!("no text in {}", short_json(obj)));
+    match obj.get("encoding").and_then(Value::as_str) {
+        None => text.as_bytes().to_vec(),
+        Some("base64") => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap_or_else(|e| panic!("text is not base64 ({e}) in {}", short_json(obj))),
+        Some(other) => panic!("unexpected encoding {other:?} in {}", short_json(obj)),
+    }
+}
+
+/// A JSON value for a failure message, long strings cut short.
+fn short_json(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 400 {
+        format!(
+            "{}... ({} characters)",
+            &text[..text.char_indices().nth(400).map_or(text.len(), |(i, _)| i)],
+            text.len()
+        )
+    } else {
+        text
+    }
+}
+
+/// Fetches `url` through `proxy` with curl into `out` and checks it arrived as `body`.
+fn fetch_to_file(proxy: &Strata, url: &str, out: &Path, body: &[u8]) {
+    let got = curl(proxy, &["-o", &path_str(out), "-w", "%{http_code}", url]);
+    proxy.check(got.stdout == "200", format!("{url} answered {:?}", got.stdout));
+    let received = std::fs::read(out).unwrap();
+    proxy.check(
+        received == body,
+        format!("{url}: curl received {} bytes, not the {} served", received.len(), body.len()),
+    );
+}
+
+/// Large response bodies, framed by Content-Length and by chunking, are stored whole and byte for byte
+/// as they streamed through (no piece lost, doubled or misplaced), and export to HAR as such.
+#[test]
+fn w_stores_5_mib_response_bodies_with_content_length_and_chunked_exactly() {
+    let body = pseudo_random_bytes(0x5eed_0005, 5 * MIB);
+    let origin = BodyOrigin::start(body.clone(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("big.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session)]);
+    for path in ["/length", "/chunked"] {
+        fetch_to_file(&proxy, &origin.url(path), &dir.path().join("fetched"), &body);
+    }
+    terminate(&mut proxy);
+
+    let har = dir.path().join("out.har");
+    let printed = read_back(&["-r", &path_str(&session), "--save-har", &path_str(&har)]);
+    let exported = parse_har(&har);
+    for path in ["/length", "/chunked"] {
+        let url = origin.url(path);
+        let line = Regex::new(&format!(r"^127\.0\.0\.1:\d+ GET {} -> 200 5m ", regex::escape(&url))).unwrap();
+        assert!(printed.iter().any(|l| line.is_match(l)), "no `GET {url} -> 200 5m` line read back in {printed:#?}");
+        let response = &entry_for(&exported, &url)["response"];
+        let chunked = response["headers"].as_array().is_some_and(|headers| {
+            headers.iter().any(|h| {
+                h["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case("transfer-encoding"))
+                    && h["value"] == "chunked"
+            })
+        });
+        assert_eq!(chunked, path == "/chunked", "{url}: the framing recorded in {}", response["headers"]);
+        let content = &response["content"];
+        assert_eq!(content["size"], body.len(), "content.size of {url}");
+        assert_same_bytes(&har_body(content), &body, &format!("the HAR's response body of {url}"));
+        assert!(content.get("comment").is_none(), "{url}: a whole body marked truncated: {}", short_json(content));
+    }
+}
+
+/// Checks the HAR entry for `url` holds `sent` as its request body, whole.
+#[track_caller]
+fn assert_stored_request_body(exported: &Value, url: &str, sent: &[u8]) {
+    let request = &entry_for(exported, url)["request"];
+    assert_eq!(request["method"], "POST", "{url}");
+    assert_eq!(request["bodySize"], sent.len(), "request.bodySize of {url}");
+    let post_data = &request["postData"];
+    assert_same_bytes(&har_body(post_data), sent, &format!("the HAR's request body of {url}"));
+    assert!(post_data.get("comment").is_none(), "{url}: a whole body marked truncated: {}", short_json(post_data));
+}
+
+/// A 3 MiB upload with curl over HTTP/1.1 is stored exactly as sent.
+#[test]
+fn w_stores_a_3_mib_request_body_uploaded_over_http11_exactly() {
+    let sent = pseudo_random_bytes(0x5eed_0003, 3 * MIB);
+    let origin = BodyOrigin::start(Vec::new(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("upload.bin");
+    std::fs::write(&upload, &sent).unwrap();
+    let session = dir.path().join("upload.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session)]);
+    let url = origin.url("/upload");
+    let data = format!("@{}", path_str(&upload));
+    let got = curl(&proxy, &["--http1.1", "--data-binary", &data, "-w", " %{http_version}", &url]);
+    let expected = format!("received {} bytes 1.1", sent.len());
+    proxy.check(got.stdout == expected, format!("the upload answered {:?}, expected {expected:?}", got.stdout));
+    terminate(&mut proxy);
+
+    let har = dir.path().join("upload.har");
+    let printed = read_back(&["-r", &path_str(&session), "--save-har", &path_str(&har)]);
+    only_line(&printed, &format!(r"^127\.0\.0\.1:\d+ POST {} -> 200 ", regex::escape(&url)));
+    assert_stored_request_body(&parse_har(&har), &url, &sent);
+}
+
+/// A 3 MiB upload with curl over HTTP/2 (to strata, through CONNECT with interception; HTTP/1.1 to the
+/// HTTPS origin) is stored exactly as sent.
+#[test]
+fn w_stores_a_3_mib_request_body_uploaded_over_http2_exactly() {
+    let sent = pseudo_random_bytes(0x5eed_0032, 3 * MIB);
+    let ca = TestCa::new("strata store test CA");
+    let origin = BodyOrigin::start(Vec::new(), Some(&ca));
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("upload.bin");
+    std::fs::write(&upload, &sent).unwrap();
+    let session = dir.path().join("upload-h2.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session), "--upstream-ca", &path_str(&ca.pem_path())]);
+    let cacert = path_str(&proxy.ca_cert_path());
+    let url = origin.url("/upload");
+    let data = format!("@{}", path_str(&upload));
+    let got = curl(&proxy, &["--http2", "--cacert", &cacert, "--data-binary", &data, "-w", " %{http_version}", &url]);
+    let expected = format!("received {} bytes 2", sent.len());
+    proxy.check(got.stdout == expected, format!("the upload answered {:?}, expected {expected:?}", got.stdout));
+    terminate(&mut proxy);
+
+    let har = dir.path().join("upload-h2.har");
+    let printed = read_back(&["-r", &path_str(&session), "--save-har", &path_str(&har)]);
+    only_line(&printed, &format!(r"^127\.0\.0\.1:\d+ POST {} -> 200 ", regex::escape(&url)));
+    let exported = parse_har(&har);
+    assert_eq!(entry_for(&exported, &url)["request"]["httpVersion"], "HTTP/2.0", "the upload's request version");
+    assert_stored_request_body(&exported, &url, &sent);
+}
+
+/// `--store-body-limit 1k` stores the first 1024 bytes of a 100 KiB body and drops the rest, while the
+/// flow keeps the real size: in the flow line read back and in the HAR's content.size.
+#[test]
+fn store_body_limit_keeps_the_first_bytes_and_the_real_size() {
+    let body = pseudo_random_bytes(0x5eed_0100, 100 * KIB);
+    let origin = BodyOrigin::start(body.clone(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("limited.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session), "--store-body-limit", "1k"]);
+    let url = origin.url("/length");
+    // The limit is on what is stored, not on what passes.
+    fetch_to_file(&proxy, &url, &dir.path().join("fetched"), &body);
+    terminate(&mut proxy);
+
+    let har = dir.path().join("limited.har");
+    let printed = read_back(&["-r", &path_str(&session), "--save-har", &path_str(&har)]);
+    only_line(&printed, &format!(r"^127\.0\.0\.1:\d+ GET {} -> 200 100k \S+$", regex::escape(&url)));
+    let exported = parse_har(&har);
+    let content = &entry_for(&exported, &url)["response"]["content"];
+    assert_eq!(content["size"], body.len(), "content.size: {}", short_json(content));
+    assert_same_bytes(&har_body(content), &body[..1024], "the HAR's response body at --store-body-limit 1k");
+}
+
+#[test]
+fn store_body_limit_that_is_not_a_size_exits_2_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("never.db");
+    let done = run_strata_to_exit(&["-p", "0", "-w", &path_str(&session), "--store-body-limit", "banana"], SOON);
+    let line = refusal(&done);
+    assert!(line.contains("--store-body-limit"), "the refusal does not name --store-body-limit: {line}");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.is_empty(), "a refused start left files behind: {names:?}");
+}
+
+/// The session holds whatever passed through the proxy (cookies, tokens, bodies): the file and SQLite's
+/// -wal and -shm files next to it are readable by their owner only, whatever the umask, while strata
+/// records.
+#[test]
+fn session_file_and_its_wal_and_shm_are_private_while_recording() {
+    use std::os::unix::fs::PermissionsExt;
+    // A usual umask, which would leave new files world-readable (0644): the files must be private anyway.
+    // SAFETY: umask(2) only sets the process's file mode creation mask; strata inherits it.
+    unsafe { libc::umask(0o022) };
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("private.db");
+    let mut proxy = Strata::start(&["-w", &path_str(&session)]);
+    let got = curl(&proxy, &["--data-binary", POST_BODY, &origin.url("/echo")]);
+    proxy.check(got.stdout == POST_BODY, format!("/echo answered {:?}", got.stdout));
+    proxy.wait_for_stdout_line(|l| l.contains(" POST ") && l.contains("/echo -> 200 "), SOON);
+
+    let files = [session.clone(), dir.path().join("private.db-wal"), dir.path().join("private.db-shm")];
+    // SQLite creates the -wal and -shm files with its first write, on strata's writer thread; nothing
+    // notifies of that, so poll for them, briefly.
+    let deadline = std::time::Instant::now() + SOON;
+    while !files.iter().all(|f| f.exists()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for file in &files {
+        let meta = std::fs::metadata(file).unwrap_or_else(|e| {
+            let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            proxy.fail(&format!("{}: {e}; the directory holds {names:?}", file.display()))
+        });
+        let mode = meta.permissions().mode() & 0o777;
+        proxy.check(mode == 0o600, format!("{} has mode {mode:o} while recording, expected 600", file.display()));
+    }
+    terminate(&mut proxy);
+    only_line(&read_back(&["-r", &path_str(&session)]), r" POST http://\S+/echo -> 200 ");
+}

@@ -20,18 +20,22 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::addon::BodySide;
-use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, WebSocketData, WebSocketMessage};
-use crate::http::message::{Headers, Version};
-use crate::http::url::Scheme;
+use crate::flow::{FlowId, HttpFlow, TcpFlow, WebSocketMessage};
+use crate::http::message::Headers;
+
+mod query;
+mod read;
+
+pub use read::{read_all, SessionReader};
 
 /// Ops queued for the writer before a flow waits for room: each may carry a body piece (up to 64 KiB) or
 /// a kept body, so this bounds the memory a recording can hold (the bench soak showed 1024 whole flows
@@ -67,10 +71,13 @@ CREATE TABLE IF NOT EXISTS flows (
     error TEXT,
     connect_ms REAL, send_ms REAL, wait_ms REAL, receive_ms REAL,
     websocket INTEGER NOT NULL DEFAULT 0,
-    bytes_to_server INTEGER, bytes_to_client INTEGER, duration_ms REAL
+    bytes_to_server INTEGER, bytes_to_client INTEGER, duration_ms REAL,
+    url TEXT,
+    text_indexed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS flows_host ON flows(host);
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
+CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(request, response, tokenize = 'trigram');
 CREATE TABLE IF NOT EXISTS messages (
     flow_id TEXT NOT NULL,
     n INTEGER NOT NULL,
@@ -248,10 +255,9 @@ fn prepare(connection: &Connection) -> rusqlite::Result<()> {
         )));
     }
     if version == 1 {
-        connection.execute_batch(
-            "ALTER TABLE flows ADD COLUMN request_truncated INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE flows ADD COLUMN response_truncated INTEGER NOT NULL DEFAULT 0;",
-        )?;
+        return Err(rusqlite::Error::InvalidParameterName(
+            "a session of an earlier strata (schema 1): it can be read (-r), not appended to".into(),
+        ));
     }
     connection.execute_batch(SCHEMA)?;
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -326,6 +332,7 @@ impl Writer {
                     let seq = upsert_http(&tx, &flow, self.body_limit)?;
                     if finished {
                         self.live.remove(&flow.id);
+                        index_text(&tx, seq, &flow)?;
                     } else {
                         self.live.insert(flow.id, seq);
                     }
@@ -363,6 +370,7 @@ impl Writer {
                     self.live.remove(&flow_id);
                     let id = flow_id.to_string();
                     tx.execute("DELETE FROM bodies WHERE flow_seq IN (SELECT seq FROM flows WHERE id = ?1)", [&id])?;
+                    tx.execute("DELETE FROM body_text WHERE rowid IN (SELECT seq FROM flows WHERE id = ?1)", [&id])?;
                     tx.execute("DELETE FROM messages WHERE flow_id = ?1", [&id])?;
                     tx.execute("DELETE FROM flows WHERE id = ?1", [&id])?;
                 }
@@ -391,6 +399,7 @@ fn trim(connection: &Connection, max: u64) -> rusqlite::Result<u64> {
         let batch = (total / 10).max(1);
         let tx = connection.unchecked_transaction()?;
         tx.execute("DELETE FROM bodies WHERE flow_seq IN (SELECT seq FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
+        tx.execute("DELETE FROM body_text WHERE rowid IN (SELECT seq FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
         tx.execute("DELETE FROM messages WHERE flow_id IN (SELECT id FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
         let n = tx.execute("DELETE FROM flows WHERE seq IN (SELECT seq FROM flows ORDER BY seq LIMIT ?1)", [batch])?;
         tx.commit()?;
@@ -411,9 +420,9 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
         "INSERT INTO flows (id, kind, started_at, client, server, at_proxy, method, scheme, host, port, path,
             http_version, request_headers, request_body, request_body_len, status, reason, response_version,
             response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms,
-            websocket, duration_ms, request_truncated, response_truncated)
+            websocket, duration_ms, request_truncated, response_truncated, url)
          VALUES (?1, 'http', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)
          ON CONFLICT(id) DO UPDATE SET server = excluded.server, method = excluded.method,
             scheme = excluded.scheme, host = excluded.host, port = excluded.port, path = excluded.path,
             request_headers = excluded.request_headers, request_body = excluded.request_body,
@@ -423,7 +432,7 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             error = excluded.error, connect_ms = excluded.connect_ms, send_ms = excluded.send_ms,
             wait_ms = excluded.wait_ms, receive_ms = excluded.receive_ms, websocket = excluded.websocket,
             duration_ms = excluded.duration_ms, request_truncated = excluded.request_truncated,
-            response_truncated = excluded.response_truncated
+            response_truncated = excluded.response_truncated, url = excluded.url
          RETURNING seq",
     )?
     .query_row(
@@ -457,9 +466,88 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             flow.websocket.as_ref().map(|ws| ws.duration.as_secs_f64() * 1000.0),
             truncated(request.body_len),
             response.is_some_and(|r| truncated(r.body_len)),
+            request.url(),
         ],
         |row| row.get(0),
     )
+}
+
+/// Bodies up to this size whose content type says text are indexed for `~b` (trigram full-text search);
+/// others are searched by reading them.
+const TEXT_INDEX_LIMIT: u64 = 1 << 20;
+
+/// What a body gives the full-text index.
+enum Text {
+    Empty,
+    Indexed(String),
+    /// Binary, encoded, truncated or too large: `~b` reads it instead.
+    NotIndexed,
+}
+
+/// Indexes the text bodies of a finished flow (stored as `seq`) in `body_text`, and marks the flow
+/// `text_indexed` when every body it has is in the index, so a body search can skip the flows the index
+/// rules out.
+fn index_text(tx: &rusqlite::Transaction<'_>, seq: i64, flow: &HttpFlow) -> rusqlite::Result<()> {
+    let request = &flow.request;
+    let request_text = body_text(tx, seq, BodySide::Request, &request.headers, &request.body, request.body_len)?;
+    let response_text = match &flow.response {
+        Some(r) => body_text(tx, seq, BodySide::Response, &r.headers, &r.body, r.body_len)?,
+        None => Text::Empty,
+    };
+    let as_text = |text: &Text| match text {
+        Text::Indexed(text) => Some(text.clone()),
+        _ => None,
+    };
+    let complete = !matches!(request_text, Text::NotIndexed) && !matches!(response_text, Text::NotIndexed);
+    tx.execute("DELETE FROM body_text WHERE rowid = ?1", [seq])?;
+    if matches!(request_text, Text::Indexed(_)) || matches!(response_text, Text::Indexed(_)) {
+        tx.prepare_cached("INSERT INTO body_text (rowid, request, response) VALUES (?1, ?2, ?3)")?.execute(params![
+            seq,
+            as_text(&request_text),
+            as_text(&response_text)
+        ])?;
+    }
+    tx.prepare_cached("UPDATE flows SET text_indexed = ?2 WHERE seq = ?1")?.execute(params![seq, complete])?;
+    Ok(())
+}
+
+/// One body's text for the index: its kept copy or its stored pieces, when it is text.
+fn body_text(
+    tx: &rusqlite::Transaction<'_>,
+    seq: i64,
+    side: BodySide,
+    headers: &Headers,
+    kept: &Option<Vec<u8>>,
+    len: u64,
+) -> rusqlite::Result<Text> {
+    if len == 0 {
+        return Ok(Text::Empty);
+    }
+    let encoded = headers.get_all("content-encoding").any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let textual = headers.get("content-type").is_some_and(|v| {
+        let v = String::from_utf8_lossy(v).to_ascii_lowercase();
+        ["text/", "json", "xml", "javascript", "x-www-form-urlencoded", "graphql"].iter().any(|t| v.contains(t))
+    });
+    if encoded || !textual || len > TEXT_INDEX_LIMIT {
+        return Ok(Text::NotIndexed);
+    }
+    let bytes = match kept {
+        Some(body) => body.clone(),
+        None => {
+            let mut statement =
+                tx.prepare_cached("SELECT data FROM bodies WHERE flow_seq = ?1 AND side = ?2 ORDER BY offset")?;
+            let mut rows = statement.query(params![seq, side_code(side)])?;
+            let mut bytes = Vec::new();
+            while let Some(row) = rows.next()? {
+                bytes.extend_from_slice(row.get_ref(0)?.as_blob()?);
+            }
+            bytes
+        }
+    };
+    if bytes.len() as u64 != len {
+        return Ok(Text::NotIndexed);
+    }
+    Ok(Text::Indexed(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn insert_tcp(tx: &rusqlite::Transaction<'_>, flow: &TcpFlow) -> rusqlite::Result<()> {
@@ -507,196 +595,4 @@ fn fields_from_wire(bytes: &[u8]) -> Headers {
         }
     }
     headers
-}
-
-/// Reads a session a page at a time, in the order its flows started, so reading costs memory for one
-/// page, not the session.
-pub struct SessionReader {
-    path: PathBuf,
-    connection: Connection,
-    /// The `seq` of the last flow read.
-    last: i64,
-    /// False to leave bodies unread (`None`), which is most of a session's bytes.
-    with_bodies: bool,
-    /// The session has a `bodies` table (schema 2 on).
-    has_pieces: bool,
-}
-
-/// Flows per page.
-const PAGE_FLOWS: i64 = 256;
-
-impl SessionReader {
-    /// Opens a session; the error names the file. Opened read-write when it can be (nothing is written),
-    /// so that SQLite removes its `-wal` and `-shm` files again on close. Without `with_bodies`, flows come
-    /// without their bodies (their lengths are still there).
-    pub fn open(path: &Path, with_bodies: bool) -> Result<SessionReader, String> {
-        let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
-            .map_err(|e| fail(&e))?;
-        let version: i64 =
-            connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| fail(&e))?;
-        if !(1..=SCHEMA_VERSION).contains(&version) {
-            return Err(fail(&format!("not a strata session this strata reads (schema version {version})")));
-        }
-        let has_pieces = version >= 2;
-        Ok(SessionReader { path: path.to_path_buf(), connection, last: 0, with_bodies, has_pieces })
-    }
-
-    /// The next page of flows; empty at the end.
-    pub fn next_page(&mut self) -> Result<Vec<StoredFlow>, String> {
-        let fail = |e: rusqlite::Error| format!("{}: {e}", self.path.display());
-        let mut statement = self
-            .connection
-            .prepare_cached(
-                "SELECT kind, id, started_at, client, server, at_proxy, method, scheme, host, port, path,
-                    http_version, request_headers, iif(?3, request_body, NULL), request_body_len, status, reason,
-                    response_version, response_headers, iif(?3, response_body, NULL), response_body_len, error,
-                    connect_ms, send_ms, wait_ms, receive_ms, websocket, bytes_to_server, bytes_to_client,
-                    duration_ms, seq
-                 FROM flows WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(fail)?;
-        let rows = statement
-            .query_map(params![self.last, PAGE_FLOWS, self.with_bodies], |row| {
-                Ok((row.get::<_, i64>(30)?, row_to_flow(row)?))
-            })
-            .map_err(fail)?;
-        let mut flows = Vec::new();
-        for row in rows {
-            let (seq, mut flow) = row.map_err(fail)?;
-            self.last = seq;
-            if let StoredFlow::Http(http) = &mut flow {
-                if self.with_bodies && self.has_pieces {
-                    read_pieces(&self.connection, seq, http).map_err(fail)?;
-                }
-                if let Some(duration) = http.websocket.as_ref().map(|ws| ws.duration) {
-                    let mut data = messages(&self.connection, http.id.to_string()).map_err(fail)?;
-                    data.duration = duration;
-                    http.websocket = Some(data);
-                }
-            }
-            flows.push(flow);
-        }
-        Ok(flows)
-    }
-}
-
-/// Fills in the bodies of `flow` (stored as `seq`) that were stored piece by piece.
-fn read_pieces(connection: &Connection, seq: i64, flow: &mut HttpFlow) -> rusqlite::Result<()> {
-    let mut statement =
-        connection.prepare_cached("SELECT side, data FROM bodies WHERE flow_seq = ?1 ORDER BY side, offset")?;
-    let mut rows = statement.query([seq])?;
-    while let Some(row) = rows.next()? {
-        let body = match row.get::<_, i64>(0)? {
-            0 => &mut flow.request.body,
-            _ => match &mut flow.response {
-                Some(response) => &mut response.body,
-                None => continue,
-            },
-        };
-        body.get_or_insert_with(Vec::new).extend_from_slice(row.get_ref(1)?.as_blob()?);
-    }
-    Ok(())
-}
-
-/// Every flow of a session, in the order they started (for replay, which needs them all at once).
-pub fn read_all(path: &Path) -> Result<Vec<StoredFlow>, String> {
-    let mut reader = SessionReader::open(path, true)?;
-    let mut flows = Vec::new();
-    loop {
-        let page = reader.next_page()?;
-        if page.is_empty() {
-            return Ok(flows);
-        }
-        flows.extend(page);
-    }
-}
-
-fn messages(connection: &Connection, flow_id: String) -> rusqlite::Result<WebSocketData> {
-    let mut statement =
-        connection.prepare("SELECT from_client, kind, content FROM messages WHERE flow_id = ?1 ORDER BY n")?;
-    let rows = statement.query_map([flow_id], |row| {
-        let kind: String = row.get(1)?;
-        Ok(WebSocketMessage { from_client: row.get(0)?, kind: message_kind(&kind), payload: row.get(2)? })
-    })?;
-    let mut data = WebSocketData::new();
-    for message in rows {
-        let message = message?;
-        data.count(&message);
-        data.messages.push(message);
-    }
-    Ok(data)
-}
-
-/// The static name of a message kind read back.
-fn message_kind(kind: &str) -> &'static str {
-    ["text", "binary", "ping", "pong", "close", "frame"].into_iter().find(|k| *k == kind).unwrap_or("binary")
-}
-
-fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
-    let kind: String = row.get(0)?;
-    let id: String = row.get(1)?;
-    let started_at: f64 = row.get(2)?;
-    let client: String = row.get(3)?;
-    let server: Option<String> = row.get(4)?;
-    let client_addr = client.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let started = UNIX_EPOCH + Duration::from_secs_f64(started_at.max(0.0));
-    if kind == "tcp" {
-        return Ok(StoredFlow::Tcp(Box::new(TcpFlow {
-            id: FlowId::parse(&id).unwrap_or_default(),
-            client_addr,
-            server: server.unwrap_or_default(),
-            bytes_to_server: row.get::<_, Option<i64>>(27)?.unwrap_or(0) as u64,
-            bytes_to_client: row.get::<_, Option<i64>>(28)?.unwrap_or(0) as u64,
-            duration: Duration::from_secs_f64(row.get::<_, Option<f64>>(29)?.unwrap_or(0.0).max(0.0) / 1000.0),
-        })));
-    }
-    let version = |text: Option<String>| match text.as_deref() {
-        Some("HTTP/1.0") => Version::Http10,
-        Some("HTTP/2.0") => Version::Http2,
-        _ => Version::Http11,
-    };
-    let request = Request {
-        method: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
-        scheme: row.get::<_, Option<String>>(7)?.as_deref().and_then(Scheme::from_name).unwrap_or(Scheme::Http),
-        host: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-        port: row.get::<_, Option<u16>>(9)?.unwrap_or(80),
-        path: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
-        version: version(row.get(11)?),
-        headers: fields_from_wire(&row.get::<_, Option<Vec<u8>>>(12)?.unwrap_or_default()),
-        body: row.get(13)?,
-        body_len: row.get::<_, Option<i64>>(14)?.unwrap_or(0) as u64,
-        stream: true,
-    };
-    let response = match row.get::<_, Option<u16>>(15)? {
-        Some(status) => Some(Response {
-            status,
-            reason: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
-            version: version(row.get(17)?),
-            headers: fields_from_wire(&row.get::<_, Option<Vec<u8>>>(18)?.unwrap_or_default()),
-            body: row.get(19)?,
-            body_len: row.get::<_, Option<i64>>(20)?.unwrap_or(0) as u64,
-            stream: true,
-        }),
-        None => None,
-    };
-    let mut flow = HttpFlow::new(client_addr, row.get(5)?, request);
-    flow.id = FlowId::parse(&id).unwrap_or_default();
-    flow.started_at = started;
-    flow.server_addr = server.and_then(|s| s.parse().ok());
-    flow.response = response;
-    flow.error = row.get(21)?;
-    flow.timings = Timings {
-        connect_ms: row.get::<_, Option<f64>>(22)?.unwrap_or(-1.0),
-        send_ms: row.get::<_, Option<f64>>(23)?.unwrap_or(0.0),
-        wait_ms: row.get::<_, Option<f64>>(24)?.unwrap_or(0.0),
-        receive_ms: row.get::<_, Option<f64>>(25)?.unwrap_or(0.0),
-    };
-    if row.get::<_, bool>(26)? {
-        let mut data = WebSocketData::new();
-        data.duration = Duration::from_secs_f64(row.get::<_, Option<f64>>(29)?.unwrap_or(0.0).max(0.0) / 1000.0);
-        flow.websocket = Some(data);
-    }
-    Ok(StoredFlow::Http(Box::new(flow)))
 }
