@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
+use strata::addons::har;
 use strata::cli::Cli;
 use strata::config::Config;
 use strata::options::{self, Start};
@@ -19,6 +20,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == har::WRITER_PROCESS_ARG) {
+        return ExitCode::from(har::run_writer_process(&args[2..]));
+    }
     // The user's own words first: --help, --version and clap's errors end here, with clap's exit codes.
     let given = Cli::command().get_matches_from(&args);
     let expanded = match options::expand(&args, &given) {
@@ -37,6 +41,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     init_logging(config.verbose);
+    // --save-har writes through a process of this binary's own, which a kill of this one cannot tear.
+    if let Ok(exe) = std::env::current_exe() {
+        har::use_writer_process(exe);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&e),

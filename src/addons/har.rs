@@ -1,12 +1,12 @@
 //! HAR 1.2 (HTTP Archive) files: recording finished flows and reading recorded exchanges back.
 //!
-//! Writing: `entry` turns an `HttpFlow` into one HAR entry; `SaveHar` is the addon; `HarRecorder` appends
-//! each entry to the file as its flow finishes, so the file is a complete document at every moment and
-//! memory stays flat however long the recording. Reading: `read_har` accepts files from strata, browsers' devtools and mitmproxy and yields
+//! Writing: `entry` turns an `HttpFlow` into one HAR entry; `SaveHar` is the addon; `HarRecorder`
+//! (`file`) appends each entry to the file as its flow finishes, so the file is a complete document at
+//! every moment, even after a `kill -9`, and memory stays flat however long the recording. Reading: `read_har` accepts files from strata, browsers' devtools and mitmproxy and yields
 //! `RecordedExchange`s for replay. Bodies are recorded as strata relayed them (still content-encoded).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -18,8 +18,9 @@ use crate::http::fields::is_token;
 use crate::http::message::Headers;
 use crate::http::url::{split_host_port, Scheme};
 
-/// Permissions of the HAR file: it holds cookies and credentials, so only the owner may read it.
-const HAR_FILE_MODE: u32 = 0o600;
+mod file;
+
+pub use file::{run_writer_process, use_writer_process, HarRecorder, WRITER_PROCESS_ARG};
 
 /// `creator.name` of the files this module writes; `read_har` trusts their bodies to be wire bytes.
 const CREATOR_NAME: &str = "strata";
@@ -415,102 +416,6 @@ impl Addon for SaveHar {
     async fn websocket_end(&self, flow: &mut HttpFlow) {
         self.0.record(flow);
     }
-}
-
-/// Appends HAR entries to a file that is a complete HAR document at every moment.
-///
-/// The file is created (never replaced) with an empty document. Each entry is written where the closing
-/// `]}}` stood, followed by a new closing, in one positioned write. A `kill -9` during that write can cut
-/// it short (Linux ends a write early on a fatal signal), leaving every earlier entry whole and the last
-/// line torn; a reader racing a write may likewise see it half done. Nothing is kept in
-/// memory: an entry is serialized, written and dropped, so the cost of a long recording is disk. A write
-/// that fails (a full disk) is reported once and ends the recording; proxying goes on.
-pub struct HarRecorder {
-    path: PathBuf,
-    state: Mutex<Appender>,
-}
-
-struct Appender {
-    file: std::fs::File,
-    /// Where the closing `]}}` starts: the next entry goes here.
-    end: u64,
-    entries: u64,
-    /// The first write error; after it nothing more is written.
-    failed: Option<String>,
-}
-
-/// What follows the last entry.
-const CLOSING: &str = "\n]}}\n";
-
-impl HarRecorder {
-    /// Creates `path` (0600, refusing an existing file) holding an empty HAR document. The error names the
-    /// file and cause.
-    pub fn create(path: impl Into<PathBuf>) -> Result<Self, String> {
-        use std::io::Write as _;
-        let path = path.into();
-        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, HAR_FILE_MODE);
-        let mut file = options.open(&path).map_err(fail)?;
-        let creator = json!({ "name": CREATOR_NAME, "version": env!("CARGO_PKG_VERSION") });
-        let head = format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[");
-        file.write_all(format!("{head}{CLOSING}").as_bytes()).map_err(fail)?;
-        let appender = Appender { file, end: head.len() as u64, entries: 0, failed: None };
-        Ok(HarRecorder { path, state: Mutex::new(appender) })
-    }
-
-    /// The file this recorder writes.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends the entry of `flow` to the file (one positioned write, under the recorder's lock).
-    pub fn record(&self, flow: &HttpFlow) {
-        let json = entry(flow).to_string();
-        let mut state = self.lock_state();
-        if state.failed.is_some() {
-            return;
-        }
-        let separator = if state.entries == 0 { "\n" } else { ",\n" };
-        let bytes = format!("{separator}{json}{CLOSING}");
-        match write_at(&state.file, bytes.as_bytes(), state.end) {
-            Ok(()) => {
-                state.end += (bytes.len() - CLOSING.len()) as u64;
-                state.entries += 1;
-            }
-            Err(e) => {
-                let reason = format!(
-                    "{}: {e}; HAR recording stopped (the file holds the {} entries before)",
-                    self.path.display(),
-                    state.entries
-                );
-                tracing::error!("{reason}");
-                state.failed = Some(reason);
-            }
-        }
-    }
-
-    /// Makes the file durable (at exit). The error names the file: the first write error, if any.
-    pub fn flush(&self) -> Result<(), String> {
-        let state = self.lock_state();
-        if let Some(reason) = &state.failed {
-            return Err(reason.clone());
-        }
-        state.file.sync_data().map_err(|e| format!("{}: {e}", self.path.display()))
-    }
-
-    /// The appender stays consistent even if a holder panicked (its fields change after a whole write),
-    /// so a poisoned lock is still usable.
-    fn lock_state(&self) -> MutexGuard<'_, Appender> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-#[cfg(unix)]
-fn write_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
 }
 
 // ---------------------------------------------------------------------------------------------------
