@@ -14,6 +14,7 @@ use crate::addon::AddonChain;
 use crate::addons::block::Blocked;
 use crate::certs::CertificateAuthority;
 use crate::config::{Config, Mode};
+use crate::flow::TlsFacts;
 use crate::http::url::Scheme;
 use crate::layer::LayerKind;
 use crate::server_conn::ConnectionPool;
@@ -86,6 +87,8 @@ pub struct Facts {
     pub alpn_offers: Option<Vec<Vec<u8>>>,
     /// The ALPN protocol agreed with the client (set by the TLS layer; empty if none).
     pub alpn: Option<Vec<u8>>,
+    /// What the TLS handshake with the client settled (set by the TLS layer).
+    pub client_tls_facts: Option<TlsFacts>,
     /// Why the client is refused (`--block-global`, `--block-private`), set by the mode layer.
     pub blocked: Option<Blocked>,
 }
@@ -123,6 +126,7 @@ impl Context {
             sni: facts.sni.or_else(|| own.sni.clone()),
             alpn_offers: facts.alpn_offers.or_else(|| own.alpn_offers.clone()),
             alpn: facts.alpn.or_else(|| own.alpn.clone()),
+            client_tls_facts: facts.client_tls_facts.or_else(|| own.client_tls_facts.clone()),
             blocked: facts.blocked.or(own.blocked),
         };
         Arc::new(Context { root: self.root.clone(), parent: self.parent.clone(), layer: self.layer, facts: merged })
@@ -191,6 +195,11 @@ impl Context {
     /// The ALPN protocol agreed with the client, if any.
     pub fn alpn(&self) -> Option<&[u8]> {
         self.lookup(|f| f.alpn.as_deref()).filter(|p| !p.is_empty())
+    }
+
+    /// What the TLS handshake with the client settled, if the client spoke TLS.
+    pub fn client_tls_facts(&self) -> Option<&TlsFacts> {
+        self.lookup(|f| f.client_tls_facts.as_ref())
     }
 
     pub fn alpn_offers(&self) -> &[Vec<u8>] {

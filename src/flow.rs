@@ -203,6 +203,36 @@ pub struct HttpFlow {
     pub timings: Timings,
     /// Values addons keep with the flow (mitmproxy's `flow.metadata`), as text.
     pub metadata: Vec<(String, String)>,
+    /// The TLS the client spoke to strata, if it did (mitmproxy's `client_conn` TLS fields).
+    pub client_tls: Option<TlsFacts>,
+    /// The TLS strata spoke to the server, if it did (`server_conn`).
+    pub server_tls: Option<TlsFacts>,
+}
+
+/// What a TLS handshake settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// The server name asked for (SNI).
+    pub sni: Option<String>,
+    /// The protocol agreed by ALPN (`h2`, `http/1.1`).
+    pub alpn: Option<String>,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: Option<String>,
+}
+
+impl TlsFacts {
+    /// The facts of an established rustls connection, with the SNI it was asked for.
+    pub fn of(connection: &rustls::CommonState, sni: Option<String>) -> TlsFacts {
+        TlsFacts {
+            sni,
+            alpn: connection.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+            version: connection.protocol_version().map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                other => format!("{other:?}"),
+            }),
+        }
+    }
 }
 
 impl HttpFlow {
@@ -220,6 +250,8 @@ impl HttpFlow {
             started_at: SystemTime::now(),
             timings: Timings::default(),
             metadata: Vec::new(),
+            client_tls: None,
+            server_tls: None,
         }
     }
 

@@ -28,6 +28,7 @@ use crate::config::ModeKind;
 use crate::config::UpstreamTls;
 use crate::context::{Address, Context, RootContext};
 use crate::error::{ProtocolError, Side};
+use crate::flow::TlsFacts;
 use crate::io::{h2_io_error, BoxStream, BufIo, Stream};
 use crate::layers::http1::codec::{self, read_head};
 
@@ -123,8 +124,8 @@ pub struct ServerConnection {
     stream: Option<BufIo<BoxStream>>,
     /// The open HTTP/2 connection, when the server chose HTTP/2 (then `stream` is `None`).
     h2: Option<Http2Sender>,
-    /// The server's socket address, once connected.
-    peer_addr: Option<SocketAddr>,
+    /// The server's socket address and TLS, once connected.
+    peer: Option<Peer>,
     /// True once the open stream has carried a complete exchange (it may have gone stale since).
     reused: bool,
     /// True while the open stream sits between exchanges, so it may be handed to the pool.
@@ -149,7 +150,7 @@ pub struct ConnectionPool {
     idle: Mutex<HashMap<PoolKey, Vec<Pooled>>>,
     /// HTTP/2 connections, shared (not taken) by every exchange to the same server, with when each was
     /// last used.
-    shared: Mutex<HashMap<PoolKey, (Http2Sender, SocketAddr, Instant)>>,
+    shared: Mutex<HashMap<PoolKey, (Http2Sender, Peer, Instant)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -162,8 +163,16 @@ struct PoolKey {
 
 struct Pooled {
     stream: BufIo<BoxStream>,
-    peer_addr: SocketAddr,
+    peer: Peer,
     since: Instant,
+}
+
+/// Who is at the other end of an open server connection.
+#[derive(Debug, Clone)]
+struct Peer {
+    addr: SocketAddr,
+    /// What the TLS handshake settled, for a TLS connection.
+    tls: Option<TlsFacts>,
 }
 
 impl ConnectionPool {
@@ -192,14 +201,14 @@ impl ConnectionPool {
     }
 
     /// A handle on the shared HTTP/2 connection to `key`, if there is one.
-    fn share(&self, key: &PoolKey) -> Option<(Http2Sender, SocketAddr)> {
+    fn share(&self, key: &PoolKey) -> Option<(Http2Sender, Peer)> {
         let mut shared = self.shared.lock().expect("pool lock");
         let (sender, peer, used) = shared.get_mut(key)?;
         *used = Instant::now();
-        Some((sender.clone(), *peer))
+        Some((sender.clone(), peer.clone()))
     }
 
-    fn offer_shared(&self, key: PoolKey, sender: Http2Sender, peer: SocketAddr) {
+    fn offer_shared(&self, key: PoolKey, sender: Http2Sender, peer: Peer) {
         self.shared.lock().expect("pool lock").insert(key, (sender, peer, Instant::now()));
     }
 
@@ -236,7 +245,7 @@ impl ServerConnection {
             prior_knowledge: false,
             stream: None,
             h2: None,
-            peer_addr: None,
+            peer: None,
             reused: false,
             idle: false,
             dial_next: false,
@@ -306,7 +315,7 @@ impl ServerConnection {
     pub fn disconnect(&mut self) {
         self.stream = None;
         self.h2 = None;
-        self.peer_addr = None;
+        self.peer = None;
         self.reused = false;
         self.idle = false;
     }
@@ -314,8 +323,8 @@ impl ServerConnection {
     /// Lets go of the connection: an idle HTTP connection goes to the pool, anything else is closed.
     fn release(&mut self) {
         if let (true, Purpose::Http, Some(key)) = (self.idle, self.purpose, self.pool_key()) {
-            if let (Some(stream), Some(peer_addr)) = (self.stream.take(), self.peer_addr) {
-                self.root.pool.put(key, Pooled { stream, peer_addr, since: Instant::now() });
+            if let (Some(stream), Some(peer)) = (self.stream.take(), self.peer.take()) {
+                self.root.pool.put(key, Pooled { stream, peer, since: Instant::now() });
             }
         }
         self.disconnect();
@@ -345,19 +354,19 @@ impl ServerConnection {
         let key = self.pool_key().filter(|_| self.purpose == Purpose::Http);
         let dial_next = std::mem::take(&mut self.dial_next);
         if let (Some(key), false) = (&key, dial_next) {
-            if let Some((sender, peer_addr)) = self.root.pool.share(key) {
-                (self.h2, self.peer_addr, self.reused) = (Some(sender), Some(peer_addr), true);
+            if let Some((sender, peer)) = self.root.pool.share(key) {
+                (self.h2, self.peer, self.reused) = (Some(sender), Some(peer), true);
                 return Ok(());
             }
             if let Some(pooled) = self.root.pool.take(key) {
-                (self.stream, self.peer_addr, self.reused) = (Some(pooled.stream), Some(pooled.peer_addr), true);
+                (self.stream, self.peer, self.reused) = (Some(pooled.stream), Some(pooled.peer), true);
                 return Ok(());
             }
         }
         let addons = &self.root.addons;
         let mut info = ServerInfo { address: address.to_string(), peer: None, error: None };
         addons.each(&info, |addon, server| addon.server_connect(server)).await;
-        let (stream, peer_addr, alpn) = match self.open(&address).await {
+        let (stream, peer_addr, tls_facts) = match self.open(&address).await {
             Ok(opened) => opened,
             Err(error) => {
                 info.error = Some(error.to_string());
@@ -367,8 +376,10 @@ impl ServerConnection {
         };
         info.peer = Some(peer_addr);
         addons.each(&info, |addon, server| addon.server_connected(server)).await;
-        (self.peer_addr, self.reused) = (Some(peer_addr), false);
-        let speaks_h2 = self.prior_knowledge || alpn.as_deref() == Some(ALPN_H2);
+        let speaks_h2 = self.prior_knowledge
+            || tls_facts.as_ref().and_then(|t| t.alpn.as_deref()).map(str::as_bytes) == Some(ALPN_H2);
+        let peer = Peer { addr: peer_addr, tls: tls_facts };
+        (self.peer, self.reused) = (Some(peer.clone()), false);
         if self.purpose == Purpose::Http && speaks_h2 {
             let host = address.to_string();
             let handshake = h2::client::Builder::new()
@@ -386,7 +397,7 @@ impl ServerConnection {
                 }
             });
             if let Some(key) = key {
-                self.root.pool.offer_shared(key, sender.clone(), peer_addr);
+                self.root.pool.offer_shared(key, sender.clone(), peer);
             }
             self.h2 = Some(sender);
         } else {
@@ -397,7 +408,12 @@ impl ServerConnection {
 
     /// The address of the server (or upstream proxy) strata is connected to.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer_addr
+        self.peer.as_ref().map(|peer| peer.addr)
+    }
+
+    /// What the TLS handshake with the server settled, for a TLS connection.
+    pub fn tls_facts(&self) -> Option<TlsFacts> {
+        self.peer.as_ref().and_then(|peer| peer.tls.clone())
     }
 
     /// Takes the open connection away (for a layer that now owns it, e.g. after an upgrade).
@@ -413,8 +429,8 @@ impl ServerConnection {
     }
 
     /// Dials the server (or the upstream proxy, tunnelling through it when needed) and adds TLS. Returns
-    /// the stream, the peer's address and the ALPN protocol the server chose.
-    async fn open(&self, address: &Address) -> Result<(BoxStream, SocketAddr, Option<Vec<u8>>), ProtocolError> {
+    /// the stream, the peer's address and what the TLS handshake settled.
+    async fn open(&self, address: &Address) -> Result<(BoxStream, SocketAddr, Option<TlsFacts>), ProtocolError> {
         let unknown = || SocketAddr::from(([0, 0, 0, 0], 0));
         let (tcp, peer): (BoxStream, SocketAddr) = match &self.via {
             None => {
@@ -435,8 +451,8 @@ impl ServerConnection {
         match &self.tls {
             Some(tls) => {
                 let stream = self.handshake(tcp, address, tls).await?;
-                let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-                Ok((Box::new(stream), peer, alpn))
+                let facts = TlsFacts::of(stream.get_ref().1, Some(tls.server_name.clone()));
+                Ok((Box::new(stream), peer, Some(facts)))
             }
             None => Ok((tcp, peer, None)),
         }

@@ -852,6 +852,21 @@ fn w_stores_a_3_mib_request_body_uploaded_over_http2_exactly() {
     let exported = parse_har(&har);
     assert_eq!(entry_for(&exported, &url)["request"]["httpVersion"], "HTTP/2.0", "the upload's request version");
     assert_stored_request_body(&exported, &url, &sent);
+
+    // The session keeps what each TLS handshake settled: h2 with curl; the origin agrees on no ALPN.
+    let db = rusqlite::Connection::open(&session).unwrap();
+    let (client_alpn, client_version, server_alpn, server_version): (String, String, Option<String>, String) = db
+        .query_row(
+            "SELECT client_alpn, client_tls_version, server_alpn, server_tls_version FROM flows WHERE method = 'POST'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((client_alpn.as_str(), server_alpn), ("h2", None));
+    assert!(
+        client_version.starts_with("TLSv1.") && server_version.starts_with("TLSv1."),
+        "{client_version} {server_version}"
+    );
 }
 
 /// `--store-body-limit 1k` stores the first 1024 bytes of a 100 KiB body and drops the rest, while the

@@ -15,6 +15,8 @@ fn complete() -> HttpFlow {
         id: FlowId::next(),
         at_proxy: true,
         metadata: Vec::new(),
+        client_tls: None,
+        server_tls: None,
         client_addr: "10.0.0.1:5000".parse().unwrap(),
         server_addr: Some("93.184.216.34:8080".parse().unwrap()),
         request: Request {

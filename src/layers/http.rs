@@ -164,6 +164,7 @@ impl HttpLayer {
             response_started: false,
             flow: HttpFlow::new(self.ctx.client_addr(), self.is_proxy_facing, request),
         };
+        exchange.flow.client_tls = self.ctx.client_tls_facts().cloned();
         let result = self.forward(client, head, target, &mut exchange).await;
         if let Err(error) = &result {
             if !exchange.response_started {
@@ -279,6 +280,7 @@ impl HttpLayer {
             let timings = &mut exchange.flow.timings;
             timings.connect_ms = if dialled { Exchange::elapsed_ms(connect_started) } else { -1.0 };
             exchange.flow.server_addr = self.server.peer_addr();
+            exchange.flow.server_tls = self.server.tls_facts();
             let send_started = Instant::now();
             let response = match self.server.http2() {
                 Some(sender) => {

@@ -17,6 +17,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use crate::addon::TlsInfo;
 use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
+use crate::flow::TlsFacts;
 use crate::io::BufIo;
 use crate::layer::{run_next_layer, BoxFuture, ClientIo, Layer, LayerKind};
 use crate::server_conn::{ALPN_H2, ALPN_HTTP1};
@@ -73,9 +74,17 @@ impl TlsLayer {
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec).unwrap_or_default();
         info.alpn = vec![alpn.clone()];
         addons.each(&info, |addon, tls| addon.tls_established_client(tls)).await;
+        let facts = TlsFacts::of(tls.get_ref().1, sni.clone());
         let ctx = self.parent.push(
             LayerKind::Tls,
-            Facts { client_tls: Some(true), sni, alpn_offers: Some(alpn_offers), alpn: Some(alpn), ..Facts::default() },
+            Facts {
+                client_tls: Some(true),
+                sni,
+                alpn_offers: Some(alpn_offers),
+                alpn: Some(alpn),
+                client_tls_facts: Some(facts),
+                ..Facts::default()
+            },
         );
         tracing::debug!(stack = %ctx.stack(), sni = ?ctx.sni(), "client TLS established");
         run_next_layer(&ctx, BufIo::new(Box::new(tls))).await

@@ -73,7 +73,9 @@ CREATE TABLE IF NOT EXISTS flows (
     websocket INTEGER NOT NULL DEFAULT 0,
     bytes_to_server INTEGER, bytes_to_client INTEGER, duration_ms REAL,
     url TEXT,
-    text_indexed INTEGER NOT NULL DEFAULT 0
+    text_indexed INTEGER NOT NULL DEFAULT 0,
+    client_sni TEXT, client_alpn TEXT, client_tls_version TEXT,
+    server_sni TEXT, server_alpn TEXT, server_tls_version TEXT
 );
 CREATE INDEX IF NOT EXISTS flows_host ON flows(host);
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
@@ -420,9 +422,10 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
         "INSERT INTO flows (id, kind, started_at, client, server, at_proxy, method, scheme, host, port, path,
             http_version, request_headers, request_body, request_body_len, status, reason, response_version,
             response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms,
-            websocket, duration_ms, request_truncated, response_truncated, url)
+            websocket, duration_ms, request_truncated, response_truncated, url, client_sni, client_alpn,
+            client_tls_version, server_sni, server_alpn, server_tls_version)
          VALUES (?1, 'http', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)
          ON CONFLICT(id) DO UPDATE SET server = excluded.server, method = excluded.method,
             scheme = excluded.scheme, host = excluded.host, port = excluded.port, path = excluded.path,
             request_headers = excluded.request_headers, request_body = excluded.request_body,
@@ -432,7 +435,10 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             error = excluded.error, connect_ms = excluded.connect_ms, send_ms = excluded.send_ms,
             wait_ms = excluded.wait_ms, receive_ms = excluded.receive_ms, websocket = excluded.websocket,
             duration_ms = excluded.duration_ms, request_truncated = excluded.request_truncated,
-            response_truncated = excluded.response_truncated, url = excluded.url
+            response_truncated = excluded.response_truncated, url = excluded.url,
+            client_sni = excluded.client_sni, client_alpn = excluded.client_alpn,
+            client_tls_version = excluded.client_tls_version, server_sni = excluded.server_sni,
+            server_alpn = excluded.server_alpn, server_tls_version = excluded.server_tls_version
          RETURNING seq",
     )?
     .query_row(
@@ -467,6 +473,12 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             truncated(request.body_len),
             response.is_some_and(|r| truncated(r.body_len)),
             request.url(),
+            flow.client_tls.as_ref().and_then(|t| t.sni.clone()),
+            flow.client_tls.as_ref().and_then(|t| t.alpn.clone()),
+            flow.client_tls.as_ref().and_then(|t| t.version.clone()),
+            flow.server_tls.as_ref().and_then(|t| t.sni.clone()),
+            flow.server_tls.as_ref().and_then(|t| t.alpn.clone()),
+            flow.server_tls.as_ref().and_then(|t| t.version.clone()),
         ],
         |row| row.get(0),
     )
@@ -596,3 +608,4 @@ fn fields_from_wire(bytes: &[u8]) -> Headers {
     }
     headers
 }
+

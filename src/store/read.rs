@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::query::Lowered;
 use super::{fields_from_wire, StoredFlow, SCHEMA_VERSION};
 use crate::filter::Filter;
-use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, WebSocketData, WebSocketMessage};
+use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, TlsFacts, WebSocketData, WebSocketMessage};
 use crate::http::message::Version;
 use crate::http::url::Scheme;
 
@@ -34,6 +34,9 @@ const COLUMNS: &str = "kind, id, started_at, client, server, at_proxy, method, s
     http_version, request_headers, iif(?3, request_body, NULL), request_body_len, status, reason,
     response_version, response_headers, iif(?3, response_body, NULL), response_body_len, error,
     connect_ms, send_ms, wait_ms, receive_ms, websocket, bytes_to_server, bytes_to_client, duration_ms, seq";
+
+/// The TLS facts of both connections (schema 2 on), after `COLUMNS`.
+const TLS_COLUMNS: &str = "client_sni, client_alpn, client_tls_version, server_sni, server_alpn, server_tls_version";
 
 impl SessionReader {
     /// Opens a session; the error names the file. Opened read-write when it can be (nothing is written),
@@ -130,7 +133,8 @@ impl SessionReader {
         let fail = |e: rusqlite::Error| self.fail(e);
         let with_bodies = self.with_bodies || !lowered.exact;
         let sql = format!(
-            "SELECT {COLUMNS} FROM flows WHERE seq > ?1 AND ({}) ORDER BY seq LIMIT ?2 OFFSET ?4",
+            "SELECT {COLUMNS}, {} FROM flows WHERE seq > ?1 AND ({}) ORDER BY seq LIMIT ?2 OFFSET ?4",
+            if self.version >= 2 { TLS_COLUMNS } else { "NULL, NULL, NULL, NULL, NULL, NULL" },
             // The condition's own parameters come after the four fixed ones.
             renumber(&lowered.condition, 5)
         );
@@ -299,5 +303,11 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
         data.duration = Duration::from_secs_f64(row.get::<_, Option<f64>>(29)?.unwrap_or(0.0).max(0.0) / 1000.0);
         flow.websocket = Some(data);
     }
+    let tls = |first: usize| -> rusqlite::Result<Option<TlsFacts>> {
+        let facts = TlsFacts { sni: row.get(first)?, alpn: row.get(first + 1)?, version: row.get(first + 2)? };
+        Ok((facts != TlsFacts::default()).then_some(facts))
+    };
+    flow.client_tls = tls(31)?;
+    flow.server_tls = tls(34)?;
     Ok(StoredFlow::Http(Box::new(flow)))
 }

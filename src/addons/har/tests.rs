@@ -20,6 +20,8 @@ fn flow() -> HttpFlow {
         id: FlowId::next(),
         at_proxy: true,
         metadata: Vec::new(),
+        client_tls: None,
+        server_tls: None,
         client_addr: "127.0.0.1:50000".parse().unwrap(),
         server_addr: Some("127.0.0.1:8080".parse().unwrap()),
         request: Request {

@@ -77,6 +77,8 @@ fn placeholder() -> HttpFlow {
         started_at: SystemTime::UNIX_EPOCH,
         timings: Timings::default(),
         metadata: Vec::new(),
+        client_tls: None,
+        server_tls: None,
     }
 }
 
