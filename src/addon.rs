@@ -38,6 +38,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::flow::{FlowId, HttpFlow, TcpFlow, TcpMessage, WebSocketMessage};
+use crate::http::message::Headers;
 
 /// A boxed hook future, as `async_trait` makes them.
 pub type HookFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -136,6 +137,10 @@ pub trait Addon: Send + Sync {
     /// Called between `requestheaders` and `request` for the request body (when it streams), between
     /// `responseheaders` and `response` for the response body.
     async fn body_chunk(&self, _flow: FlowId, _side: BodySide, _offset: u64, _data: &Bytes) {}
+
+    /// The trailer fields at the end of a streamed body (HTTP/1.1 chunked or HTTP/2), delivered with the
+    /// pieces (`wants_body_chunks`).
+    async fn body_trailers(&self, _flow: FlowId, _side: BodySide, _trailers: &Headers) {}
 }
 
 /// Which body of an exchange.
@@ -164,6 +169,13 @@ impl BodyTap {
             addon.body_chunk(self.flow, self.side, self.offset, data).await;
         }
         self.offset += data.len() as u64;
+    }
+
+    /// Reports the body's trailer fields.
+    pub async fn trailers(&mut self, trailers: &Headers) {
+        for addon in self.addons.iter() {
+            addon.body_trailers(self.flow, self.side, trailers).await;
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `-w FILE` / `--save-stream-file FILE` (`+FILE` appends): every flow goes to a session in the flow
-//! store (`crate::store`) as it happens: an HTTP flow when its request head is in and again when it ends,
-//! its streamed bodies piece by piece as they pass (nothing is buffered for the store), WebSocket
+//! store (`crate::store`) as it happens: an HTTP flow when its request head is in, when its response head
+//! is, and when it ends, its streamed bodies piece by piece as they pass (with their trailers) (nothing is buffered for the store), WebSocket
 //! messages as they pass, TCP flows when they end. `--save-stream-filter` (or the positional filter)
 //! chooses which finished flows are kept: one it does not keep is dropped from the session at its end.
 
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::addon::{Addon, BodySide};
 use crate::filter::Filter;
 use crate::flow::{FlowId, HttpFlow, TcpFlow, WebSocketMessage};
+use crate::http::message::Headers;
 use crate::store::StoreWriter;
 
 /// The addon.
@@ -60,6 +61,15 @@ impl Addon for Save {
 
     async fn body_chunk(&self, flow: FlowId, side: BodySide, offset: u64, data: &Bytes) {
         self.store.body(flow, side, offset, data).await;
+    }
+
+    async fn body_trailers(&self, flow: FlowId, side: BodySide, trailers: &Headers) {
+        self.store.trailers(flow, side, trailers).await;
+    }
+
+    /// The response head is stored as soon as it is in, before its body.
+    async fn responseheaders(&self, flow: &mut HttpFlow) {
+        self.store.http(flow, false).await;
     }
 
     async fn response(&self, flow: &mut HttpFlow) {

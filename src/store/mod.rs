@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS flows (
     url TEXT,
     text_indexed INTEGER NOT NULL DEFAULT 0,
     client_sni TEXT, client_alpn TEXT, client_tls_version TEXT,
-    server_sni TEXT, server_alpn TEXT, server_tls_version TEXT
+    server_sni TEXT, server_alpn TEXT, server_tls_version TEXT,
+    request_trailers BLOB, response_trailers BLOB
 );
 CREATE INDEX IF NOT EXISTS flows_host ON flows(host);
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
@@ -118,6 +119,12 @@ enum Op {
         side: BodySide,
         offset: u64,
         data: Bytes,
+    },
+    /// The trailer fields of a streamed body, as on the wire.
+    Trailers {
+        flow: FlowId,
+        side: BodySide,
+        fields: Vec<u8>,
     },
     Tcp(Box<TcpFlow>),
     Message {
@@ -205,6 +212,11 @@ impl StoreWriter {
     /// Stores the `n`th message of a WebSocket flow.
     pub async fn message(&self, flow_id: FlowId, n: u64, message: &WebSocketMessage) {
         self.send(Op::Message { flow_id, n, message: message.clone() }).await;
+    }
+
+    /// Stores the trailer fields of a streamed body.
+    pub async fn trailers(&self, flow: FlowId, side: BodySide, trailers: &Headers) {
+        self.send(Op::Trailers { flow, side, fields: wire_fields(trailers) }).await;
     }
 
     /// Drops a flow that is not kept after all, with its bodies and messages.
@@ -340,18 +352,21 @@ impl Writer {
                     }
                 }
                 Op::Body { flow, side, offset, data } => {
-                    let seq = match self.live.get(&flow) {
-                        Some(&seq) => Some(seq),
-                        None => tx
-                            .query_row("SELECT seq FROM flows WHERE id = ?1", [flow.to_string()], |row| row.get(0))
-                            .optional()?,
-                    };
                     // A piece of a flow that is not (or no longer) stored has nowhere to go.
-                    if let Some(seq) = seq {
+                    if let Some(seq) = seq_of(&self.live, &tx, flow)? {
                         tx.prepare_cached(
                             "INSERT OR REPLACE INTO bodies (flow_seq, side, offset, data) VALUES (?1, ?2, ?3, ?4)",
                         )?
                         .execute(params![seq, side_code(side), offset as i64, &data[..]])?;
+                    }
+                }
+                Op::Trailers { flow, side, fields } => {
+                    if let Some(seq) = seq_of(&self.live, &tx, flow)? {
+                        let sql = match side {
+                            BodySide::Request => "UPDATE flows SET request_trailers = ?2 WHERE seq = ?1",
+                            BodySide::Response => "UPDATE flows SET response_trailers = ?2 WHERE seq = ?1",
+                        };
+                        tx.prepare_cached(sql)?.execute(params![seq, fields])?;
                     }
                 }
                 Op::Tcp(flow) => insert_tcp(&tx, &flow)?,
@@ -380,6 +395,14 @@ impl Writer {
             }
         }
         tx.commit()
+    }
+}
+
+/// The `seq` of a flow being written (`live`), or of one already stored.
+fn seq_of(live: &HashMap<FlowId, i64>, tx: &rusqlite::Transaction<'_>, flow: FlowId) -> rusqlite::Result<Option<i64>> {
+    match live.get(&flow) {
+        Some(&seq) => Ok(Some(seq)),
+        None => tx.query_row("SELECT seq FROM flows WHERE id = ?1", [flow.to_string()], |row| row.get(0)).optional(),
     }
 }
 
@@ -609,3 +632,5 @@ fn fields_from_wire(bytes: &[u8]) -> Headers {
     headers
 }
 
+#[cfg(test)]
+mod tests;

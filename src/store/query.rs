@@ -86,11 +86,17 @@ impl Lowered {
                 self.params.push(Value::Integer(i64::from(*code)));
                 ("coalesce(status = ?, 0)".into(), true)
             }
-            Node::Not(inner) => match self.lower(inner) {
-                (condition, true) => (format!("NOT ({condition})"), true),
-                // The complement of a superset says nothing.
-                (_, false) => ("1".into(), false),
-            },
+            Node::Not(inner) => {
+                let params = self.params.len();
+                match self.lower(inner) {
+                    (condition, true) => (format!("NOT ({condition})"), true),
+                    // The complement of a superset says nothing: its condition (and parameters) go.
+                    (_, false) => {
+                        self.params.truncate(params);
+                        ("1".into(), false)
+                    }
+                }
+            }
             Node::And(items) | Node::Or(items) => {
                 let joiner = if matches!(node, Node::And(_)) { " AND " } else { " OR " };
                 let parts: Vec<(String, bool)> = items.iter().map(|item| self.lower(item)).collect();

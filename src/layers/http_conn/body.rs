@@ -260,7 +260,12 @@ pub(super) async fn pump(
                 }
                 sink.write(data).await?;
             }
-            BodyPiece::Trailers(fields) => trailers = Some(fields),
+            BodyPiece::Trailers(fields) => {
+                if let Some(tap) = tap.as_deref_mut() {
+                    tap.trailers(&fields).await;
+                }
+                trailers = Some(fields);
+            }
         }
     }
     sink.finish(trailers).await?;
