@@ -68,6 +68,8 @@ pub struct Request {
     /// body in its `request` hook sets it to false in `requestheaders` (mitmproxy's `stream`, whose default
     /// is the other way round).
     pub stream: bool,
+    /// The trailer fields after the body (chunked HTTP/1.1 or HTTP/2), when known.
+    pub trailers: Option<Headers>,
 }
 
 impl Request {
@@ -110,6 +112,8 @@ pub struct Response {
     pub body_len: u64,
     /// As `Request::stream`, set in `responseheaders`.
     pub stream: bool,
+    /// As `Request::trailers`.
+    pub trailers: Option<Headers>,
 }
 
 impl Response {
@@ -133,6 +137,7 @@ impl Response {
             body_len: body.len() as u64,
             body: Some(body),
             stream: false,
+            trailers: None,
         }
     }
 

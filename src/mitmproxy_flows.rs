@@ -195,6 +195,7 @@ fn http_flow(state: &TValue) -> HttpFlow {
         body_len: content.as_ref().map_or(0, |c| c.len() as u64),
         body: content,
         stream: true,
+        trailers: None,
     };
     let client = address(state.get("client_conn"), "peername").unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
     let mut flow = HttpFlow::new(client, false, request);
@@ -217,6 +218,7 @@ fn http_flow(state: &TValue) -> HttpFlow {
             body_len: content.as_ref().map_or(0, |c| c.len() as u64),
             body: content,
             stream: true,
+            trailers: None,
         });
         let (start, end) =
             (field("timestamp_start").and_then(TValue::float), field("timestamp_end").and_then(TValue::float));

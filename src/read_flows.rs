@@ -180,6 +180,7 @@ fn from_har(exchange: &RecordedExchange) -> HttpFlow {
         body_len: exchange.request_body.len() as u64,
         body: Some(exchange.request_body.clone()),
         stream: true,
+        trailers: None,
     };
     let mut flow = HttpFlow::new(std::net::SocketAddr::from(([0, 0, 0, 0], 0)), false, request);
     let mut response =

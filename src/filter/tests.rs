@@ -34,6 +34,7 @@ fn complete() -> HttpFlow {
             body: Some(b"hello\nrequest".to_vec()),
             body_len: 13,
             stream: true,
+            trailers: None,
         },
         response: Some(Response {
             status: 200,
@@ -43,6 +44,7 @@ fn complete() -> HttpFlow {
             body: Some(b"{\"ok\":true,\"raw\":\"\xff\"}".to_vec()),
             body_len: 22,
             stream: true,
+            trailers: None,
         }),
         error: None,
         websocket: None,

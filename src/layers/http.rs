@@ -123,6 +123,7 @@ impl HttpLayer {
             body: None,
             body_len: 0,
             stream: true,
+            trailers: None,
         };
         let mut flow = HttpFlow::new(self.ctx.client_addr(), self.is_proxy_facing, request);
         self.ctx.root().addons.request_phase(&mut flow, |addon, flow| addon.http_connect(flow)).await;
@@ -157,6 +158,7 @@ impl HttpLayer {
             body: None,
             body_len: 0,
             stream: true,
+            trailers: None,
         };
         head.method.clone_from(&request.method);
         let mut exchange = Exchange {
@@ -217,6 +219,7 @@ impl HttpLayer {
                 Some(bytes) => {
                     exchange.flow.request.body_len = bytes.len() as u64;
                     exchange.flow.request.body = Some(bytes);
+                    exchange.flow.request.trailers = client.request_trailers().cloned();
                 }
                 None => {
                     tracing::info!(url = %exchange.flow.request.url(), "request body over --body-size-limit: streamed, not recorded")
@@ -363,6 +366,7 @@ impl HttpLayer {
             body: body.is_empty().then(Vec::new),
             body_len: 0,
             stream: true,
+            trailers: None,
         });
         root.addons.each_mut(&mut exchange.flow, |addon, flow| addon.responseheaders(flow)).await;
 
@@ -375,6 +379,7 @@ impl HttpLayer {
                 Some(bytes) => {
                     flow_response.body_len = bytes.len() as u64;
                     flow_response.body = Some(bytes);
+                    flow_response.trailers = body.trailers().cloned();
                 }
                 None => {
                     tracing::info!(url = %exchange.flow.request.url(), "response body over --body-size-limit: streamed, not recorded")
@@ -455,6 +460,7 @@ impl HttpLayer {
             body: None,
             body_len: 0,
             stream: true,
+            trailers: None,
         });
         self.ctx.root().addons.each_mut(&mut exchange.flow, |addon, flow| addon.response(flow)).await;
         // The session's own events follow in the WebSocket layer.

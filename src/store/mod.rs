@@ -446,9 +446,9 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             http_version, request_headers, request_body, request_body_len, status, reason, response_version,
             response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms,
             websocket, duration_ms, request_truncated, response_truncated, url, client_sni, client_alpn,
-            client_tls_version, server_sni, server_alpn, server_tls_version)
+            client_tls_version, server_sni, server_alpn, server_tls_version, request_trailers, response_trailers)
          VALUES (?1, 'http', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)
          ON CONFLICT(id) DO UPDATE SET server = excluded.server, method = excluded.method,
             scheme = excluded.scheme, host = excluded.host, port = excluded.port, path = excluded.path,
             request_headers = excluded.request_headers, request_body = excluded.request_body,
@@ -461,7 +461,9 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             response_truncated = excluded.response_truncated, url = excluded.url,
             client_sni = excluded.client_sni, client_alpn = excluded.client_alpn,
             client_tls_version = excluded.client_tls_version, server_sni = excluded.server_sni,
-            server_alpn = excluded.server_alpn, server_tls_version = excluded.server_tls_version
+            server_alpn = excluded.server_alpn, server_tls_version = excluded.server_tls_version,
+            request_trailers = coalesce(excluded.request_trailers, request_trailers),
+            response_trailers = coalesce(excluded.response_trailers, response_trailers)
          RETURNING seq",
     )?
     .query_row(
@@ -502,6 +504,8 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             flow.server_tls.as_ref().and_then(|t| t.sni.clone()),
             flow.server_tls.as_ref().and_then(|t| t.alpn.clone()),
             flow.server_tls.as_ref().and_then(|t| t.version.clone()),
+            request.trailers.as_ref().map(wire_fields),
+            response.and_then(|r| r.trailers.as_ref()).map(wire_fields),
         ],
         |row| row.get(0),
     )

@@ -10,7 +10,7 @@ use super::query::Lowered;
 use super::{fields_from_wire, StoredFlow, SCHEMA_VERSION};
 use crate::filter::Filter;
 use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, TlsFacts, WebSocketData, WebSocketMessage};
-use crate::http::message::Version;
+use crate::http::message::{Headers, Version};
 use crate::http::url::Scheme;
 
 /// Reads a session a page at a time, in the order its flows started, so reading costs memory for one
@@ -35,8 +35,9 @@ const COLUMNS: &str = "kind, id, started_at, client, server, at_proxy, method, s
     response_version, response_headers, iif(?3, response_body, NULL), response_body_len, error,
     connect_ms, send_ms, wait_ms, receive_ms, websocket, bytes_to_server, bytes_to_client, duration_ms, seq";
 
-/// The TLS facts of both connections (schema 2 on), after `COLUMNS`.
-const TLS_COLUMNS: &str = "client_sni, client_alpn, client_tls_version, server_sni, server_alpn, server_tls_version";
+/// The TLS facts of both connections and the trailers (schema 2 on), after `COLUMNS`.
+const TLS_COLUMNS: &str = "client_sni, client_alpn, client_tls_version, server_sni, server_alpn, server_tls_version,
+    request_trailers, response_trailers";
 
 impl SessionReader {
     /// Opens a session; the error names the file. Opened read-write when it can be (nothing is written),
@@ -134,7 +135,7 @@ impl SessionReader {
         let with_bodies = self.with_bodies || !lowered.exact;
         let sql = format!(
             "SELECT {COLUMNS}, {} FROM flows WHERE seq > ?1 AND ({}) ORDER BY seq LIMIT ?2 OFFSET ?4",
-            if self.version >= 2 { TLS_COLUMNS } else { "NULL, NULL, NULL, NULL, NULL, NULL" },
+            if self.version >= 2 { TLS_COLUMNS } else { "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL" },
             // The condition's own parameters come after the four fixed ones.
             renumber(&lowered.condition, 5)
         );
@@ -273,6 +274,7 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
         body: row.get(13)?,
         body_len: row.get::<_, Option<i64>>(14)?.unwrap_or(0) as u64,
         stream: true,
+        trailers: None,
     };
     let response = match row.get::<_, Option<u16>>(15)? {
         Some(status) => Some(Response {
@@ -283,6 +285,7 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
             body: row.get(19)?,
             body_len: row.get::<_, Option<i64>>(20)?.unwrap_or(0) as u64,
             stream: true,
+            trailers: None,
         }),
         None => None,
     };
@@ -309,5 +312,12 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
     };
     flow.client_tls = tls(31)?;
     flow.server_tls = tls(34)?;
+    let trailers = |column: usize| -> rusqlite::Result<Option<Headers>> {
+        Ok(row.get::<_, Option<Vec<u8>>>(column)?.map(|wire| fields_from_wire(&wire)))
+    };
+    flow.request.trailers = trailers(37)?;
+    if let Some(response) = &mut flow.response {
+        response.trailers = trailers(38)?;
+    }
     Ok(StoredFlow::Http(Box::new(flow)))
 }

@@ -371,6 +371,7 @@ fn request(method: &str, https: bool, host: &str, port: Option<u16>, path: &str,
         body: None,
         body_len: 0,
         stream: true,
+        trailers: None,
     }
 }
 
@@ -420,6 +421,7 @@ fn flow_steps(gen: &FlowGen, limit: u64, bodies: &mut Bodies) -> Vec<Step> {
                     body: None,
                     body_len: 0,
                     stream: true,
+                    trailers: None,
                 };
                 flow.response = Some(response.clone());
                 steps.push(Step::Http(Box::new(flow.clone()), false));
@@ -450,6 +452,7 @@ fn flow_steps(gen: &FlowGen, limit: u64, bodies: &mut Bodies) -> Vec<Step> {
                 body: None,
                 body_len: 0,
                 stream: true,
+                trailers: None,
             });
             flow.websocket = Some(WebSocketData::new());
             steps.push(Step::Http(Box::new(flow.clone()), false));

@@ -14,7 +14,7 @@
 //! is disk. A write that fails (a full disk) is reported once and ends the recording; proxying goes on.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -34,8 +34,10 @@ const CLOSING: &str = "\n]}}\n";
 /// The first argument that makes the strata binary a HAR writer process.
 pub const WRITER_PROCESS_ARG: &str = "__har-writer";
 
-/// The writer process's answer after each entry: written, or failed (its reason is on stderr).
+/// The writer process's answer after each entry: written, or failed (followed by the reason and a
+/// newline).
 const WRITTEN: u8 = b'+';
+const FAILED: u8 = b'!';
 
 /// The executable to start as the writer process, once the binary chose it.
 static WRITER_EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -73,13 +75,21 @@ struct Appender {
 }
 
 impl Appender {
+    /// Writes one entry. A write that fails part way (a full disk) is undone: the closing goes back where
+    /// it was and the file is cut after it, so the file stays the document it was.
     fn append(&mut self, json: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
         let separator: &[u8] = if self.entries == 0 { b"\n" } else { b",\n" };
         let mut bytes = Vec::with_capacity(separator.len() + json.len() + CLOSING.len());
         bytes.extend_from_slice(separator);
         bytes.extend_from_slice(json);
         bytes.extend_from_slice(CLOSING.as_bytes());
-        std::os::unix::fs::FileExt::write_all_at(&self.file, &bytes, self.end)?;
+        if let Err(e) = self.file.write_all_at(&bytes, self.end) {
+            // The closing's bytes were there before, so rewriting them needs no new space.
+            let _ = self.file.write_all_at(CLOSING.as_bytes(), self.end);
+            let _ = self.file.set_len(self.end + CLOSING.len() as u64);
+            return Err(e);
+        }
         self.end += (bytes.len() - CLOSING.len()) as u64;
         self.entries += 1;
         Ok(())
@@ -152,22 +162,22 @@ impl HarRecorder {
     }
 
     /// Ends the recording (at exit): the writer process finishes and the file is made durable. The error
-    /// names the file: the first write error, if any.
+    /// names the file; a write error `record` already reported is not reported again.
     pub fn flush(&self) -> Result<(), String> {
         let mut state = self.lock_state();
         let fail = |e: std::io::Error| format!("{}: {e}", self.path.display());
         match &mut state.target {
-            Target::InProcess(appender) => appender.file.sync_data().map_err(fail)?,
+            Target::InProcess(appender) => appender.file.sync_data().map_err(fail),
             Target::Process { child, stdin, .. } => {
                 // The writer syncs the file and exits when its input ends.
                 drop(stdin.take());
                 let status = child.wait().map_err(fail)?;
-                if !status.success() && state.failed.is_none() {
-                    state.failed = Some(format!("{}: the HAR writer process ended with {status}", self.path.display()));
+                match status.success() || state.failed.is_some() {
+                    true => Ok(()),
+                    false => Err(format!("{}: the HAR writer process ended with {status}", self.path.display())),
                 }
             }
         }
-        state.failed.clone().map_or(Ok(()), Err)
     }
 
     /// The state stays consistent even if a holder panicked (it changes after a whole write), so a
@@ -186,10 +196,14 @@ fn hand_over(stdin: Option<&mut ChildStdin>, answers: &mut ChildStdout, json: &[
     stdin.flush()?;
     let mut answer = [0u8];
     answers.read_exact(&mut answer)?;
-    if answer[0] != WRITTEN {
-        return Err(std::io::Error::other("the HAR writer process could not write (its error is above)"));
+    match answer[0] {
+        WRITTEN => Ok(()),
+        _ => {
+            let mut reason = String::new();
+            let _ = std::io::BufReader::new(answers).read_line(&mut reason);
+            Err(std::io::Error::other(reason.trim_end().to_string()))
+        }
     }
-    Ok(())
 }
 
 /// The writer process (`strata __har-writer FILE END`): appends each entry read from stdin to FILE, whose
@@ -225,8 +239,8 @@ pub fn run_writer_process(args: &[OsString]) -> u8 {
             break;
         }
         if let Err(e) = appender.append(&json) {
-            eprintln!("error: {}: {e}; HAR recording stopped", path.display());
-            let _ = output.write_all(b"!");
+            // strata reports it, once.
+            let _ = writeln!(output, "{}{e}", FAILED as char).and_then(|()| output.flush());
             return 1;
         }
         // strata may be gone (killed): the entry is written all the same.

@@ -40,6 +40,7 @@ fn flow() -> HttpFlow {
             body_len: request_body.len() as u64,
             body: Some(request_body),
             stream: true,
+            trailers: None,
         },
         response: Some(Response {
             status: 201,
@@ -54,6 +55,7 @@ fn flow() -> HttpFlow {
             body_len: response_body.len() as u64,
             body: Some(response_body),
             stream: true,
+            trailers: None,
         }),
         error: None,
         websocket: None,

@@ -70,6 +70,7 @@ fn placeholder() -> HttpFlow {
             body: None,
             body_len: 0,
             stream: true,
+            trailers: None,
         },
         response: None,
         error: None,

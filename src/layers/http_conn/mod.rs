@@ -183,6 +183,14 @@ impl<'a> ClientSide<'a> {
         collected.map_err(|e| request_body_error(e, "(client)"))
     }
 
+    /// The trailers of a request body collected whole (HTTP/2 only, as `ResponseBody::trailers`).
+    pub fn request_trailers(&self) -> Option<&Headers> {
+        match self {
+            ClientSide::Http2(h2) if h2.request_done => h2.trailers.as_ref(),
+            _ => None,
+        }
+    }
+
     /// True if nothing was read from the client that could not be sent again (for a retry): the request has
     /// no body, or it was read whole into the flow. A body streamed to a server is gone.
     pub fn can_resend_request_body(&self) -> bool {

@@ -230,6 +230,15 @@ impl ResponseBody {
         collected.map_err(|e| response_body_error(e, host))
     }
 
+    /// The trailers read with a body collected whole (HTTP/2; HTTP/1 trailers of a collected body are
+    /// checked and dropped, since it goes on with a Content-Length).
+    pub fn trailers(&self) -> Option<&Headers> {
+        match self {
+            ResponseBody::Http2 { trailers, .. } => trailers.as_ref(),
+            ResponseBody::Http1 { .. } => None,
+        }
+    }
+
     /// The whole body, if it is a Content-Length body already in the server's read buffer.
     pub(super) fn buffered_whole<'s>(&self, server: &'s ServerIo) -> Option<&'s [u8]> {
         match self {
