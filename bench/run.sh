@@ -5,7 +5,8 @@
 #
 #   bench/run.sh                 # full run: RUNS=3, DURATION=5 (scenarios 1-9 well under 10 minutes on 2 cores,
 #                                # scenario 10 a few minutes more)
-#   QUICK=1 bench/run.sh         # smoke run: 1 run of 2 s per cell, a 256 MiB "large" file, a 10,000-request soak
+#   QUICK=1 bench/run.sh         # smoke run: 1 run of 2 s per cell, a 256 MiB "large" file, a 10,000-request soak,
+#                                # a 100,000-flow session for the query timings
 #   SCENARIOS=10 bench/run.sh    # only the recording soak
 #   RUNS=5 DURATION=10 bench/run.sh
 #
@@ -15,15 +16,16 @@
 # concurrent streams per connection and threads, default 16, 16 and 2), BIG_SIZE (size of the large file, default
 # 1G), SOAK_REQUESTS (scenario 10's request count, default 100000), SOAK_MITM_SECONDS (scenario 10's time cap for
 # mitmdump, default 60), SOAK_MAX_SECONDS (scenario 10's time cap for each strata variant, a safety net, default
-# 600), SCENARIOS (which to run, default "1 2 3 4 5 6 7 8 9 10"), TARGETS (default "direct nginx mitmdump
-# strata"), KEEP_TMP=1 (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
+# 600), SOAK_QUERY_FLOWS (flows in scenario 10's query-speed session, default 1000000; 0 skips it), SCENARIOS
+# (which to run, default "1 2 3 4 5 6 7 8 9 10"), TARGETS (default "direct nginx mitmdump strata"), KEEP_TMP=1
+# (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
 #
 # What it does:
 #  1. Installs what is missing: nginx-light, wrk and h2load (Debian packages nginx-light, wrk, nghttp2-client;
 #     apt-get), nginx's Lua module for scenario 9 (libnginx-mod-http-lua, which pulls libnginx-mod-http-ndk and
 #     lua-resty-core; a failed install only makes that column n/a), mitmproxy (pip, into the venv bench/.venv,
-#     which it creates), then builds strata and the load client (`cargo build --release`,
-#     `cargo build --release --example loadgen`).
+#     which it creates), then builds strata, the load client and the session query benchmark (`cargo build
+#     --release`, `cargo build --release --example loadgen`, `cargo build --release --example store_query`).
 #  2. Makes a temp dir with a self-signed test CA and a leaf for 127.0.0.1 (ECDSA P-256, openssl), a 1 KiB
 #     file, a 100 KiB file (scenario 10) and a sparse 1 GiB file, and starts the origin: nginx with a plain, a TLS (HTTP/1.1 only) and a
 #     TLS + HTTP/2 server block (`listen ... ssl http2`, its own port, so that the HTTP/1.1 scenarios 3-5 keep
@@ -67,15 +69,32 @@
 #          less than 20 ms of load is left, or the time cap is hit); the completed count is in the table.
 #          req/s = requests / loadgen seconds (`sync` before each variant, so that the last one's writeback
 #          does not slow it); RSS at start (1 s after one warm-up request), peak (VmHWM) and end (VmRSS 1 s
-#          after the load), MiB. Recording proxies are stopped with SIGTERM and given 120 s to finish their
-#          file. Then `strata -n -r $TMP/s.db >/dev/null` (default flow detail) is timed: flows/s; the flows
-#          are counted with `strata -n -r ... | wc -l` and checked against the requests loadgen completed (+1
-#          warm-up; a loadgen run drops the requests in flight at its deadline, up to CONNS, which strata has
-#          usually forwarded and recorded anyway: more flows within that bound are noted as such, anything
-#          else as a mismatch). Each file is deleted once measured; if the temp dir's file system has less
-#          than 3x the space one variant may write (SOAK_REQUESTS x 100 KiB x 4/3) free, SOAK_REQUESTS is
-#          scaled down, with a note. Scenario 10 always runs once (RUNS does not apply: it is long) and has a
-#          table of its own, with the targets from issue 12 next to the numbers.
+#          after the load), MiB. Write ceiling: right before the -w variant, `dd if=/dev/zero of=$TMP/ceiling
+#          bs=1M count=...` writes as many bytes as that variant will write (SOAK_REQUESTS x 100 KiB, rounded up
+#          to whole MiB) the way strata writes them, buffered through the page cache without fsync (after a
+#          `sync`), and the file is deleted; its rate (dd's bytes / dd's seconds) is shown in MB/s and as the
+#          req/s of 100 KiB bodies it allows, next to the -w and --save-har req/s: --save-har writes each body
+#          once, -w twice (once to SQLite's write-ahead log, once into the database at checkpoints), so the -w
+#          ceiling shown is half of it (only when the -w variant runs). Recording proxies are stopped with
+#          SIGTERM and given 120 s to finish their file. Then `strata -n -r $TMP/s.db >/dev/null` (default
+#          flow detail) is timed: flows/s; the flows are counted with `strata -n -r ... | wc -l` and checked
+#          against the requests loadgen completed (+1 warm-up; a loadgen run drops the requests in flight at
+#          its deadline, up to CONNS, which strata has usually forwarded and recorded anyway: more flows within
+#          that bound are noted as such, anything else as a mismatch). Each file is deleted once measured; if
+#          the temp dir's file system has less than 3x the space one variant may write (SOAK_REQUESTS x 100 KiB
+#          x 4/3) free, SOAK_REQUESTS is scaled down, with a note. Then, after the variants and the read-back (and a
+#          `sync`), the query speed on a big session (issue 12: "flows 1000-1100 matching `~d api & ~c 500` from a
+#          million-flow session in milliseconds"): examples/store_query.rs writes a session of SOAK_QUERY_FLOWS
+#          synthetic flows to $TMP/q.db through the library's StoreWriter (each flow at its request head and at its
+#          end; ~50 hosts, 10 with "api" in the name; ~1.5 % 500s; a few hundred bytes of text or JSON response
+#          body, kept inline, on a tenth; a rare word in 5 of them), reports the write rate and the file's size,
+#          then times with SessionReader, 5 times each (median, min, max in ms): count(~c 500), query(~d api & ~c
+#          500, skip 1000, limit 100), query(~u /item/4, 0, 100), query(~b <the rare word>, 0, 100), query(~h
+#          x-trace, 0, 100) and count(None), every answer checked against Filter::matches on the same flows (a wrong
+#          one is noted); the file is deleted after (skipped, with a note, if the file system has less than 2 KB per
+#          flow free; not run without strata in TARGETS). Scenario 10 always runs once (RUNS does not apply: it is
+#          long) and has a table of its own, with the targets from issue 12 next to the numbers, and the query table
+#          under it ("milliseconds", read as a median under 100 ms).
 #     Every curl call names its HTTP version (--http1.1 in 5, --http2 in 8; curl would otherwise pick h2
 #     wherever it is offered) and the negotiated version is checked; loadgen (3, 4) offers no ALPN, so it
 #     speaks HTTP/1.1.
@@ -97,6 +116,7 @@ ROOT=$PWD
 
 if [[ -n "${QUICK:-}" ]]; then
     RUNS=${RUNS:-1} DURATION=${DURATION:-2} BIG_SIZE=${BIG_SIZE:-256M} SOAK_REQUESTS=${SOAK_REQUESTS:-10000}
+    SOAK_QUERY_FLOWS=${SOAK_QUERY_FLOWS:-100000}
 fi
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
@@ -110,6 +130,7 @@ BIG_SIZE=${BIG_SIZE:-1G}
 SOAK_REQUESTS=${SOAK_REQUESTS:-100000}
 SOAK_MITM_SECONDS=${SOAK_MITM_SECONDS:-60}
 SOAK_MAX_SECONDS=${SOAK_MAX_SECONDS:-600}
+SOAK_QUERY_FLOWS=${SOAK_QUERY_FLOWS:-1000000}
 SOAK_BODY=102400   # bytes of scenario 10's /100k
 SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8 9 10}
 TARGETS=${TARGETS:-direct nginx mitmdump strata}
@@ -117,6 +138,7 @@ NGINX=/usr/sbin/nginx
 VENV=$ROOT/bench/.venv
 STRATA=$ROOT/target/release/strata
 LOADGEN=$ROOT/target/release/examples/loadgen
+STORE_QUERY=$ROOT/target/release/examples/store_query
 NGX_MODULE_DIRS=${NGX_MODULE_DIRS:-/usr/lib/nginx/modules /usr/share/nginx/modules}
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -160,9 +182,10 @@ install_deps() {
 }
 
 build() {
-    log "building strata and loadgen (cargo build --release)"
+    log "building strata, loadgen and store_query (cargo build --release)"
     cargo build --release --quiet
     cargo build --release --quiet --example loadgen
+    cargo build --release --quiet --example store_query
 }
 
 [[ -n "${NO_INSTALL:-}" ]] || install_deps
@@ -740,10 +763,13 @@ scenario9() {
 # strata+har (--save-har) and mitmdump+w (-w flow file, bodies buffered and recorded), one after another, each
 # freshly started; always one run. Results: s10 (req/s), s10.n (requests completed), s10.rss0 / s10.hwm /
 # s10.rss1 (RSS at start, peak, end, MiB), s10.size (file written, bytes), s10.read and s10.flows (strata+w:
-# reading the session back).
+# reading the session back); SOAK_WRITE_* (the write ceiling, soak_write_ceiling) and SOAK_QUERY_* (the query
+# benchmark, soak_query).
 SOAK_N=$SOAK_REQUESTS
 SOAK_CELLS="strata strata+w strata+har mitmdump+w"
 SOAK_CEILING=""
+SOAK_WRITE_MBS="" SOAK_WRITE_RPS="" SOAK_WRITE_BYTES="" SOAK_WRITE_SECS=""
+SOAK_QUERY_TABLE="" SOAK_QUERY_SECS=""
 declare -A SOAK_CAPPED SOAK_CHECK
 
 # soak_load PORT CAP: loadgen runs (absolute-form GET /100k through the explicit proxy on PORT, CONNS
@@ -899,6 +925,66 @@ soak_cell() { # CELL
     fi
 }
 
+# soak_write_ceiling: what the disk takes through the page cache, the way the recording variants write: as many
+# bytes as the -w variant will write (SOAK_N x 100 KiB, in whole MiB), buffered, no fsync, the file deleted
+# after. Sets SOAK_WRITE_BYTES, SOAK_WRITE_SECS, SOAK_WRITE_MBS (10^6 bytes/s) and SOAK_WRITE_RPS (100 KiB
+# bodies per second it allows).
+soak_write_ceiling() {
+    local count out bytes secs
+    count=$(((SOAK_N * SOAK_BODY + 1048575) / 1048576))
+    sync -f "$TMP" 2>/dev/null || sync
+    out=$(LC_ALL=C dd if=/dev/zero of="$TMP/ceiling" bs=1M count="$count" 2>&1) || {
+        note "s10 write ceiling: dd failed: $(tail -1 <<<"$out")"
+        rm -f "$TMP/ceiling"
+        return
+    }
+    rm -f "$TMP/ceiling"
+    # "2097152000 bytes (2.1 GB, 2.0 GiB) copied, 1.04 s, 2.0 GB/s"
+    bytes=$(tail -1 <<<"$out" | awk '{print $1}')
+    secs=$(tail -1 <<<"$out" | sed -nE 's/.*copied, ([0-9.e+-]+) s,.*/\1/p')
+    if [[ -z $bytes || -z $secs ]] || ! awk -v s="$secs" 'BEGIN {exit !(s > 0)}'; then
+        note "s10 write ceiling: could not read dd's output: $(tail -1 <<<"$out")"
+        return
+    fi
+    SOAK_WRITE_BYTES=$bytes SOAK_WRITE_SECS=$(awk -v s="$secs" 'BEGIN {printf "%.2f", s}')
+    SOAK_WRITE_MBS=$(awk -v b="$bytes" -v s="$secs" 'BEGIN {printf "%.1f", b / s / 1e6}')
+    SOAK_WRITE_RPS=$(awk -v b="$bytes" -v s="$secs" -v r="$SOAK_BODY" 'BEGIN {printf "%.1f", b / s / r}')
+    log "  s10 write ceiling: dd bs=1M count=$count: $(tail -1 <<<"$out") = $SOAK_WRITE_RPS req/s of 100 KiB"
+}
+
+# soak_query: examples/store_query.rs on a session of SOAK_QUERY_FLOWS flows in $TMP (see the header); sets
+# SOAK_QUERY_TABLE (its markdown table and the line under it) and SOAK_QUERY_SECS.
+soak_query() {
+    local free rc=0 t0
+    [[ " $TARGETS " == *" strata "* ]] || return 0
+    if [[ ! -x $STORE_QUERY ]]; then
+        note "s10 query: $STORE_QUERY is missing (build failed?); skipped"
+        return
+    fi
+    free=$(df -B1 --output=avail "$TMP" | tail -1 | tr -d ' ')
+    if ((free < SOAK_QUERY_FLOWS * 2000)); then
+        note "s10 query: $((free / 1000000)) MB free in $TMP's file system, less than the 2 KB per flow a" \
+            "session of SOAK_QUERY_FLOWS=$SOAK_QUERY_FLOWS flows may need; skipped"
+        return
+    fi
+    sync -f "$TMP" 2>/dev/null || sync
+    log "  s10 query: store_query, a session of $SOAK_QUERY_FLOWS flows"
+    t0=$SECONDS
+    "$STORE_QUERY" --path "$TMP/q.db" --flows "$SOAK_QUERY_FLOWS" >"$TMP/query.out" 2>"$TMP/query.err" || rc=$?
+    rm -f "$TMP/q.db" "$TMP/q.db-wal" "$TMP/q.db-shm"
+    SOAK_QUERY_SECS=$((SECONDS - t0))
+    { grep -E '^store_query: (wrote|count|query)' "$TMP/query.err" || true; } | while read -r line; do log "    $line"; done
+    case $rc in
+    0) ;;
+    1) note "s10 query: store_query got WRONG answers (see the query table)" ;;
+    *)
+        note "s10 query: store_query failed (exit $rc): $(tail -3 "$TMP/query.err" | tr '\n' ' ')"
+        return
+        ;;
+    esac
+    SOAK_QUERY_TABLE=$(cat "$TMP/query.out")
+}
+
 scenario10() {
     local free per cell out
     # one variant's file at most at a time (each is deleted once measured): N x 100 KiB, x 4/3 in case a
@@ -914,7 +1000,8 @@ scenario10() {
         if ((SOAK_N < 1000)); then
             note "s10: too little disk space for a soak; skipped"
             for cell in $SOAK_CELLS; do VAL["s10|$cell"]=na; done
-            return
+            ((SOAK_QUERY_FLOWS > 0)) && soak_query
+            return 0
         fi
     fi
     log "  s10: $SOAK_N requests of 100 KiB per variant; $((free / 1000000000)) GB free in $TMP's file system"
@@ -924,8 +1011,11 @@ scenario10() {
     log "  s10 loadgen ceiling, /100k direct to nginx: $out"
     for cell in $SOAK_CELLS; do
         if [[ " $TARGETS " != *" ${cell%+*} "* ]]; then VAL["s10|$cell"]=na; continue; fi
+        [[ $cell == strata+w ]] && soak_write_ceiling
         soak_cell "$cell"
     done
+    ((SOAK_QUERY_FLOWS > 0)) && soak_query
+    return 0
 }
 
 # Scenario 6: RSS per idle keep-alive connection (no proxy, so nothing to measure, for direct).
@@ -1057,6 +1147,12 @@ s10rss() {
     done
     echo "$line peak and end within 16 MiB of start |"
 }
+s10ceilrow() { # the write ceiling, under the req/s row: in the -w and --save-har columns
+    [[ -n $SOAK_WRITE_RPS ]] || return 0
+    echo "| 10. write ceiling, dd of the same bytes through the page cache ($(fmt "$SOAK_WRITE_MBS") MB/s):" \
+        "req/s of 100 KiB |  | $(fmt "$(awk -v r="$SOAK_WRITE_RPS" 'BEGIN {printf "%.1f", r / 2}')") (half:" \
+        "each body written twice) | $(fmt "$SOAK_WRITE_RPS") |  | what the page cache and disk take; not a target |"
+}
 verdict() { # OK(0|1) -> met / MISSED
     if (($1)); then echo met; else echo MISSED; fi
 }
@@ -1078,6 +1174,25 @@ s10lines() {
         echo "recording with $(s10name "$cell" | cut -d' ' -f2) runs at $(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2fx", a / b}') the rate" \
             "without (same run): $(fmt "$m") vs $(fmt "$base") req/s; target at least 0.80x: $(verdict "$ok")."
     done
+    if [[ -n $SOAK_WRITE_RPS ]]; then
+        local har w half har_share="" w_share=""
+        har=$(s10v s10 strata+har) w=$(s10v s10 strata+w)
+        half=$(awk -v r="$SOAK_WRITE_RPS" 'BEGIN {printf "%.1f", r / 2}')
+        [[ $har == na ]] || har_share=": its $(fmt "$har") req/s are $(awk -v a="$har" -v b="$SOAK_WRITE_RPS" 'BEGIN {printf "%.0f", 100 * a / b}') % of it"
+        [[ $w == na ]] || w_share=": its $(fmt "$w") req/s are $(awk -v a="$w" -v b="$half" 'BEGIN {printf "%.0f", 100 * a / b}') % of that"
+        if [[ $w != na ]] && awk -v a="$w" -v b="$half" 'BEGIN {exit !(a > b)}'; then
+            w_share+=" (above it: SQLite writes the log from its start again after each checkpoint, into pages the page"
+            w_share+=" cache already holds, which cost less than the new pages dd and the database file take)"
+        fi
+        echo "Write ceiling: right before the -w variant, \`dd if=/dev/zero bs=1M\` wrote" \
+            "$(awk -v b="$SOAK_WRITE_BYTES" 'BEGIN {printf "%.2f", b / 1e9}') GB (the -w variant's $(fmt "$SOAK_N") x" \
+            "100 KiB, in whole MiB) buffered through the page cache, no fsync, as strata writes, in $SOAK_WRITE_SECS s" \
+            "= $(fmt "$SOAK_WRITE_MBS") MB/s, the pace of $(fmt "$SOAK_WRITE_RPS") req/s of 100 KiB bodies (a writer" \
+            "waits for the disk only past the kernel's dirty limit, now $(awk -v p="$(getconf PAGESIZE)" '$1 == "nr_dirty_threshold" {printf "%.1f", $2 * p / 1e9}' /proc/vmstat) GB" \
+            "(nr_dirty_threshold); below it this is the page cache's pace, not the disk's)." \
+            "--save-har writes each body once$har_share. -w writes each body twice, once to the write-ahead log and" \
+            "once into the database at checkpoints, so its ceiling is half, $(fmt "$half") req/s$w_share."
+    fi
     for cell in $SOAK_CELLS; do
         [[ $(s10v s10.rss0 "$cell") != na ]] || continue
         grow=$(awk -v a="$(s10v s10.rss0 "$cell")" -v b="$(s10v s10.hwm "$cell")" -v c="$(s10v s10.rss1 "$cell")" \
@@ -1102,6 +1217,14 @@ s10lines() {
         "bodies (no stream_large_bodies) and is capped at SOAK_MITM_SECONDS=$SOAK_MITM_SECONDS s." \
         "${SOAK_CEILING:+loadgen ceiling (/100k straight to the origin, $CONNS conns): $(fmt "$SOAK_CEILING") req/s.}" \
         "$(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)."
+    if [[ -n $SOAK_QUERY_TABLE ]]; then
+        echo
+        echo "$SOAK_QUERY_TABLE"
+        echo "Query speed on a big session (examples/store_query.rs, SOAK_QUERY_FLOWS=$SOAK_QUERY_FLOWS, run after" \
+            "the soak variants: a synthetic session written, queried and deleted in $SOAK_QUERY_SECS s). Issue 12's" \
+            "target: \"a UI can ask for flows 1000-1100 matching \`~d api & ~c 500\` from a million-flow session in" \
+            "milliseconds\", read here as a median under 100 ms, for each query."
+    fi
 }
 has_1to9() { local n; for n in 1 2 3 4 5 6 7 8 9; do has $n && return 0; done; return 1; }
 
@@ -1178,6 +1301,7 @@ has_1to9() { local n; for n in 1 2 3 4 5 6 7 8 9; do has $n && return 0; done; r
         echo "|---|---|---|---|---|---|"
         s10row "10. recording soak, 100 KiB x $(fmt "$SOAK_N"): req/s" s10 \
             "recording costs at most 20 % of req/s (0.80x or more)" yes
+        s10ceilrow
         s10row "10. requests completed (loadgen)" s10.n ""
         s10rss
         s10row "10. file written, MB" s10.size ""

@@ -56,7 +56,7 @@ const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS flows (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     started_at REAL NOT NULL,
@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS flows (
 );
 CREATE INDEX IF NOT EXISTS flows_host ON flows(host);
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
+CREATE INDEX IF NOT EXISTS flows_not_text_indexed ON flows(seq) WHERE text_indexed = 0;
+CREATE INDEX IF NOT EXISTS flows_websocket ON flows(seq) WHERE websocket = 1;
 CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(request, response, tokenize = 'trigram');
 CREATE TABLE IF NOT EXISTS messages (
     flow_id TEXT NOT NULL,

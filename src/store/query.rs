@@ -84,7 +84,8 @@ impl Lowered {
             Node::Flag(flag) => (flag_condition(*flag).into(), true),
             Node::Code(code) => {
                 self.params.push(Value::Integer(i64::from(*code)));
-                ("coalesce(status = ?, 0)".into(), true)
+                // `IS` is false, never NULL, for a flow without a status, and can use the status index.
+                ("status IS ?".into(), true)
             }
             Node::Not(inner) => {
                 let params = self.params.len();
@@ -153,8 +154,10 @@ impl Lowered {
         };
         let query: Vec<String> = pieces.iter().map(|p| format!("{column}\"{}\"", p.replace('"', "\"\""))).collect();
         self.params.push(Value::Text(query.join(" AND ")));
-        "(kind = 'http' AND (text_indexed = 0 OR websocket = 1 \
-         OR seq IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)))"
+        // One IN over three indexed lookups: an OR across the columns would read every row.
+        "(kind = 'http' AND seq IN (SELECT rowid FROM body_text WHERE body_text MATCH ? \
+         UNION ALL SELECT seq FROM flows WHERE text_indexed = 0 \
+         UNION ALL SELECT seq FROM flows WHERE websocket = 1))"
             .into()
     }
 }
