@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::collections::HashMap;
 
@@ -37,10 +37,10 @@ mod read;
 
 pub use read::{read_all, SessionReader};
 
-/// Ops queued for the writer before a flow waits for room: each may carry a body piece (up to 64 KiB) or
-/// a kept body, so this bounds the memory a recording can hold (the bench soak showed 1024 whole flows
-/// grow RSS by 100 MiB).
-const QUEUE_OPS: usize = 64;
+/// Ops queued for the writer before a flow waits for room: each may carry a body piece (up to about
+/// 100 KiB) or a kept body, so this bounds the memory a recording holds (the bench soak showed 1024 whole
+/// flows grow RSS by 100 MiB; 64 pieces still cost 6 MiB more than 16 at the same rate).
+const QUEUE_OPS: usize = 16;
 
 /// Ops applied in one transaction, at most.
 const BATCH_OPS: usize = 256;
@@ -178,7 +178,7 @@ impl StoreWriter {
         std::thread::Builder::new()
             .name("strata-store".into())
             .spawn(move || {
-                let mut writer = Writer { connection, live: HashMap::new(), body_limit };
+                let mut writer = Writer { connection, live: HashMap::new(), body_limit, unindexed: Default::default() };
                 writer.run(queue, &name, max_size, &writer_failed)
             })
             .map_err(|e| fail(&e))?;
@@ -264,6 +264,8 @@ fn set_private(path: &Path) -> std::io::Result<()> {
 fn prepare(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "OFF")?;
+    // The writer appends; a small page cache (1 MiB, SQLite's default is 2) is all it needs.
+    connection.pragma_update(None, "cache_size", -1024)?;
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -285,7 +287,16 @@ struct Writer {
     connection: Connection,
     live: HashMap<FlowId, i64>,
     body_limit: u64,
+    /// Finished flows whose text bodies are not in the index yet (the index is built when the writer is
+    /// idle; until then a body search reads those flows).
+    unindexed: std::collections::VecDeque<i64>,
 }
+
+/// Flows indexed per transaction when the writer is idle.
+const INDEX_BATCH: usize = 16;
+
+/// How long a flush (at exit) goes on indexing before it leaves the rest unindexed.
+const FLUSH_INDEX_TIME: Duration = Duration::from_secs(3);
 
 impl Writer {
     fn run(
@@ -297,7 +308,26 @@ impl Writer {
     ) {
         let mut batches = 0u32;
         let mut said_trimmed = false;
-        while let Some(first) = queue.blocking_recv() {
+        loop {
+            // Text indexing waits for a moment without ops, so that it never slows a recording down.
+            let first = if self.unindexed.is_empty() {
+                match queue.blocking_recv() {
+                    Some(op) => op,
+                    None => return,
+                }
+            } else {
+                match queue.try_recv() {
+                    Ok(op) => op,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if let Err(e) = self.index_some(INDEX_BATCH) {
+                            tracing::debug!("{name}: text index: {e}");
+                            self.unindexed.clear();
+                        }
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < BATCH_OPS {
                 match queue.try_recv() {
@@ -319,8 +349,15 @@ impl Writer {
                 };
             }
             if result.is_ok() && !flushes.is_empty() {
-                // A flush (at exit) also folds the write-ahead log into the database file.
-                result = self.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                // A flush (at exit) indexes what it has time for, and folds the write-ahead log into the
+                // database file.
+                let deadline = Instant::now() + FLUSH_INDEX_TIME;
+                while !self.unindexed.is_empty() && Instant::now() < deadline && result.is_ok() {
+                    result = self.index_some(INDEX_BATCH);
+                }
+                if result.is_ok() {
+                    result = self.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                }
             }
             let outcome = result.map_err(|e| format!("{name}: {e}; recording stopped"));
             if let Err(reason) = &outcome {
@@ -336,6 +373,16 @@ impl Writer {
         }
     }
 
+    /// Indexes the text bodies of up to `n` finished flows, in one transaction.
+    fn index_some(&mut self, n: usize) -> rusqlite::Result<()> {
+        let tx = self.connection.transaction()?;
+        for _ in 0..n {
+            let Some(seq) = self.unindexed.pop_front() else { break };
+            index_text(&tx, seq)?;
+        }
+        tx.commit()
+    }
+
     fn apply(
         &mut self,
         batch: Vec<Op>,
@@ -348,7 +395,7 @@ impl Writer {
                     let seq = upsert_http(&tx, &flow, self.body_limit)?;
                     if finished {
                         self.live.remove(&flow.id);
-                        index_text(&tx, seq, &flow)?;
+                        self.unindexed.push_back(seq);
                     } else {
                         self.live.insert(flow.id, seq);
                     }
@@ -525,16 +572,28 @@ enum Text {
     NotIndexed,
 }
 
-/// Indexes the text bodies of a finished flow (stored as `seq`) in `body_text`, and marks the flow
+/// Indexes the text bodies of a finished flow (stored as `seq`, read back) in `body_text`, and marks the flow
 /// `text_indexed` when every body it has is in the index, so a body search can skip the flows the index
 /// rules out.
-fn index_text(tx: &rusqlite::Transaction<'_>, seq: i64, flow: &HttpFlow) -> rusqlite::Result<()> {
-    let request = &flow.request;
-    let request_text = body_text(tx, seq, BodySide::Request, &request.headers, &request.body, request.body_len)?;
-    let response_text = match &flow.response {
-        Some(r) => body_text(tx, seq, BodySide::Response, &r.headers, &r.body, r.body_len)?,
-        None => Text::Empty,
+fn index_text(tx: &rusqlite::Transaction<'_>, seq: i64) -> rusqlite::Result<()> {
+    type Row = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+    let row: Option<Row> = tx
+        .prepare_cached(
+            "SELECT request_headers, request_body, request_body_len, response_headers, response_body,
+                response_body_len FROM flows WHERE seq = ?1",
+        )?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .optional()?;
+    // Dropped since (trimmed, or not kept by the filter).
+    let Some((request_headers, request_body, request_len, response_headers, response_body, response_len)) = row else {
+        return Ok(());
     };
+    let text = |side, headers: Option<Vec<u8>>, kept, len: Option<i64>| {
+        let headers = fields_from_wire(&headers.unwrap_or_default());
+        body_text(tx, seq, side, &headers, &kept, len.unwrap_or(0).max(0) as u64)
+    };
+    let request_text = text(BodySide::Request, request_headers, request_body, request_len)?;
+    let response_text = text(BodySide::Response, response_headers, response_body, response_len)?;
     let as_text = |text: &Text| match text {
         Text::Indexed(text) => Some(text.clone()),
         _ => None,
@@ -585,10 +644,11 @@ fn body_text(
             bytes
         }
     };
-    if bytes.len() as u64 != len {
-        return Ok(Text::NotIndexed);
+    // A text type over bytes that are not UTF-8 (random data, another charset) is searched by reading.
+    match String::from_utf8(bytes) {
+        Ok(text) if text.len() as u64 == len => Ok(Text::Indexed(text)),
+        _ => Ok(Text::NotIndexed),
     }
-    Ok(Text::Indexed(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn insert_tcp(tx: &rusqlite::Transaction<'_>, flow: &TcpFlow) -> rusqlite::Result<()> {
