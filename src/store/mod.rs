@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::collections::HashMap;
 
@@ -178,7 +178,7 @@ impl StoreWriter {
         std::thread::Builder::new()
             .name("strata-store".into())
             .spawn(move || {
-                let mut writer = Writer { connection, live: HashMap::new(), body_limit, unindexed: Default::default() };
+                let mut writer = Writer { connection, live: HashMap::new(), body_limit };
                 writer.run(queue, &name, max_size, &writer_failed)
             })
             .map_err(|e| fail(&e))?;
@@ -287,16 +287,7 @@ struct Writer {
     connection: Connection,
     live: HashMap<FlowId, i64>,
     body_limit: u64,
-    /// Finished flows whose text bodies are not in the index yet (the index is built when the writer is
-    /// idle; until then a body search reads those flows).
-    unindexed: std::collections::VecDeque<i64>,
 }
-
-/// Flows indexed per transaction when the writer is idle.
-const INDEX_BATCH: usize = 16;
-
-/// How long a flush (at exit) goes on indexing before it leaves the rest unindexed.
-const FLUSH_INDEX_TIME: Duration = Duration::from_secs(3);
 
 impl Writer {
     fn run(
@@ -308,26 +299,7 @@ impl Writer {
     ) {
         let mut batches = 0u32;
         let mut said_trimmed = false;
-        loop {
-            // Text indexing waits for a moment without ops, so that it never slows a recording down.
-            let first = if self.unindexed.is_empty() {
-                match queue.blocking_recv() {
-                    Some(op) => op,
-                    None => return,
-                }
-            } else {
-                match queue.try_recv() {
-                    Ok(op) => op,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        if let Err(e) = self.index_some(INDEX_BATCH) {
-                            tracing::debug!("{name}: text index: {e}");
-                            self.unindexed.clear();
-                        }
-                        continue;
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
-                }
-            };
+        while let Some(first) = queue.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < BATCH_OPS {
                 match queue.try_recv() {
@@ -349,15 +321,8 @@ impl Writer {
                 };
             }
             if result.is_ok() && !flushes.is_empty() {
-                // A flush (at exit) indexes what it has time for, and folds the write-ahead log into the
-                // database file.
-                let deadline = Instant::now() + FLUSH_INDEX_TIME;
-                while !self.unindexed.is_empty() && Instant::now() < deadline && result.is_ok() {
-                    result = self.index_some(INDEX_BATCH);
-                }
-                if result.is_ok() {
-                    result = self.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                }
+                // A flush (at exit) also folds the write-ahead log into the database file.
+                result = self.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             }
             let outcome = result.map_err(|e| format!("{name}: {e}; recording stopped"));
             if let Err(reason) = &outcome {
@@ -373,16 +338,6 @@ impl Writer {
         }
     }
 
-    /// Indexes the text bodies of up to `n` finished flows, in one transaction.
-    fn index_some(&mut self, n: usize) -> rusqlite::Result<()> {
-        let tx = self.connection.transaction()?;
-        for _ in 0..n {
-            let Some(seq) = self.unindexed.pop_front() else { break };
-            index_text(&tx, seq)?;
-        }
-        tx.commit()
-    }
-
     fn apply(
         &mut self,
         batch: Vec<Op>,
@@ -395,7 +350,7 @@ impl Writer {
                     let seq = upsert_http(&tx, &flow, self.body_limit)?;
                     if finished {
                         self.live.remove(&flow.id);
-                        self.unindexed.push_back(seq);
+                        index_text(&tx, seq)?;
                     } else {
                         self.live.insert(flow.id, seq);
                     }
@@ -560,9 +515,11 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
     )
 }
 
-/// Bodies up to this size whose content type says text are indexed for `~b` (trigram full-text search);
-/// others are searched by reading them.
-const TEXT_INDEX_LIMIT: u64 = 1 << 20;
+/// Bodies up to this size whose content type says text (and that are UTF-8) are indexed for `~b`
+/// (trigram full-text search) as their flow ends; others are searched by reading them. A trigram index
+/// costs about as much as the text again, and its writing time grows with it: larger texts are rare and
+/// read fast enough.
+const TEXT_INDEX_LIMIT: u64 = 256 << 10;
 
 /// What a body gives the full-text index.
 enum Text {
@@ -599,7 +556,11 @@ fn index_text(tx: &rusqlite::Transaction<'_>, seq: i64) -> rusqlite::Result<()> 
         _ => None,
     };
     let complete = !matches!(request_text, Text::NotIndexed) && !matches!(response_text, Text::NotIndexed);
-    tx.execute("DELETE FROM body_text WHERE rowid = ?1", [seq])?;
+    if !complete {
+        // Already marked so (0 is the column's default); a body search reads this flow.
+        return Ok(());
+    }
+    tx.prepare_cached("DELETE FROM body_text WHERE rowid = ?1")?.execute([seq])?;
     if matches!(request_text, Text::Indexed(_)) || matches!(response_text, Text::Indexed(_)) {
         tx.prepare_cached("INSERT INTO body_text (rowid, request, response) VALUES (?1, ?2, ?3)")?.execute(params![
             seq,
@@ -607,7 +568,7 @@ fn index_text(tx: &rusqlite::Transaction<'_>, seq: i64) -> rusqlite::Result<()> 
             as_text(&response_text)
         ])?;
     }
-    tx.prepare_cached("UPDATE flows SET text_indexed = ?2 WHERE seq = ?1")?.execute(params![seq, complete])?;
+    tx.prepare_cached("UPDATE flows SET text_indexed = 1 WHERE seq = ?1")?.execute([seq])?;
     Ok(())
 }
 
