@@ -213,6 +213,27 @@ pub struct Cli {
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
 
+    /// Serve the web UI (a flow browser) beside the proxy; it prints its URL, with the token every request
+    /// needs, on stderr.
+    #[arg(long)]
+    pub web: bool,
+
+    /// Address the web UI listens on.
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub web_host: String,
+
+    /// Port the web UI listens on (0 picks a free one).
+    #[arg(long, value_name = "PORT", default_value_t = 8081)]
+    pub web_port: u16,
+
+    /// The web UI's token, instead of a random one per start (at least 16 characters).
+    #[arg(long, value_name = "TOKEN")]
+    pub web_token: Option<String>,
+
+    /// Keep the session the web UI records into the confdir at exit (without -w it is removed).
+    #[arg(long)]
+    pub web_keep_session: bool,
+
     /// Seconds to wait for a server connection to be established.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,

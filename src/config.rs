@@ -205,6 +205,24 @@ pub struct ListenSpec {
     pub addr: SocketAddr,
 }
 
+/// `--web`, `--web-host`, `--web-port`, `--web-token`, `--web-keep-session`: the web UI (`crate::web`).
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    pub addr: SocketAddr,
+    /// The token every request needs; random per start unless `--web-token`.
+    pub token: String,
+    pub keep_session: bool,
+}
+
+impl WebOptions {
+    /// A random token: 128 bits, hex.
+    pub fn random_token() -> String {
+        let mut bytes = [0u8; 16];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// The checked configuration the proxy runs with.
 #[derive(Debug)]
 pub struct Config {
@@ -225,6 +243,8 @@ pub struct Config {
     pub no_server: bool,
     /// The built-in addons' options; `server::run` builds the addon chain from them.
     pub addons: AddonOptions,
+    /// `--web`: the web UI.
+    pub web: Option<WebOptions>,
 }
 
 impl Config {
@@ -277,12 +297,31 @@ impl Config {
             },
             no_server: cli.no_server,
             addons: AddonOptions::from_cli(cli, unclaimed)?,
+            web: web_options(cli)?,
             upstream_tls: UpstreamTls {
                 insecure: cli.ssl_insecure,
                 extra_roots: cli.upstream_ca.iter().map(|p| read_ca_certs(p)).collect::<Result<Vec<_>, _>>()?.concat(),
             },
         })
     }
+}
+
+fn web_options(cli: &Cli) -> Result<Option<WebOptions>, ConfigError> {
+    if !cli.web {
+        return Ok(None);
+    }
+    let token = match &cli.web_token {
+        Some(token) if token.len() < 16 || !token.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c)) => {
+            return Err(ConfigError::InvalidValue {
+                flag: "--web-token",
+                reason: "use at least 16 letters, digits or -_.~".into(),
+            })
+        }
+        Some(token) => token.clone(),
+        None => WebOptions::random_token(),
+    };
+    let addr = resolve_listen(&cli.web_host, cli.web_port, "--web-host")?;
+    Ok(Some(WebOptions { addr, token, keep_session: cli.web_keep_session }))
 }
 
 fn host_rules(cli: &Cli) -> Result<HostRules, ConfigError> {

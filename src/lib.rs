@@ -4,8 +4,8 @@
 pub mod addon; // the Addon trait (mitmproxy's events) and the addon chain
 pub mod addons; // the built-in addons and their options
 pub mod certs; // certificate authority and leaf certificates
-pub mod cli;
-pub mod client_replay; // --client-replay: recorded requests through a regular-mode stack // command-line flags (clap)
+pub mod cli; // command-line flags (clap)
+pub mod client_replay; // --client-replay: recorded requests through a regular-mode stack
 pub mod config; // checked configuration: modes, listen addresses, limits
 pub mod context; // RootContext and the read-only context chain
 pub mod error; // ProtocolError, ConfigError, Side
@@ -21,3 +21,4 @@ pub mod read_flows; // -r: flows from a session or HAR file through the addon ch
 pub mod server; // listeners, accept loop, shutdown
 pub mod server_conn; // lazy server connections
 pub mod store; // the flow store: sessions in SQLite (-w, -r)
+pub mod web; // --web: the flow browser and its API

@@ -28,6 +28,7 @@ use crate::layers::mode::{original_destination, ModeLayer};
 use crate::layers::tls::server_base_config;
 use crate::read_flows;
 use crate::server_conn::{upstream_tls_config, ConnectionPool};
+use crate::web;
 
 /// How long live connections may go on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -62,7 +63,12 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // The positional filter also chooses which of -r's flows are read; the chain takes the original.
     let rfile_filter = config.addons.view.clone();
+    let web_session = web_session(&mut config)?;
     let mut addons = addons::chain(&mut config.addons, &ca, custom)?;
+    let live = web_session.as_ref().map(|_| Arc::new(web::Live::default()));
+    if let Some(live) = &live {
+        addons.push(live.clone());
+    }
     let playback = client_replay.as_ref().map(|_| Arc::new(Playback::default()));
     if let Some(playback) = &playback {
         addons.push(playback.clone());
@@ -109,6 +115,10 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
         accept_loops.spawn(accept_loop(listener, mode, root.clone(), alive.clone(), slots.clone()));
     }
     drop(alive);
+    if let (Some(options), Some((session, _)), Some(live)) = (&root.config.web, &web_session, live) {
+        let addr = web::start(options.clone(), session.clone(), live).await?;
+        eprintln!("web UI at http://{addr}/?token={}", options.token);
+    }
     root.addons.each(&(), |addon, _| addon.running()).await;
 
     signals.wait().await;
@@ -120,7 +130,32 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
         tracing::info!("grace period over; closing remaining connections");
     }
     root.addons.each(&(), |addon, _| addon.done()).await;
+    if let Some((session, true)) = &web_session {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", session.display()));
+        }
+    }
     Ok(true)
+}
+
+/// With `--web`: the session the UI reads, and whether it is strata's own to remove at exit. It is the `-w`
+/// session if there is one; otherwise a new one in the confdir (`web-session-PID.db`), which `-w` is then
+/// set to.
+fn web_session(config: &mut Config) -> Result<Option<(std::path::PathBuf, bool)>, ConfigError> {
+    let Some(options) = &config.web else { return Ok(None) };
+    if config.no_server || config.addons.client_replay.is_some() {
+        return Ok(None);
+    }
+    if let Some((path, _)) = &config.addons.save_stream {
+        return Ok(Some((path.clone(), false)));
+    }
+    let path = config.confdir.join(format!("web-session-{}.db", std::process::id()));
+    // A leftover of an earlier run with the same process id: strata's own file.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    config.addons.save_stream = Some((path.clone(), false));
+    Ok(Some((path, !options.keep_session)))
 }
 
 /// Creates the confdir (private to the user) if it does not exist yet.

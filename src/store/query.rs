@@ -50,6 +50,11 @@ impl Lowered {
         lowered
     }
 
+    /// The condition for the one flow with `id`.
+    pub fn id(id: &str) -> Lowered {
+        Lowered { condition: "id = ?".into(), params: vec![Value::Text(id.into())], exact: true, regexes: Vec::new() }
+    }
+
     /// A condition every flow meets: exact only if nothing is to be filtered.
     pub fn everything(exact: bool) -> Lowered {
         Lowered { condition: "1".into(), params: Vec::new(), exact, regexes: Vec::new() }

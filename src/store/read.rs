@@ -95,6 +95,12 @@ impl SessionReader {
         Ok(flows)
     }
 
+    /// The flow with `id` (as `FlowId` shows it), if the session has it.
+    pub fn flow(&mut self, id: &str) -> Result<Option<StoredFlow>, String> {
+        let lowered = Lowered::id(id);
+        Ok(self.select(&lowered, 0, 1, 0)?.into_iter().next().map(|(_, flow)| flow))
+    }
+
     /// How many flows match `filter`.
     pub fn count(&mut self, filter: Option<&Filter>) -> Result<usize, String> {
         let lowered = self.lower(filter)?;

@@ -1,0 +1,202 @@
+//! The web UI's HTTP API (documented in the README's "Web UI"): the flow list with a filter and paging,
+//! one flow, its bodies, filter checks, and live updates over a WebSocket. Reads go to the session through
+//! a `SessionReader` of their own, on a blocking thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{json as flow_json, Web};
+use crate::filter::{Filter, FilterError, FlowRef};
+use crate::store::{SessionReader, StoredFlow};
+
+/// Most flows one list request returns.
+const MAX_PAGE: usize = 1000;
+
+type Params = Query<HashMap<String, String>>;
+
+pub(super) fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/api/flows", get(list))
+        .route("/api/flows/{id}", get(one))
+        .route("/api/flows/{id}/{side}/content", get(content))
+        .route("/api/filter", get(check_filter))
+        .route("/api/updates", get(updates))
+}
+
+/// A JSON error with a status.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The `filter` parameter, parsed.
+fn filter_of(params: &HashMap<String, String>) -> Result<Option<Filter>, FilterError> {
+    match params.get("filter").map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        None => Ok(None),
+        Some(text) => Filter::parse(text).map(Some),
+    }
+}
+
+/// A bad filter: a 400 that says what is wrong and where.
+fn bad_filter(e: FilterError) -> Response {
+    let body = json!({ "error": e.to_string(), "position": e.position, "expected": e.expected });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// Runs `read` on the session on a blocking thread; a store error is a 500 naming it.
+async fn with_session<T: Send + 'static>(
+    web: &Web,
+    with_bodies: bool,
+    read: impl FnOnce(&mut SessionReader) -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    let session = web.session.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut reader = SessionReader::open(&session, with_bodies)?;
+        read(&mut reader)
+    })
+    .await;
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// `GET /api/flows?filter=F&skip=N&limit=M`: `{"total": T, "flows": [row...]}`, in the order the flows
+/// started.
+async fn list(State(web): State<Arc<Web>>, Query(params): Params) -> Response {
+    let filter = match filter_of(&params) {
+        Ok(filter) => filter,
+        Err(e) => return bad_filter(e),
+    };
+    let number = |name: &str, default: usize| params.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (skip, limit) = (number("skip", 0), number("limit", 100).min(MAX_PAGE));
+    let page = with_session(&web, false, move |reader| {
+        let total = reader.count(filter.as_ref())?;
+        let flows = reader.query(filter.as_ref(), skip, limit)?;
+        Ok((total, flows))
+    })
+    .await;
+    match page {
+        Ok((total, flows)) => {
+            let rows: Vec<Value> = flows.iter().map(flow_json::summary).collect();
+            Json(json!({ "total": total, "skip": skip, "flows": rows })).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/flows/ID`: the whole flow (bodies only as their lengths; read to know what is stored).
+async fn one(State(web): State<Arc<Web>>, Path(id): Path<String>) -> Response {
+    match with_session(&web, true, move |reader| reader.flow(&id)).await {
+        Ok(Some(flow)) => Json(flow_json::detail(&flow)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such flow"),
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/flows/ID/request/content` (or `response`): the body as stored (still content-encoded), with
+/// the message's Content-Type; `?download` makes it an attachment.
+async fn content(
+    State(web): State<Arc<Web>>,
+    Path((id, side)): Path<(String, String)>,
+    Query(params): Params,
+) -> Response {
+    if side != "request" && side != "response" {
+        return error(StatusCode::NOT_FOUND, "the side is request or response");
+    }
+    let flow = match with_session(&web, true, move |reader| reader.flow(&id)).await {
+        Ok(Some(StoredFlow::Http(flow))) => flow,
+        Ok(_) => return error(StatusCode::NOT_FOUND, "no such HTTP flow"),
+        Err(response) => return response,
+    };
+    let (headers, body) = match side.as_str() {
+        "request" => (&flow.request.headers, flow.request.body.clone()),
+        _ => match &flow.response {
+            Some(response) => (&response.headers, response.body.clone()),
+            None => return error(StatusCode::NOT_FOUND, "the flow has no response"),
+        },
+    };
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let mut response = (
+        [(header::CONTENT_TYPE, content_type), (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string())],
+        body.unwrap_or_default(),
+    )
+        .into_response();
+    if params.contains_key("download") {
+        let disposition = format!("attachment; filename=\"{side}-body\"");
+        if let Ok(value) = disposition.parse() {
+            response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    // A body is the traffic's, not the page's: never run it as part of the UI.
+    if let Ok(value) = "sandbox".parse() {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// `GET /api/filter?filter=F`: `{"ok": true}`, or a 400 with the error and its position.
+async fn check_filter(Query(params): Params) -> Response {
+    match filter_of(&params) {
+        Ok(_) => Json(json!({ "ok": true })).into_response(),
+        Err(e) => bad_filter(e),
+    }
+}
+
+/// `GET /api/updates?filter=F` (WebSocket): `{"flow": row}` for each live event of a flow the filter
+/// matches (a flow is announced when its request head is in, when its response head is, and when it
+/// ends), `{"lagged": N}` when the page fell behind and missed N events.
+async fn updates(State(web): State<Arc<Web>>, Query(params): Params, upgrade: WebSocketUpgrade) -> Response {
+    let filter = match filter_of(&params) {
+        Ok(filter) => filter,
+        Err(e) => return bad_filter(e),
+    };
+    let events = web.live.subscribe();
+    upgrade.on_upgrade(move |socket| forward(socket, events, filter))
+}
+
+async fn forward(
+    mut socket: WebSocket,
+    mut events: tokio::sync::broadcast::Receiver<super::live::Event>,
+    filter: Option<Filter>,
+) {
+    loop {
+        let message = tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let flow: FlowRef<'_> = match &*event.flow {
+                        StoredFlow::Http(flow) => (&**flow).into(),
+                        StoredFlow::Tcp(flow) => (&**flow).into(),
+                    };
+                    if filter.as_ref().is_some_and(|f| !f.matches(flow)) {
+                        continue;
+                    }
+                    json!({ "flow": event.summary })
+                }
+                Err(RecvError::Lagged(missed)) => json!({ "lagged": missed }),
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                // The page says nothing; its close (or a broken socket) ends the stream.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Live updates for the web UI: `Live` is an addon that announces each flow when its request head is in,
+//! when its response head is, and when it ends, to every open page (`subscribe`). The channel is a
+//! broadcast with a bounded backlog: a page that falls behind misses events and is told so (it then
+//! reloads its list from the store). With no page open, the addon does nothing.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::addon::Addon;
+use crate::flow::{HttpFlow, TcpFlow};
+use crate::store::StoredFlow;
+
+use super::json;
+
+/// Events kept for a page that is slow to read them.
+const BACKLOG: usize = 1024;
+
+/// One flow, as it is at the moment of the event: its row, and the flow without bodies (for the page's
+/// filter).
+#[derive(Clone)]
+pub struct Event {
+    pub summary: Value,
+    pub flow: Arc<StoredFlow>,
+}
+
+/// The addon.
+pub struct Live {
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live { events: broadcast::channel(BACKLOG).0 }
+    }
+}
+
+impl Live {
+    /// The events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, flow: StoredFlow) {
+        if self.events.receiver_count() > 0 {
+            let summary = json::summary(&flow);
+            let _ = self.events.send(Event { summary, flow: Arc::new(flow) });
+        }
+    }
+
+    fn http(&self, flow: &HttpFlow) {
+        if self.events.receiver_count() > 0 {
+            let mut light = flow.clone();
+            light.request.body = None;
+            if let Some(response) = &mut light.response {
+                response.body = None;
+            }
+            self.announce(StoredFlow::Http(Box::new(light)));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Addon for Live {
+    fn name(&self) -> &str {
+        "web"
+    }
+
+    fn reads_bodies(&self) -> bool {
+        false
+    }
+
+    async fn requestheaders(&self, flow: &mut HttpFlow) {
+        self.http(flow);
+    }
+
+    async fn responseheaders(&self, flow: &mut HttpFlow) {
+        self.http(flow);
+    }
+
+    async fn response(&self, flow: &mut HttpFlow) {
+        self.http(flow);
+    }
+
+    async fn error(&self, flow: &mut HttpFlow) {
+        self.http(flow);
+    }
+
+    async fn websocket_end(&self, flow: &mut HttpFlow) {
+        self.http(flow);
+    }
+
+    async fn tcp_end(&self, flow: &mut TcpFlow) {
+        self.announce(StoredFlow::Tcp(Box::new(flow.clone())));
+    }
+}

@@ -1,0 +1,189 @@
+//! The web UI's server side (`strata --web`) through the real binary: its token and Host checks, the flow
+//! list with filters and paging from the session, one flow and its body, and live updates over its
+//! WebSocket, with traffic sent through the proxy by curl. The page itself is tested in a browser by
+//! tests/web_ui (Playwright).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{curl, Origin, Strata};
+use regex::Regex;
+use serde_json::Value;
+
+const SOON: Duration = Duration::from_secs(10);
+
+/// A running `strata --web` and where its UI is.
+struct WebUi {
+    proxy: Strata,
+    base: String,
+    token: String,
+}
+
+fn start(extra: &[&str]) -> WebUi {
+    let mut args = vec!["--web", "--web-port", "0"];
+    args.extend_from_slice(extra);
+    let proxy = Strata::start(&args);
+    let line = proxy.wait_for_stderr_line(|l| l.starts_with("web UI at "), SOON);
+    let caps = Regex::new(r"^web UI at (http://127\.0\.0\.1:\d+)/\?token=([0-9a-zA-Z_.~-]{16,})$")
+        .unwrap()
+        .captures(line.trim())
+        .unwrap_or_else(|| panic!("unexpected line: {line:?}"));
+    WebUi { base: caps[1].to_string(), token: caps[2].to_string(), proxy }
+}
+
+impl WebUi {
+    /// GET `path` with the token as a bearer; the status and the body.
+    fn get(&self, path: &str) -> (u16, String) {
+        let request =
+            ureq::get(&format!("{}{path}", self.base)).set("Authorization", &format!("Bearer {}", self.token));
+        answer(request.call())
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// Waits until the list holds `n` flows (they are written by the store's writer thread).
+    fn wait_for_flows(&self, n: u64) -> Value {
+        let deadline = std::time::Instant::now() + SOON;
+        loop {
+            let list = self.json("/api/flows");
+            if list["total"] == n || std::time::Instant::now() > deadline {
+                assert_eq!(list["total"], n, "flows in the list: {list:#}");
+                return list;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    match result {
+        Ok(response) => (response.status(), response.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(status, response)) => (status, response.into_string().unwrap_or_default()),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+fn fetch(ui: &WebUi, origin: &Origin, path: &str) {
+    let got = curl(&ui.proxy, &["-s", "-o", "/dev/null", "-w", "%{http_code}", &origin.url(path)]);
+    assert!(got.status.success(), "curl: {}", got.stderr);
+}
+
+#[test]
+fn without_the_token_or_with_a_foreign_host_nothing_is_answered() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    fetch(&ui, &origin, "/size/10");
+    for path in ["/", "/api/flows", "/app.js"] {
+        let (status, body) = answer(ureq::get(&format!("{}{path}", ui.base)).call());
+        assert_eq!(status, 401, "GET {path} without the token: {body}");
+        assert!(!body.contains("/size/10"), "{body}");
+        let (status, _) = answer(ureq::get(&format!("{}{path}?token=not-the-token-at-all", ui.base)).call());
+        assert_eq!(status, 401, "GET {path} with a wrong token");
+    }
+    // A name that resolves to the UI (DNS rebinding) is refused even with the token.
+    let request = ureq::get(&format!("{}/api/flows", ui.base))
+        .set("Host", "attacker.example:80")
+        .set("Authorization", &format!("Bearer {}", ui.token));
+    assert_eq!(answer(request.call()).0, 403);
+    // The token in the URL sets a cookie that is HttpOnly and SameSite=Strict, which then suffices.
+    let response = ureq::get(&format!("{}/?token={}", ui.base, ui.token)).call().unwrap();
+    let cookie = response.header("set-cookie").unwrap_or_default().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap();
+    let (status, body) = answer(ureq::get(&format!("{}/api/flows", ui.base)).set("Cookie", pair).call());
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn the_list_pages_and_filters_flows_from_the_session() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    for n in 0..30 {
+        fetch(&ui, &origin, &format!("/size/{}", 100 + n));
+    }
+    fetch(&ui, &origin, "/status/404");
+    let list = ui.wait_for_flows(31);
+    let urls: Vec<&str> = list["flows"].as_array().unwrap().iter().map(|f| f["url"].as_str().unwrap()).collect();
+    assert_eq!(urls[0], origin.url("/size/100"), "in the order they started");
+    let page = ui.json("/api/flows?skip=10&limit=5");
+    let paged: Vec<&str> = page["flows"].as_array().unwrap().iter().map(|f| f["url"].as_str().unwrap()).collect();
+    assert_eq!(paged, urls[10..15].to_vec());
+    let filtered = ui.json("/api/flows?filter=~c%20404");
+    assert_eq!(filtered["total"], 1, "{filtered:#}");
+    assert_eq!(filtered["flows"][0]["url"], origin.url("/status/404"));
+    // A bad filter says what is wrong and where.
+    let (status, body) = ui.get("/api/flows?filter=~c%20abc");
+    assert_eq!(status, 400, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["position"], 3, "{error:#}");
+    assert!(error["error"].as_str().unwrap().contains("number"), "{error:#}");
+}
+
+#[test]
+fn one_flow_shows_its_headers_and_its_body_as_stored() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    fetch(&ui, &origin, "/size/3000");
+    let list = ui.wait_for_flows(1);
+    let id = list["flows"][0]["id"].as_str().unwrap().to_string();
+    let flow = ui.json(&format!("/api/flows/{id}"));
+    assert_eq!(flow["response"]["status"], 200, "{flow:#}");
+    assert_eq!(flow["response"]["body_len"], 3000);
+    let headers = flow["request"]["headers"].as_array().unwrap();
+    assert!(headers.iter().any(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("user-agent")), "{flow:#}");
+    let (status, body) = ui.get(&format!("/api/flows/{id}/response/content"));
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), 3000, "the stored body");
+    let direct = ureq::get(&origin.url("/size/3000")).call().unwrap().into_string().unwrap();
+    assert_eq!(body, direct, "the stored body is what the origin sent");
+    assert_eq!(ui.get("/api/flows/no-such-flow").0, 404);
+}
+
+#[test]
+fn live_updates_announce_flows_that_match_the_pages_filter() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    let url = format!("{}/api/updates?filter=~u%20chosen&token={}", ui.base.replace("http://", "ws://"), ui.token);
+    let (mut socket, _) = tungstenite::connect(url).expect("the updates WebSocket");
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        stream.set_read_timeout(Some(SOON)).unwrap();
+    }
+    fetch(&ui, &origin, "/size/1?other");
+    fetch(&ui, &origin, "/size/2?chosen");
+    let message = socket.read().expect("a live event");
+    let event: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+    assert_eq!(event["flow"]["url"], origin.url("/size/2?chosen"), "{event:#}");
+}
+
+#[test]
+fn without_w_the_session_lives_in_the_confdir_and_is_removed_at_exit() {
+    let origin = Origin::start();
+    let mut ui = start(&[]);
+    fetch(&ui, &origin, "/size/5");
+    ui.wait_for_flows(1);
+    let confdir = ui.proxy.confdir();
+    let sessions = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("web-session-"))
+            .collect()
+    };
+    assert!(!sessions(&confdir).is_empty(), "no session in the confdir");
+    ui.proxy.signal(libc::SIGTERM);
+    assert!(ui.proxy.wait_for_exit(SOON).success());
+    assert!(sessions(&confdir).is_empty(), "left behind: {:?}", sessions(&confdir));
+}
+
+#[test]
+fn a_short_web_token_exits_2_naming_the_flag() {
+    let done = common::run_strata_to_exit(&["-p", "0", "--web", "--web-token", "short"], SOON);
+    assert_eq!(done.status.code(), Some(2), "{}", done.stderr);
+    assert!(done.stderr.contains("--web-token"), "{}", done.stderr);
+}

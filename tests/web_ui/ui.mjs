@@ -1,0 +1,87 @@
+// Drives strata's web UI in Debian's chromium (playwright-core, no browser download) and checks what a
+// person sees: rows appear live, a filter narrows them and a bad one says where it is wrong, a JSON body is
+// pretty-printed, an image is shown. Traffic goes through strata with curl to an origin this script runs.
+// Env: STRATA_UI (the printed URL with its token), STRATA_PROXY (http://127.0.0.1:PORT), CHROMIUM.
+// Prints "ok" and exits 0, or prints what failed and exits 1. Timings are printed, not asserted.
+
+import http from "node:http";
+import { execFile } from "node:child_process";
+import { chromium } from "playwright-core";
+
+const ui = process.env.STRATA_UI;
+const proxy = process.env.STRATA_PROXY;
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+// A 1x1 PNG.
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
+
+const origin = http.createServer((req, res) => {
+  if (req.url === "/data.json") {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ name: "strata", items: [1, 2, { nested: true }] }));
+  } else if (req.url === "/pixel.png") {
+    res.writeHead(200, { "content-type": "image/png" });
+    res.end(PNG);
+  } else {
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("hello from the origin\n");
+  }
+});
+await new Promise((resolve) => origin.listen(0, "127.0.0.1", resolve));
+const base = `http://127.0.0.1:${origin.address().port}`;
+// Not execFileSync: the origin answers from this process's event loop.
+const through = (path) => new Promise((resolve, reject) =>
+  execFile("curl", ["-sS", "-o", "/dev/null", "--max-time", "10", "-x", proxy, `${base}${path}`],
+    (error) => (error ? reject(error) : resolve())));
+
+const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+let failed = null;
+try {
+  const page = await browser.newPage();
+  const started = Date.now();
+  await page.goto(ui);
+  await page.waitForSelector("#live.on", { timeout: 10000 });
+  console.log(`page loaded and live in ${Date.now() - started} ms`);
+
+  // Rows appear as the traffic passes, without a reload.
+  for (const path of ["/hello.txt", "/data.json", "/pixel.png"]) await through(path);
+  await page.waitForFunction(() => document.querySelectorAll("#rows .row[data-id]").length === 3, null, { timeout: 10000 });
+
+  // The filter narrows the list; the server evaluates it.
+  await page.fill("#filter", "~u json");
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("#rows .row[data-id]")];
+    return rows.length === 1 && rows[0].querySelector(".url").textContent.endsWith("/data.json");
+  }, null, { timeout: 10000 });
+
+  // A bad filter says what is wrong and where.
+  await page.fill("#filter", "~c abc");
+  await page.waitForFunction(() => /number/.test(document.querySelector("#filter-error").textContent)
+    && document.querySelector("#filter").classList.contains("bad"), null, { timeout: 10000 });
+
+  // The JSON body is pretty-printed in the detail view.
+  await page.fill("#filter", "");
+  await page.waitForFunction(() => document.querySelectorAll("#rows .row[data-id]").length === 3, null, { timeout: 10000 });
+  await page.click("#rows .row[data-id]:nth-child(2)");
+  const json = await page.waitForSelector(".response-body pre.body", { timeout: 10000 });
+  const text = await json.textContent();
+  if (!text.includes('\n  "name": "strata"')) throw new Error(`the JSON body is not pretty-printed: ${text}`);
+
+  // The image is shown as an image.
+  await page.click("#rows .row[data-id]:nth-child(3)");
+  await page.waitForFunction(() => {
+    const img = document.querySelector(".response-body img.body");
+    return img && img.complete && img.naturalWidth === 1;
+  }, null, { timeout: 10000 });
+} catch (e) {
+  failed = e;
+} finally {
+  await browser.close();
+  origin.close();
+}
+if (failed) {
+  console.log(`FAILED: ${failed.message}`);
+  process.exit(1);
+}
+console.log("ok");

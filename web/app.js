@@ -1,0 +1,291 @@
+// strata's flow browser: a virtualized flow list paged from the server's session, live rows over a
+// WebSocket, a filter evaluated by the server, and a detail view. Plain ES module, no dependencies.
+
+const ROW = 22;        // px per row, as in style.css
+const PAGE = 100;      // rows per request
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  filter: "", highlight: null, total: 0,
+  rows: new Map(),     // index -> row
+  index: new Map(),    // id -> index
+  pending: new Set(),  // page numbers being fetched
+  selected: -1, socket: null, generation: 0,
+};
+
+async function api(path) {
+  const response = await fetch(path, { credentials: "same-origin" });
+  const body = await response.json();
+  if (!response.ok) throw Object.assign(new Error(body.error || response.statusText), body);
+  return body;
+}
+
+const query = (params) => Object.entries(params).filter(([, v]) => v !== "" && v !== undefined)
+  .map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
+
+// ---- the list ---------------------------------------------------------------------------------------
+
+async function reload() {
+  const generation = ++state.generation;
+  state.rows.clear(); state.index.clear(); state.pending.clear(); state.selected = -1;
+  try {
+    const page = await api(`/api/flows?${query({ filter: state.filter, skip: 0, limit: PAGE })}`);
+    if (generation !== state.generation) return;
+    state.total = page.total;
+    page.flows.forEach((row, i) => put(i, row));
+    showFilterError(null);
+  } catch (e) {
+    if (generation !== state.generation) return;
+    state.total = 0;
+    showFilterError(e);
+  }
+  render();
+  listen();
+}
+
+function put(i, row) {
+  state.rows.set(i, row);
+  state.index.set(row.id, i);
+}
+
+async function fetchPage(n) {
+  if (state.pending.has(n)) return;
+  state.pending.add(n);
+  const generation = state.generation;
+  try {
+    const page = await api(`/api/flows?${query({ filter: state.filter, skip: n * PAGE, limit: PAGE })}`);
+    if (generation !== state.generation) return;
+    page.flows.forEach((row, i) => put(n * PAGE + i, row));
+    render();
+  } finally {
+    state.pending.delete(n);
+  }
+}
+
+function render() {
+  const viewport = $("viewport");
+  $("spacer").style.height = `${state.total * ROW}px`;
+  const first = Math.max(0, Math.floor(viewport.scrollTop / ROW) - 5);
+  const last = Math.min(state.total, first + Math.ceil(viewport.clientHeight / ROW) + 10);
+  const rows = $("rows");
+  rows.style.top = `${first * ROW}px`;
+  rows.replaceChildren();
+  for (let i = first; i < last; i++) {
+    const row = state.rows.get(i);
+    if (!row) { fetchPage(Math.floor(i / PAGE)); }
+    rows.append(rowElement(i, row));
+  }
+  $("count").textContent = `${state.total.toLocaleString()} flows`;
+}
+
+function rowElement(i, row) {
+  const el = document.createElement("div");
+  el.className = "row";
+  el.dataset.index = i;
+  if (!row) { el.textContent = "…"; return el; }
+  el.dataset.id = row.id;
+  if (i === state.selected) el.classList.add("selected");
+  if (row.error) el.classList.add("error");
+  if (state.highlight && state.highlight.has(row.id)) el.classList.add("highlight");
+  const time = row.started ? new Date(row.started).toLocaleTimeString() : "";
+  const cells = [time, row.method || "", row.url, row.error ? "error" : (row.status ?? "…"), row.type,
+    size(row.size), row.duration_ms != null ? `${Math.round(row.duration_ms)} ms` : ""];
+  const names = ["time", "method", "url", "status", "type", "size", "duration"];
+  cells.forEach((text, n) => {
+    const cell = document.createElement("span");
+    cell.className = names[n];
+    cell.textContent = text;
+    cell.title = text;
+    el.append(cell);
+  });
+  el.addEventListener("click", () => select(i));
+  return el;
+}
+
+function size(n) {
+  if (n == null) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+function showFilterError(e) {
+  const input = $("filter");
+  input.classList.toggle("bad", !!e);
+  $("filter-error").textContent = e
+    ? `${" ".repeat(0)}${e.message}${e.position != null ? ` (at ${e.position})` : ""}` : "";
+}
+
+// ---- live rows --------------------------------------------------------------------------------------
+
+function listen() {
+  if (state.socket) state.socket.close();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/api/updates?${query({ filter: state.filter })}`);
+  state.socket = socket;
+  socket.onopen = () => $("live").classList.add("on");
+  socket.onclose = () => { if (state.socket === socket) $("live").classList.remove("on"); };
+  socket.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (event.lagged) { reload(); return; }
+    const row = event.flow;
+    const known = state.index.get(row.id);
+    if (known !== undefined) {
+      state.rows.set(known, row);
+    } else {
+      put(state.total, row);
+      state.total += 1;
+    }
+    render();
+    if (known !== undefined && known === state.selected) showDetail(row.id);
+  };
+}
+
+// ---- highlight --------------------------------------------------------------------------------------
+
+async function updateHighlight(text) {
+  if (!text.trim()) { state.highlight = null; render(); return; }
+  try {
+    const expression = state.filter ? `(${state.filter}) & (${text})` : text;
+    const page = await api(`/api/flows?${query({ filter: expression, limit: 1000 })}`);
+    state.highlight = new Set(page.flows.map((row) => row.id));
+    $("highlight").classList.remove("bad");
+  } catch (e) {
+    state.highlight = null;
+    $("highlight").classList.add("bad");
+  }
+  render();
+}
+
+// ---- the detail view --------------------------------------------------------------------------------
+
+function select(i) {
+  state.selected = i;
+  render();
+  const row = state.rows.get(i);
+  if (row) showDetail(row.id);
+}
+
+async function showDetail(id) {
+  const flow = await api(`/api/flows/${id}`);
+  const detail = $("detail");
+  detail.hidden = false;
+  detail.replaceChildren();
+  const h = (tag, text) => { const el = document.createElement(tag); el.textContent = text; return el; };
+  detail.append(h("h3", `${flow.method || ""} ${flow.url}`));
+  if (flow.error) detail.append(h("p", `error: ${flow.error}`));
+  if (flow.request) {
+    detail.append(h("h3", `Request (${flow.request.version})`), table(flow.request.headers));
+    if (flow.request.trailers) detail.append(h("h3", "Request trailers"), table(flow.request.trailers));
+    if (flow.request.body_len > 0) detail.append(await body(flow, "request", flow.request));
+  }
+  if (flow.response) {
+    detail.append(h("h3", `Response ${flow.response.status} ${flow.response.reason} (${flow.response.version})`),
+      table(flow.response.headers));
+    if (flow.response.trailers) detail.append(h("h3", "Response trailers"), table(flow.response.trailers));
+    if (flow.response.body_len > 0) detail.append(await body(flow, "response", flow.response));
+  }
+  if (flow.websocket) {
+    detail.append(h("h3", `WebSocket messages (${flow.websocket.messages.length})`));
+    detail.append(table(flow.websocket.messages.map((m) =>
+      [`${m.from_client ? "→" : "←"} ${m.kind}`, m.base64 ? `(base64) ${m.text}` : m.text])));
+  }
+  const conn = (c) => [c.address || "", c.tls ? `${c.tls.version || ""} ${c.tls.alpn || ""} ${c.tls.sni || ""}` : "plain"];
+  if (flow.client_conn) {
+    detail.append(h("h3", "Connections"), table([["client", conn(flow.client_conn).join(" ")],
+      ["server", conn(flow.server_conn).join(" ")]]));
+  }
+  if (flow.timings) {
+    detail.append(h("h3", "Timings"), table(Object.entries(flow.timings)
+      .map(([k, v]) => [k, v == null ? "" : `${v.toFixed(1)} ms`])));
+  }
+}
+
+function table(pairs) {
+  const t = document.createElement("table");
+  for (const [name, value] of pairs) {
+    const tr = t.insertRow();
+    tr.insertCell().textContent = name;
+    tr.insertCell().textContent = value;
+  }
+  return t;
+}
+
+function header(message, name) {
+  const found = message.headers.find(([n]) => n.toLowerCase() === name);
+  return found ? found[1] : "";
+}
+
+// A body, shown as its type suggests: JSON pretty-printed, images as images, text as text, else hex.
+async function body(flow, side, message) {
+  const url = `/api/flows/${flow.id}/${side}/content`;
+  const type = header(message, "content-type").toLowerCase();
+  const encoding = header(message, "content-encoding").toLowerCase().trim();
+  const wrap = document.createElement("div");
+  wrap.className = `body ${side}-body`;
+  const link = document.createElement("a");
+  link.href = `${url}?download`;
+  link.textContent = `download ${side} body (${size(message.body_len)})`;
+  wrap.append(link);
+  if (message.body_stored == null) return wrap;
+  if (type.startsWith("image/") && !encoding) {
+    const img = document.createElement("img");
+    img.className = "body";
+    img.src = url;
+    wrap.append(img);
+    return wrap;
+  }
+  let bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  if (["gzip", "deflate"].includes(encoding)) {
+    try {
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream(encoding));
+      bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+    } catch (e) { /* shown raw below */ }
+  }
+  const pre = document.createElement("pre");
+  pre.className = "body";
+  let text = null;
+  try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch (e) { /* binary */ }
+  if (text !== null && type.includes("json")) {
+    try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* shown as it is */ }
+  }
+  pre.textContent = text !== null ? text : hex(bytes.subarray(0, 65536));
+  wrap.append(pre);
+  return wrap;
+}
+
+function hex(bytes) {
+  const lines = [];
+  for (let i = 0; i < bytes.length; i += 16) {
+    const chunk = Array.from(bytes.subarray(i, i + 16));
+    const hexes = chunk.map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    const ascii = chunk.map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
+    lines.push(`${i.toString(16).padStart(8, "0")}  ${hexes.padEnd(48)}  ${ascii}`);
+  }
+  return lines.join("\n");
+}
+
+// ---- wiring -----------------------------------------------------------------------------------------
+
+function debounce(f, ms) {
+  let timer;
+  return (...args) => { clearTimeout(timer); timer = setTimeout(() => f(...args), ms); };
+}
+
+$("filter").addEventListener("input", debounce((e) => { state.filter = e.target.value.trim(); reload(); }, 250));
+$("highlight").addEventListener("input", debounce((e) => updateHighlight(e.target.value), 250));
+$("viewport").addEventListener("scroll", () => render());
+window.addEventListener("resize", () => render());
+$("list").addEventListener("keydown", (e) => {
+  const moves = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1 };
+  if (!(e.key in moves) || state.total === 0) return;
+  e.preventDefault();
+  const next = Math.min(state.total - 1, Math.max(0, state.selected + moves[e.key]));
+  const viewport = $("viewport");
+  if (next * ROW < viewport.scrollTop) viewport.scrollTop = next * ROW;
+  if ((next + 1) * ROW > viewport.scrollTop + viewport.clientHeight) viewport.scrollTop = (next + 1) * ROW - viewport.clientHeight;
+  select(next);
+});
+// The token has set the cookie; keep it out of the address bar (and of screenshots and history).
+if (location.search.includes("token=")) history.replaceState(null, "", "/");
+reload();
