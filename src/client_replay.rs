@@ -58,35 +58,9 @@ impl Playback {
 pub async fn run(root: Arc<RootContext>, playback: &Playback, path: &Path) -> Result<usize, ConfigError> {
     let recorded = crate::read_flows::exchanges(path)
         .map_err(|reason| ConfigError::InvalidValue { flag: "--client-replay", reason })?;
-    let mode = Mode { kind: ModeKind::Regular, listen_host: None, listen_port: None };
-    let client_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut failures = 0;
     for (index, exchange) in recorded.iter().enumerate() {
-        let (mut client, proxy_end) = tokio::io::duplex(PIPE_BYTES);
-        let layer = ModeLayer::new(root.clone(), &mode, client_addr, client_addr, None);
-        let stack = tokio::spawn(Box::new(layer).run(BufIo::new(Box::new(proxy_end))));
-        let request = request_bytes(exchange);
-        // Written and read at once, so neither a large request nor a large response fills the pipe.
-        let (mut reader, mut writer) = tokio::io::split(&mut client);
-        let write = async {
-            let _ = writer.write_all(&request).await;
-            let _ = writer.flush().await;
-        };
-        let mut answer = Vec::new();
-        let read = async {
-            let mut chunk = vec![0u8; PIPE_BYTES];
-            while let Ok(n) = reader.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                // Only the status line is of interest; the body is the flow's, already recorded.
-                if answer.len() < 256 {
-                    answer.extend_from_slice(&chunk[..n.min(256)]);
-                }
-            }
-        };
-        tokio::join!(write, read);
-        let _ = stack.await;
+        let answer = replay(&root, exchange).await;
         let failed = playback.take_failures();
         if !failed.is_empty() || answer.is_empty() {
             failures += 1;
@@ -98,6 +72,39 @@ pub async fn run(root: Arc<RootContext>, playback: &Playback, path: &Path) -> Re
     root.addons.each(&(), |addon, _| addon.done()).await;
     eprintln!("client replay: {} of {} requests answered", recorded.len() - failures, recorded.len());
     Ok(failures)
+}
+
+/// Sends one recorded request through a regular-mode layer stack (its flow has every event, as a proxied
+/// one's); returns the start of the answer the stack wrote back (empty if none).
+pub async fn replay(root: &Arc<RootContext>, exchange: &RecordedExchange) -> Vec<u8> {
+    let mode = Mode { kind: ModeKind::Regular, listen_host: None, listen_port: None };
+    let client_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (mut client, proxy_end) = tokio::io::duplex(PIPE_BYTES);
+    let layer = ModeLayer::new(root.clone(), &mode, client_addr, client_addr, None);
+    let stack = tokio::spawn(Box::new(layer).run(BufIo::new(Box::new(proxy_end))));
+    let request = request_bytes(exchange);
+    // Written and read at once, so neither a large request nor a large response fills the pipe.
+    let (mut reader, mut writer) = tokio::io::split(&mut client);
+    let write = async {
+        let _ = writer.write_all(&request).await;
+        let _ = writer.flush().await;
+    };
+    let mut answer = Vec::new();
+    let read = async {
+        let mut chunk = vec![0u8; PIPE_BYTES];
+        while let Ok(n) = reader.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            // Only the status line is of interest; the body is the flow's, already recorded.
+            if answer.len() < 256 {
+                answer.extend_from_slice(&chunk[..n.min(256)]);
+            }
+        }
+    };
+    tokio::join!(write, read);
+    let _ = stack.await;
+    answer
 }
 
 /// The recorded request as an HTTP/1.1 proxy request: absolute URL, its own framing, `Connection: close`.

@@ -13,7 +13,7 @@ use crate::context::RootContext;
 use crate::error::ConfigError;
 use crate::filter::Filter;
 use crate::flow::{HttpFlow, Request, Response, WebSocketData};
-use crate::http::message::Version;
+use crate::http::message::{Headers, Version};
 use crate::mitmproxy_flows;
 use crate::store::{self, StoredFlow};
 
@@ -73,17 +73,21 @@ pub fn exchanges(path: &Path) -> Result<Vec<RecordedExchange>, String> {
 /// The exchange of an answered flow, as replay wants it: framing fields set to the body it has.
 fn to_exchange(flow: &HttpFlow) -> Option<RecordedExchange> {
     let response = flow.response.as_ref()?;
-    let framed = |headers: &crate::http::message::Headers, body: &[u8]| {
-        let mut headers = headers.clone();
-        headers.remove("transfer-encoding");
-        if headers.contains("content-length") {
-            headers.set("content-length", body.len().to_string());
-        }
-        headers
-    };
-    let request_body = flow.request.body.clone().unwrap_or_default();
     let response_body = response.body.clone().unwrap_or_default();
     Some(RecordedExchange {
+        status: response.status,
+        reason: response.reason.clone(),
+        response_headers: framed(&response.headers, &response_body),
+        response_body,
+        ..request_exchange(flow)
+    })
+}
+
+/// The request of a flow as an exchange to send again (client replay, the web UI's replay); its
+/// response fields are empty.
+pub fn request_exchange(flow: &HttpFlow) -> RecordedExchange {
+    let request_body = flow.request.body.clone().unwrap_or_default();
+    RecordedExchange {
         method: flow.request.method.clone(),
         scheme: flow.request.scheme,
         host: flow.request.host.to_ascii_lowercase(),
@@ -91,11 +95,21 @@ fn to_exchange(flow: &HttpFlow) -> Option<RecordedExchange> {
         path: if flow.request.path.is_empty() { "/".into() } else { flow.request.path.clone() },
         request_headers: framed(&flow.request.headers, &request_body),
         request_body,
-        status: response.status,
-        reason: response.reason.clone(),
-        response_headers: framed(&response.headers, &response_body),
-        response_body,
-    })
+        status: 0,
+        reason: String::new(),
+        response_headers: Headers::default(),
+        response_body: Vec::new(),
+    }
+}
+
+/// `headers` with framing fields that fit `body`, as it is now whole.
+fn framed(headers: &Headers, body: &[u8]) -> Headers {
+    let mut headers = headers.clone();
+    headers.remove("transfer-encoding");
+    if headers.contains("content-length") {
+        headers.set("content-length", body.len().to_string());
+    }
+    headers
 }
 
 /// Reads every flow in `path` into the chain; returns how many went through. A session is read a page

@@ -116,7 +116,7 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     }
     drop(alive);
     if let (Some(options), Some((session, _)), Some(live)) = (&root.config.web, &web_session, live) {
-        let addr = web::start(options.clone(), session.clone(), live).await?;
+        let addr = web::start(root.clone(), options.clone(), session.clone(), live).await?;
         eprintln!("web UI at http://{addr}/?token={}", options.token);
     }
     root.addons.each(&(), |addon, _| addon.running()).await;

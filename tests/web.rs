@@ -132,7 +132,15 @@ fn one_flow_shows_its_headers_and_its_body_as_stored() {
     fetch(&ui, &origin, "/size/3000");
     let list = ui.wait_for_flows(1);
     let id = list["flows"][0]["id"].as_str().unwrap().to_string();
-    let flow = ui.json(&format!("/api/flows/{id}"));
+    // The store writes a flow at its request head, its response head and its end: wait for the end.
+    let deadline = std::time::Instant::now() + SOON;
+    let flow = loop {
+        let flow = ui.json(&format!("/api/flows/{id}"));
+        if flow["response"]["body_len"] == 3000 || std::time::Instant::now() > deadline {
+            break flow;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(flow["response"]["status"], 200, "{flow:#}");
     assert_eq!(flow["response"]["body_len"], 3000);
     let headers = flow["request"]["headers"].as_array().unwrap();
@@ -186,4 +194,51 @@ fn a_short_web_token_exits_2_naming_the_flag() {
     let done = common::run_strata_to_exit(&["-p", "0", "--web", "--web-token", "short"], SOON);
     assert_eq!(done.status.code(), Some(2), "{}", done.stderr);
     assert!(done.stderr.contains("--web-token"), "{}", done.stderr);
+}
+
+#[test]
+fn replay_sends_the_request_again_as_a_new_flow_that_reaches_the_origin() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    fetch(&ui, &origin, "/size/7");
+    let list = ui.wait_for_flows(1);
+    let id = list["flows"][0]["id"].as_str().unwrap().to_string();
+    let request =
+        ureq::post(&format!("{}/api/flows/{id}/replay", ui.base)).set("Authorization", &format!("Bearer {}", ui.token));
+    let (status, body) = answer(request.call());
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("200"), "the replay's answer: {body}");
+    // The new flow's answer is the origin's (7 bytes; strata answers nothing itself here). The store
+    // writes a flow at its request head, its response head and its end: wait for the end.
+    let deadline = std::time::Instant::now() + SOON;
+    let list = loop {
+        let list = ui.wait_for_flows(2);
+        if list["flows"][1]["size"] == 7 || std::time::Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let replayed = &list["flows"][1];
+    assert_eq!(replayed["url"], origin.url("/size/7"), "{list:#}");
+    assert_eq!((replayed["status"].as_u64(), replayed["size"].as_u64()), (Some(200), Some(7)), "{list:#}");
+    assert_ne!(list["flows"][1]["id"], list["flows"][0]["id"]);
+}
+
+#[test]
+fn the_filtered_list_exports_as_a_har_that_strata_reads_back() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    fetch(&ui, &origin, "/size/11");
+    fetch(&ui, &origin, "/status/404");
+    ui.wait_for_flows(2);
+    let (status, har) = ui.get("/api/export.har?filter=~c%20404");
+    assert_eq!(status, 200, "{har}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.har");
+    std::fs::write(&path, &har).unwrap();
+    let done = common::run_strata_to_exit(&["-n", "-r", &path.display().to_string()], SOON);
+    assert!(done.status.success(), "{}", done.stderr);
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", done.stdout);
+    assert!(lines[0].contains(&format!("GET {} -> 404", origin.url("/status/404"))), "{}", lines[0]);
 }

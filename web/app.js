@@ -27,6 +27,7 @@ const query = (params) => Object.entries(params).filter(([, v]) => v !== "" && v
 
 async function reload() {
   const generation = ++state.generation;
+  $("export").href = `/api/export.har?${query({ filter: state.filter })}`;
   state.rows.clear(); state.index.clear(); state.pending.clear(); state.selected = -1;
   try {
     const page = await api(`/api/flows?${query({ filter: state.filter, skip: 0, limit: PAGE })}`);
@@ -173,6 +174,7 @@ async function showDetail(id) {
   detail.replaceChildren();
   const h = (tag, text) => { const el = document.createElement(tag); el.textContent = text; return el; };
   detail.append(h("h3", `${flow.method || ""} ${flow.url}`));
+  if (flow.request) detail.append(actions(flow));
   if (flow.error) detail.append(h("p", `error: ${flow.error}`));
   if (flow.request) {
     detail.append(h("h3", `Request (${flow.request.version})`), table(flow.request.headers));
@@ -199,6 +201,42 @@ async function showDetail(id) {
     detail.append(h("h3", "Timings"), table(Object.entries(flow.timings)
       .map(([k, v]) => [k, v == null ? "" : `${v.toFixed(1)} ms`])));
   }
+}
+
+// Replay (a new flow, which arrives live) and copy as curl.
+function actions(flow) {
+  const bar = document.createElement("div");
+  bar.className = "actions";
+  const button = (label, onclick) => {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.addEventListener("click", onclick);
+    bar.append(b);
+    return b;
+  };
+  const status = document.createElement("span");
+  button("replay", async () => {
+    status.textContent = "replaying…";
+    const response = await fetch(`/api/flows/${flow.id}/replay`, { method: "POST" });
+    const body = await response.json();
+    status.textContent = response.ok ? `replayed: ${body.answer}` : `replay failed: ${body.error}`;
+  }).id = "replay";
+  button("copy as curl", async () => {
+    await navigator.clipboard.writeText(curlCommand(flow)).catch(() => {});
+    status.textContent = "copied";
+  });
+  bar.append(status);
+  return bar;
+}
+
+function curlCommand(flow) {
+  const quote = (s) => `'${String(s).replaceAll("'", "'\\''")}'`;
+  const parts = ["curl", "-X", flow.request.method, quote(flow.request.url)];
+  for (const [name, value] of flow.request.headers) {
+    if (!["host", "content-length", "connection"].includes(name.toLowerCase())) parts.push("-H", quote(`${name}: ${value}`));
+  }
+  if (flow.request.body_len > 0) parts.push("--data-binary", quote(`@${flow.id}-request-body`));
+  return parts.join(" ");
 }
 
 function table(pairs) {

@@ -20,7 +20,7 @@ use crate::http::url::{split_host_port, Scheme};
 
 mod file;
 
-pub use file::{run_writer_process, use_writer_process, HarRecorder, WRITER_PROCESS_ARG};
+pub use file::{document_head, run_writer_process, use_writer_process, HarRecorder, CLOSING, WRITER_PROCESS_ARG};
 
 /// `creator.name` of the files this module writes; `read_har` trusts their bodies to be wire bytes.
 const CREATOR_NAME: &str = "strata";

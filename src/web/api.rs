@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
@@ -28,6 +29,8 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/api/flows", get(list))
         .route("/api/flows/{id}", get(one))
         .route("/api/flows/{id}/{side}/content", get(content))
+        .route("/api/flows/{id}/replay", post(replay))
+        .route("/api/export.har", get(export_har))
         .route("/api/filter", get(check_filter))
         .route("/api/updates", get(updates))
 }
@@ -146,6 +149,74 @@ async fn content(
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
     }
     response
+}
+
+/// `POST /api/flows/ID/replay`: sends the flow's request again through the proxy (a new flow, which the
+/// list shows live); `{"answer": STATUS_LINE}`, or 502 with the error when nothing came back.
+async fn replay(State(web): State<Arc<Web>>, Path(id): Path<String>) -> Response {
+    let flow = match with_session(&web, true, move |reader| reader.flow(&id)).await {
+        Ok(Some(StoredFlow::Http(flow))) => flow,
+        Ok(_) => return error(StatusCode::NOT_FOUND, "no such HTTP flow"),
+        Err(response) => return response,
+    };
+    let exchange = crate::read_flows::request_exchange(&flow);
+    let answer = crate::client_replay::replay(&web.root, &exchange).await;
+    let status_line = String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_string();
+    if status_line.is_empty() {
+        return error(StatusCode::BAD_GATEWAY, "the replay got no answer");
+    }
+    Json(json!({ "answer": status_line })).into_response()
+}
+
+/// `GET /api/export.har?filter=F`: the matching flows as a HAR file, written as it is read (a page of
+/// flows at a time), so an export of any size costs one page of memory.
+async fn export_har(State(web): State<Arc<Web>>, Query(params): Params) -> Response {
+    let filter = match filter_of(&params) {
+        Ok(filter) => filter,
+        Err(e) => return bad_filter(e),
+    };
+    let mut reader = match SessionReader::open(&web.session, true) {
+        Ok(reader) => reader,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let (pieces, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let _ = pieces.blocking_send(Ok(crate::addons::har::document_head().into_bytes()));
+        let mut first = true;
+        loop {
+            let page = match reader.next_page(filter.as_ref()) {
+                Ok(page) if page.is_empty() => break,
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = pieces.blocking_send(Err(std::io::Error::other(e)));
+                    return;
+                }
+            };
+            let mut out = Vec::new();
+            for flow in page {
+                if let StoredFlow::Http(flow) = flow {
+                    out.extend_from_slice(if first { b"\n" } else { b",\n" });
+                    out.extend_from_slice(crate::addons::har::entry(&flow).to_string().as_bytes());
+                    first = false;
+                }
+            }
+            if pieces.blocking_send(Ok(out)).is_err() {
+                return;
+            }
+        }
+        let _ = pieces.blocking_send(Ok(crate::addons::har::CLOSING.as_bytes().to_vec()));
+    });
+    let stream = futures_util::stream::unfold(receive, |mut receive| async move {
+        receive.recv().await.map(|piece| (piece, receive))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"strata.har\""),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// `GET /api/filter?filter=F`: `{"ok": true}`, or a 400 with the error and its position.

@@ -24,12 +24,15 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::config::WebOptions;
+use crate::context::RootContext;
 use crate::error::ConfigError;
 pub use live::Live;
 
 /// What every handler shares.
 struct Web {
     options: WebOptions,
+    /// The proxy, for replays (they go through its layers like any request).
+    root: Arc<RootContext>,
     /// The session the flows are read from.
     session: PathBuf,
     live: Arc<Live>,
@@ -41,11 +44,16 @@ struct Web {
 const COOKIE: &str = "strata-web";
 
 /// Binds the UI's listener and serves it until the process ends; returns the bound address.
-pub async fn start(options: WebOptions, session: PathBuf, live: Arc<Live>) -> Result<SocketAddr, ConfigError> {
+pub async fn start(
+    root: Arc<RootContext>,
+    options: WebOptions,
+    session: PathBuf,
+    live: Arc<Live>,
+) -> Result<SocketAddr, ConfigError> {
     let bind_error = |source| ConfigError::Bind { addr: options.addr.to_string(), source };
     let listener = tokio::net::TcpListener::bind(options.addr).await.map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
-    let web = Arc::new(Web { options, session, live, port: addr.port() });
+    let web = Arc::new(Web { options, root, session, live, port: addr.port() });
     let app = Router::new()
         .route("/", get(|| async { asset("text/html; charset=utf-8", include_str!("../../web/index.html")) }))
         .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../web/app.js")) }))

@@ -16,7 +16,9 @@ const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const PNG = Buffer.from(
   "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
 
+let requests = 0;
 const origin = http.createServer((req, res) => {
+  requests += 1;
   if (req.url === "/data.json") {
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ name: "strata", items: [1, 2, { nested: true }] }));
@@ -74,6 +76,17 @@ try {
     const img = document.querySelector(".response-body img.body");
     return img && img.complete && img.naturalWidth === 1;
   }, null, { timeout: 10000 });
+
+  // Replay makes a new flow, which arrives live, and the origin sees the request again.
+  const seen = requests;
+  await page.click("#rows .row[data-id]:nth-child(1)");
+  await page.click("#replay");
+  await page.waitForFunction(() => document.querySelectorAll("#rows .row[data-id]").length === 4, null, { timeout: 10000 });
+  if (requests !== seen + 1) throw new Error(`the origin saw ${requests - seen} replayed requests, not 1`);
+
+  // The export link carries the filter.
+  await page.fill("#filter", "~u png");
+  await page.waitForFunction(() => document.querySelector("#export").href.includes("filter=~u%20png"), null, { timeout: 10000 });
 } catch (e) {
   failed = e;
 } finally {

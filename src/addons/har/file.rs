@@ -29,7 +29,13 @@ use crate::flow::HttpFlow;
 const HAR_FILE_MODE: u32 = 0o600;
 
 /// What follows the last entry.
-const CLOSING: &str = "\n]}}\n";
+pub const CLOSING: &str = "\n]}}\n";
+
+/// A HAR document up to its first entry: what strata's HAR files start with.
+pub fn document_head() -> String {
+    let creator = json!({ "name": CREATOR_NAME, "version": env!("CARGO_PKG_VERSION") });
+    format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[")
+}
 
 /// The first argument that makes the strata binary a HAR writer process.
 pub const WRITER_PROCESS_ARG: &str = "__har-writer";
@@ -106,8 +112,7 @@ impl HarRecorder {
         options.write(true).create_new(true);
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, HAR_FILE_MODE);
         let mut file = options.open(&path).map_err(fail)?;
-        let creator = json!({ "name": CREATOR_NAME, "version": env!("CARGO_PKG_VERSION") });
-        let head = format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[");
+        let head = document_head();
         file.write_all(format!("{head}{CLOSING}").as_bytes()).map_err(fail)?;
         let end = head.len() as u64;
         let target = match WRITER_EXE.get() {
