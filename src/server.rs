@@ -64,11 +64,15 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     // The positional filter also chooses which of -r's flows are read; the chain takes the original.
     let rfile_filter = config.addons.view.clone();
     let web_session = web_session(&mut config)?;
-    let mut addons = addons::chain(&mut config.addons, &ca, custom)?;
     let live = web_session.as_ref().map(|_| Arc::new(web::Live::default()));
-    if let Some(live) = &live {
-        addons.push(live.clone());
+    let intercept = live.as_ref().map(|live| Arc::new(web::Intercept::new(live.clone())));
+    let mut custom = custom;
+    if let (Some(live), Some(intercept)) = (&live, &intercept) {
+        // Before the recorders: what they record is what went on after the user's edits.
+        custom.push(live.clone());
+        custom.push(intercept.clone());
     }
+    let mut addons = addons::chain(&mut config.addons, &ca, custom)?;
     let playback = client_replay.as_ref().map(|_| Arc::new(Playback::default()));
     if let Some(playback) = &playback {
         addons.push(playback.clone());
@@ -115,8 +119,10 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
         accept_loops.spawn(accept_loop(listener, mode, root.clone(), alive.clone(), slots.clone()));
     }
     drop(alive);
-    if let (Some(options), Some((session, _)), Some(live)) = (&root.config.web, &web_session, live) {
-        let addr = web::start(root.clone(), options.clone(), session.clone(), live).await?;
+    if let (Some(options), Some((session, _)), Some(live), Some(intercept)) =
+        (&root.config.web, &web_session, live, intercept)
+    {
+        let addr = web::start(root.clone(), options.clone(), session.clone(), live, intercept).await?;
         eprintln!("web UI at http://{addr}/?token={}", options.token);
     }
     root.addons.each(&(), |addon, _| addon.running()).await;

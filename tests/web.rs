@@ -242,3 +242,88 @@ fn the_filtered_list_exports_as_a_har_that_strata_reads_back() {
     assert_eq!(lines.len(), 1, "{}", done.stdout);
     assert!(lines[0].contains(&format!("GET {} -> 404", origin.url("/status/404"))), "{}", lines[0]);
 }
+
+impl WebUi {
+    /// POST `path` with a JSON body; the status and the answer.
+    fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let request = ureq::post(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .set("Content-Type", "application/json");
+        answer(if body.is_empty() { request.call() } else { request.send_string(body) })
+    }
+
+    /// Waits until a flow is paused in `phase`; its id.
+    fn wait_for_paused(&self, phase: &str) -> String {
+        let deadline = std::time::Instant::now() + SOON;
+        loop {
+            let state = self.json("/api/intercept");
+            let found = state["paused"].as_array().unwrap().iter().find(|p| p["intercepted"] == phase).cloned();
+            if let Some(paused) = found {
+                return paused["id"].as_str().unwrap().to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no flow paused at its {phase}: {state:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// curl through the proxy in a thread of its own (it waits while its flow is paused): its stdout.
+fn fetch_in_background(ui: &WebUi, url: &str) -> std::thread::JoinHandle<common::Finished> {
+    let (proxy, url) = (ui.proxy.proxy_url(), url.to_string());
+    std::thread::spawn(move || {
+        common::curl_unchecked(&["-s", "-S", "--max-time", "20", "-x", &proxy, "-w", " %{http_code}", &url])
+    })
+}
+
+#[test]
+fn intercepted_flows_wait_and_go_on_with_the_users_edits() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    let (status, body) = ui.put_intercept("~u hello");
+    assert_eq!(status, 200, "{body}");
+    let curl = fetch_in_background(&ui, &origin.url("/hello"));
+    // Stopped at the request, the flow has not reached the origin.
+    let id = ui.wait_for_paused("request");
+    assert!(!curl.is_finished(), "curl got an answer while its request was paused");
+    assert_eq!(ui.post(&format!("/api/flows/{id}/resume"), "").0, 200);
+    // Stopped again at the response: resumed with another body and status.
+    let id = ui.wait_for_paused("response");
+    let edits = r#"{"status": 201, "body": {"text": "edited in the UI"}}"#;
+    assert_eq!(ui.post(&format!("/api/flows/{id}/resume"), edits).0, 200);
+    let got = curl.join().unwrap();
+    assert_eq!(got.stdout, "edited in the UI 201", "curl: {}", got.stderr);
+    assert_eq!(ui.post(&format!("/api/flows/{id}/resume"), "").0, 404, "resumed twice");
+    // The session keeps the flow as the client got it.
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let list = ui.json("/api/flows");
+        let row = &list["flows"][0];
+        if (row["status"] == 201 && row["size"] == 16) || std::time::Instant::now() > deadline {
+            assert_eq!((row["status"].as_u64(), row["size"].as_u64()), (Some(201), Some(16)), "{list:#}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_intercepted_flow_closes_the_clients_connection() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    assert_eq!(ui.put_intercept("~u hello").0, 200);
+    assert_eq!(ui.put_intercept("~c abc").0, 400, "a bad intercept filter is refused");
+    let curl = fetch_in_background(&ui, &origin.url("/hello"));
+    let id = ui.wait_for_paused("request");
+    assert_eq!(ui.post(&format!("/api/flows/{id}/kill"), "").0, 200);
+    let got = curl.join().unwrap();
+    assert!(!got.status.success() && got.stdout.ends_with(" 000"), "curl: {} {}", got.stdout, got.stderr);
+    assert_eq!(origin.accepts(), 0, "a killed request reached the origin");
+}
+
+impl WebUi {
+    fn put_intercept(&self, filter: &str) -> (u16, String) {
+        let request = ureq::put(&format!("{}/api/intercept?filter={}", self.base, filter.replace(' ', "%20")))
+            .set("Authorization", &format!("Bearer {}", self.token));
+        answer(request.call())
+    }
+}

@@ -11,6 +11,7 @@ const state = {
   index: new Map(),    // id -> index
   pending: new Set(),  // page numbers being fetched
   selected: -1, socket: null, generation: 0,
+  paused: new Map(),   // id -> the paused flow, as GET /api/intercept lists it
 };
 
 async function api(path) {
@@ -86,6 +87,7 @@ function rowElement(i, row) {
   if (!row) { el.textContent = "…"; return el; }
   el.dataset.id = row.id;
   if (i === state.selected) el.classList.add("selected");
+  if (state.paused.has(row.id)) el.classList.add("intercepted");
   if (row.error) el.classList.add("error");
   if (state.highlight && state.highlight.has(row.id)) el.classList.add("highlight");
   const time = row.started ? new Date(row.started).toLocaleTimeString() : "";
@@ -128,8 +130,9 @@ function listen() {
   socket.onclose = () => { if (state.socket === socket) $("live").classList.remove("on"); };
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
-    if (event.lagged) { reload(); return; }
+    if (event.lagged) { reload(); refreshPaused(); return; }
     const row = event.flow;
+    if (row.intercepted || state.paused.has(row.id)) refreshPaused();
     const known = state.index.get(row.id);
     if (known !== undefined) {
       state.rows.set(known, row);
@@ -168,13 +171,14 @@ function select(i) {
 }
 
 async function showDetail(id) {
-  const flow = await api(`/api/flows/${id}`);
+  const flow = state.paused.get(id) || await api(`/api/flows/${id}`);
   const detail = $("detail");
   detail.hidden = false;
   detail.replaceChildren();
   const h = (tag, text) => { const el = document.createElement(tag); el.textContent = text; return el; };
   detail.append(h("h3", `${flow.method || ""} ${flow.url}`));
-  if (flow.request) detail.append(actions(flow));
+  if (flow.intercepted) detail.append(editor(flow));
+  else if (flow.request) detail.append(actions(flow));
   if (flow.error) detail.append(h("p", `error: ${flow.error}`));
   if (flow.request) {
     detail.append(h("h3", `Request (${flow.request.version})`), table(flow.request.headers));
@@ -201,6 +205,79 @@ async function showDetail(id) {
     detail.append(h("h3", "Timings"), table(Object.entries(flow.timings)
       .map(([k, v]) => [k, v == null ? "" : `${v.toFixed(1)} ms`])));
   }
+}
+
+// ---- intercept --------------------------------------------------------------------------------------
+
+async function refreshPaused() {
+  const intercept = await api("/api/intercept");
+  state.paused = new Map(intercept.paused.map((flow) => [flow.id, flow]));
+  $("paused").textContent = state.paused.size ? `${state.paused.size} paused` : "";
+  if (document.activeElement !== $("intercept")) $("intercept").value = intercept.filter || "";
+  render();
+}
+
+async function setIntercept(text) {
+  const response = await fetch(`/api/intercept?${query({ filter: text })}`, { method: "PUT" });
+  $("intercept").classList.toggle("bad", !response.ok);
+}
+
+// The paused message, editable: method and URL (request) or status (response), headers, body.
+function editor(flow) {
+  const form = document.createElement("div");
+  form.className = "edit";
+  const phase = flow.intercepted;
+  const message = flow[phase];
+  const field = (label, value) => {
+    const wrap = document.createElement("label");
+    wrap.textContent = `${label} `;
+    const input = document.createElement("input");
+    input.value = value ?? "";
+    input.name = label;
+    wrap.append(input);
+    form.append(wrap, document.createElement("br"));
+    return input;
+  };
+  const title = document.createElement("h3");
+  title.textContent = `Paused at its ${phase}`;
+  form.append(title);
+  const first = phase === "request" ? [field("method", message.method), field("url", message.url)] : [field("status", message.status)];
+  const headers = document.createElement("textarea");
+  headers.name = "headers";
+  headers.rows = Math.min(12, message.headers.length + 1);
+  headers.value = message.headers.map(([n, v]) => `${n}: ${v}`).join("\n");
+  const body = document.createElement("textarea");
+  body.name = "body";
+  body.rows = 8;
+  body.value = flow.body.text ?? "";
+  body.disabled = flow.body.text === undefined;
+  form.append(headers, body);
+  const buttons = document.createElement("div");
+  buttons.className = "actions";
+  const resume = document.createElement("button");
+  resume.textContent = "resume";
+  resume.id = "resume";
+  resume.addEventListener("click", async () => {
+    const edits = {
+      headers: headers.value.split("\n").filter((l) => l.includes(":"))
+        .map((l) => [l.slice(0, l.indexOf(":")).trim(), l.slice(l.indexOf(":") + 1).trim()]),
+    };
+    if (!body.disabled) edits.body = { text: body.value };
+    if (phase === "request") { edits.method = first[0].value; edits.url = first[1].value; }
+    else edits.status = Number(first[0].value);
+    await fetch(`/api/flows/${flow.id}/resume`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(edits) });
+    await refreshPaused();
+  });
+  const kill = document.createElement("button");
+  kill.textContent = "kill";
+  kill.id = "kill";
+  kill.addEventListener("click", async () => {
+    await fetch(`/api/flows/${flow.id}/kill`, { method: "POST" });
+    await refreshPaused();
+  });
+  buttons.append(resume, kill);
+  form.append(buttons);
+  return form;
 }
 
 // Replay (a new flow, which arrives live) and copy as curl.
@@ -312,6 +389,7 @@ function debounce(f, ms) {
 
 $("filter").addEventListener("input", debounce((e) => { state.filter = e.target.value.trim(); reload(); }, 250));
 $("highlight").addEventListener("input", debounce((e) => updateHighlight(e.target.value), 250));
+$("intercept").addEventListener("input", debounce((e) => setIntercept(e.target.value.trim()), 250));
 $("viewport").addEventListener("scroll", () => render());
 window.addEventListener("resize", () => render());
 $("list").addEventListener("keydown", (e) => {
@@ -327,3 +405,4 @@ $("list").addEventListener("keydown", (e) => {
 // The token has set the cookie; keep it out of the address bar (and of screenshots and history).
 if (location.search.includes("token=")) history.replaceState(null, "", "/");
 reload();
+refreshPaused();

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::intercept::Decision;
 use super::{json as flow_json, Web};
 use crate::filter::{Filter, FilterError, FlowRef};
 use crate::store::{SessionReader, StoredFlow};
@@ -31,6 +32,9 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/api/flows/{id}/{side}/content", get(content))
         .route("/api/flows/{id}/replay", post(replay))
         .route("/api/export.har", get(export_har))
+        .route("/api/intercept", get(intercept_state).put(set_intercept))
+        .route("/api/flows/{id}/resume", post(resume))
+        .route("/api/flows/{id}/kill", post(kill))
         .route("/api/filter", get(check_filter))
         .route("/api/updates", get(updates))
 }
@@ -217,6 +221,49 @@ async fn export_har(State(web): State<Arc<Web>>, Query(params): Params) -> Respo
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// `GET /api/intercept`: `{"filter": F or null, "paused": [flow...]}`, each paused flow as `/api/flows/ID`
+/// shows it plus `intercepted` (`request` or `response`) and `body` (`{"text"}` or `{"base64"}`) of the
+/// paused message.
+async fn intercept_state(State(web): State<Arc<Web>>) -> Response {
+    Json(json!({ "filter": web.intercept.filter_text(), "paused": web.intercept.paused() })).into_response()
+}
+
+/// `PUT /api/intercept?filter=F`: sets the intercept filter (an empty one stops intercepting).
+async fn set_intercept(State(web): State<Arc<Web>>, Query(params): Params) -> Response {
+    match filter_of(&params) {
+        Ok(filter) => {
+            web.intercept.set_filter(filter);
+            Json(json!({ "filter": web.intercept.filter_text() })).into_response()
+        }
+        Err(e) => bad_filter(e),
+    }
+}
+
+/// `POST /api/flows/ID/resume`, with optional JSON edits of the paused message (`method`, `url`, `status`,
+/// `headers` as `[[name, value], ...]`, `body` as `{"text"}` or `{"base64"}`).
+async fn resume(State(web): State<Arc<Web>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    let edits = match body.is_empty() {
+        true => Value::Null,
+        false => match serde_json::from_slice(&body) {
+            Ok(edits) => edits,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("the edits are not JSON: {e}")),
+        },
+    };
+    decided(web.intercept.decide(&id, Decision::Resume(edits)))
+}
+
+/// `POST /api/flows/ID/kill`: ends a paused flow (its client connection is closed).
+async fn kill(State(web): State<Arc<Web>>, Path(id): Path<String>) -> Response {
+    decided(web.intercept.decide(&id, Decision::Kill))
+}
+
+fn decided(found: bool) -> Response {
+    match found {
+        true => Json(json!({ "ok": true })).into_response(),
+        false => error(StatusCode::NOT_FOUND, "no such paused flow"),
+    }
 }
 
 /// `GET /api/filter?filter=F`: `{"ok": true}`, or a 400 with the error and its position.

@@ -50,14 +50,31 @@ impl Live {
     }
 
     fn http(&self, flow: &HttpFlow) {
-        if self.events.receiver_count() > 0 {
-            let mut light = flow.clone();
-            light.request.body = None;
-            if let Some(response) = &mut light.response {
-                response.body = None;
-            }
-            self.announce(StoredFlow::Http(Box::new(light)));
+        if let Some(light) = self.light(flow) {
+            self.announce(light);
         }
+    }
+
+    /// Announces a flow the intercept stopped, its row marked `"intercepted": PHASE`.
+    pub fn announce_paused(&self, flow: &HttpFlow, phase: &str) {
+        if let Some(light) = self.light(flow) {
+            let mut summary = json::summary(&light);
+            summary["intercepted"] = phase.into();
+            let _ = self.events.send(Event { summary, flow: Arc::new(light) });
+        }
+    }
+
+    /// The flow without its bodies, if some page listens.
+    fn light(&self, flow: &HttpFlow) -> Option<StoredFlow> {
+        if self.events.receiver_count() == 0 {
+            return None;
+        }
+        let mut light = flow.clone();
+        light.request.body = None;
+        if let Some(response) = &mut light.response {
+            response.body = None;
+        }
+        Some(StoredFlow::Http(Box::new(light)))
     }
 }
 

@@ -9,6 +9,7 @@
 //! site in the browser nor a DNS-rebinding name can reach it.
 
 mod api;
+pub mod intercept;
 pub mod json;
 pub mod live;
 
@@ -26,6 +27,7 @@ use axum::Router;
 use crate::config::WebOptions;
 use crate::context::RootContext;
 use crate::error::ConfigError;
+pub use intercept::Intercept;
 pub use live::Live;
 
 /// What every handler shares.
@@ -36,6 +38,7 @@ struct Web {
     /// The session the flows are read from.
     session: PathBuf,
     live: Arc<Live>,
+    intercept: Arc<Intercept>,
     /// The listen address as a Host value, and its port (for `localhost:PORT`).
     port: u16,
 }
@@ -49,11 +52,12 @@ pub async fn start(
     options: WebOptions,
     session: PathBuf,
     live: Arc<Live>,
+    intercept: Arc<Intercept>,
 ) -> Result<SocketAddr, ConfigError> {
     let bind_error = |source| ConfigError::Bind { addr: options.addr.to_string(), source };
     let listener = tokio::net::TcpListener::bind(options.addr).await.map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
-    let web = Arc::new(Web { options, root, session, live, port: addr.port() });
+    let web = Arc::new(Web { options, root, session, live, intercept, port: addr.port() });
     let app = Router::new()
         .route("/", get(|| async { asset("text/html; charset=utf-8", include_str!("../../web/index.html")) }))
         .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../web/app.js")) }))

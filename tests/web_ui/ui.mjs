@@ -1,7 +1,8 @@
 // Drives strata's web UI in Debian's chromium (playwright-core, no browser download) and checks what a
 // person sees: rows appear live, a filter narrows them and a bad one says where it is wrong, a JSON body is
 // pretty-printed, an image is shown. Traffic goes through strata with curl to an origin this script runs.
-// Env: STRATA_UI (the printed URL with its token), STRATA_PROXY (http://127.0.0.1:PORT), CHROMIUM.
+// Env: STRATA_UI (the printed URL with its token), STRATA_PROXY (http://127.0.0.1:PORT), CHROMIUM, and
+// STRATA_SCREENSHOT (a PNG of the page to write, for the README).
 // Prints "ok" and exits 0, or prints what failed and exits 1. Timings are printed, not asserted.
 
 import http from "node:http";
@@ -37,10 +38,15 @@ const through = (path) => new Promise((resolve, reject) =>
   execFile("curl", ["-sS", "-o", "/dev/null", "--max-time", "10", "-x", proxy, `${base}${path}`],
     (error) => (error ? reject(error) : resolve())));
 
+// curl through strata, its body (it waits while the flow is paused).
+const fetchBody = (path) => new Promise((resolve, reject) =>
+  execFile("curl", ["-sS", "--max-time", "20", "-x", proxy, `${base}${path}`],
+    (error, stdout) => (error ? reject(error) : resolve(stdout))));
+
 const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
 let failed = null;
 try {
-  const page = await browser.newPage();
+  const page = await browser.newPage({ viewport: { width: 1280, height: 640 } });
   const started = Date.now();
   await page.goto(ui);
   await page.waitForSelector("#live.on", { timeout: 10000 });
@@ -69,6 +75,8 @@ try {
   const json = await page.waitForSelector(".response-body pre.body", { timeout: 10000 });
   const text = await json.textContent();
   if (!text.includes('\n  "name": "strata"')) throw new Error(`the JSON body is not pretty-printed: ${text}`);
+  // The README's picture of the page (STRATA_SCREENSHOT=FILE.png), taken here: rows and a JSON body.
+  if (process.env.STRATA_SCREENSHOT) await page.screenshot({ path: process.env.STRATA_SCREENSHOT });
 
   // The image is shown as an image.
   await page.click("#rows .row[data-id]:nth-child(3)");
@@ -87,6 +95,29 @@ try {
   // The export link carries the filter.
   await page.fill("#filter", "~u png");
   await page.waitForFunction(() => document.querySelector("#export").href.includes("filter=~u%20png"), null, { timeout: 10000 });
+
+  // Intercept: a matching flow waits at its request, then at its response; the edited body reaches curl.
+  await page.fill("#filter", "");
+  await page.fill("#intercept", "~u held");
+  await page.waitForTimeout(600);
+  const held = fetchBody("/held");
+  await page.waitForFunction(() => document.querySelector("#paused").textContent === "1 paused", null, { timeout: 10000 });
+  await page.locator("#rows .row[data-id]", { hasText: "/held" }).click();
+  await page.click("#resume");
+  await page.waitForFunction(() => document.querySelector("#paused").textContent === "1 paused", null, { timeout: 10000 });
+  await page.locator("#rows .row[data-id]", { hasText: "/held" }).click();
+  await page.waitForSelector("h3:text('Paused at its response')", { timeout: 10000 });
+  await page.fill(".edit textarea[name=body]", "edited in the page");
+  await page.click("#resume");
+  const edited = await held;
+  if (edited !== "edited in the page") throw new Error(`curl got ${JSON.stringify(edited)} after the edit`);
+
+  // Kill closes curl's connection.
+  const killed = fetchBody("/held-too").then(() => "answered", () => "closed");
+  await page.waitForFunction(() => document.querySelector("#paused").textContent === "1 paused", null, { timeout: 10000 });
+  await page.locator("#rows .row[data-id]", { hasText: "/held-too" }).click();
+  await page.click("#kill");
+  if (await killed !== "closed") throw new Error("curl got an answer for a killed flow");
 } catch (e) {
   failed = e;
 } finally {
