@@ -327,3 +327,43 @@ impl WebUi {
         answer(request.call())
     }
 }
+
+#[test]
+fn a_protobuf_body_is_shown_decoded_without_a_schema() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    // {1: 150, 2: "testing", 3: {1: 1}}
+    let message: &[u8] =
+        &[0x08, 0x96, 0x01, 0x12, 0x07, b't', b'e', b's', b't', b'i', b'n', b'g', 0x1a, 0x02, 0x08, 0x01];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("message.bin");
+    std::fs::write(&file, message).unwrap();
+    let data = format!("@{}", file.display());
+    let got = curl(
+        &ui.proxy,
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-H",
+            "content-type: application/x-protobuf",
+            "--data-binary",
+            &data,
+            &origin.url("/size/1"),
+        ],
+    );
+    assert!(got.status.success(), "{}", got.stderr);
+    let list = ui.wait_for_flows(1);
+    let id = list["flows"][0]["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + SOON;
+    let shown = loop {
+        let shown = ui.json(&format!("/api/flows/{id}/request/view"));
+        if shown["view"] == "protobuf" || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(shown["view"], "protobuf", "{shown:#}");
+    assert_eq!(shown["fields"][1], serde_json::json!({ "field": 2, "type": "string", "value": "testing" }));
+    assert_eq!(shown["fields"][2]["value"][0]["value"], 1, "{shown:#}");
+}

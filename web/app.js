@@ -331,53 +331,52 @@ function header(message, name) {
   return found ? found[1] : "";
 }
 
-// A body, shown as its type suggests: JSON pretty-printed, images as images, text as text, else hex.
+// A body as the server's view shows it: JSON pretty-printed, gRPC and protobuf decoded without a schema,
+// forms and multipart parts as tables, images as images, text, or a hex dump; the stored bytes one click
+// away.
 async function body(flow, side, message) {
   const url = `/api/flows/${flow.id}/${side}/content`;
-  const type = header(message, "content-type").toLowerCase();
-  const encoding = header(message, "content-encoding").toLowerCase().trim();
   const wrap = document.createElement("div");
   wrap.className = `body ${side}-body`;
   const link = document.createElement("a");
   link.href = `${url}?download`;
-  link.textContent = `download ${side} body (${size(message.body_len)})`;
+  link.textContent = `download ${side} body (${size(message.body_len)}, as stored)`;
   wrap.append(link);
   if (message.body_stored == null) return wrap;
-  if (type.startsWith("image/") && !encoding) {
-    const img = document.createElement("img");
-    img.className = "body";
-    img.src = url;
-    wrap.append(img);
-    return wrap;
+  const shown = await api(`/api/flows/${flow.id}/${side}/view`);
+  const note = (text) => { const p = document.createElement("p"); p.textContent = text; wrap.append(p); };
+  if (shown.decoded) note(`decoded from ${shown.decoded}`);
+  if (shown.note) note(shown.note);
+  if (shown.truncated) note(`stored: the first ${size(shown.truncated.stored)} of ${size(shown.truncated.len)}`);
+  const pre = (text) => { const el = document.createElement("pre"); el.className = "body"; el.textContent = text; wrap.append(el); };
+  switch (shown.view) {
+    case "image": {
+      const img = document.createElement("img");
+      img.className = "body";
+      img.src = url;
+      wrap.append(img);
+      break;
+    }
+    case "protobuf": pre(fieldsText(shown.fields, "")); break;
+    case "grpc": pre(shown.messages.map((m, i) => `message ${i + 1}${m.compressed ? " (compressed)" : ""}\n`
+      + (m.fields ? fieldsText(m.fields, "  ") : "")).join("\n")); break;
+    case "form": wrap.append(table(shown.pairs)); break;
+    case "multipart":
+      for (const part of shown.parts) {
+        wrap.append(table(part.headers.map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1).trim()])));
+        pre(part.content.text ?? `(base64) ${part.content.base64}`);
+      }
+      break;
+    default: pre(shown.text);
   }
-  let bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
-  if (["gzip", "deflate"].includes(encoding)) {
-    try {
-      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream(encoding));
-      bytes = new Uint8Array(await new Response(stream).arrayBuffer());
-    } catch (e) { /* shown raw below */ }
-  }
-  const pre = document.createElement("pre");
-  pre.className = "body";
-  let text = null;
-  try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch (e) { /* binary */ }
-  if (text !== null && type.includes("json")) {
-    try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* shown as it is */ }
-  }
-  pre.textContent = text !== null ? text : hex(bytes.subarray(0, 65536));
-  wrap.append(pre);
   return wrap;
 }
 
-function hex(bytes) {
-  const lines = [];
-  for (let i = 0; i < bytes.length; i += 16) {
-    const chunk = Array.from(bytes.subarray(i, i + 16));
-    const hexes = chunk.map((b) => b.toString(16).padStart(2, "0")).join(" ");
-    const ascii = chunk.map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
-    lines.push(`${i.toString(16).padStart(8, "0")}  ${hexes.padEnd(48)}  ${ascii}`);
-  }
-  return lines.join("\n");
+// Protobuf fields as an indented tree: `NUMBER TYPE: VALUE`.
+function fieldsText(fields, indent) {
+  return fields.map((f) => f.type === "message"
+    ? `${indent}${f.field} message:\n${fieldsText(f.value, indent + "  ")}`
+    : `${indent}${f.field} ${f.type}: ${typeof f.value === "string" ? JSON.stringify(f.value) : f.value}`).join("\n");
 }
 
 // ---- wiring -----------------------------------------------------------------------------------------

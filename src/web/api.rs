@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::intercept::Decision;
-use super::{json as flow_json, Web};
+use super::{json as flow_json, views, Web};
 use crate::filter::{Filter, FilterError, FlowRef};
 use crate::store::{SessionReader, StoredFlow};
 
@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/api/flows", get(list))
         .route("/api/flows/{id}", get(one))
         .route("/api/flows/{id}/{side}/content", get(content))
+        .route("/api/flows/{id}/{side}/view", get(content_view))
         .route("/api/flows/{id}/replay", post(replay))
         .route("/api/export.har", get(export_har))
         .route("/api/intercept", get(intercept_state).put(set_intercept))
@@ -264,6 +265,37 @@ fn decided(found: bool) -> Response {
         true => Json(json!({ "ok": true })).into_response(),
         false => error(StatusCode::NOT_FOUND, "no such paused flow"),
     }
+}
+
+/// `GET /api/flows/ID/request/view` (or `response`): the body decoded and shown as its type suggests
+/// (`views::view`), plus `decoded` (the content coding undone) or `note` (why it was not).
+async fn content_view(State(web): State<Arc<Web>>, Path((id, side)): Path<(String, String)>) -> Response {
+    let flow = match with_session(&web, true, move |reader| reader.flow(&id)).await {
+        Ok(Some(StoredFlow::Http(flow))) => flow,
+        Ok(_) => return error(StatusCode::NOT_FOUND, "no such HTTP flow"),
+        Err(response) => return response,
+    };
+    let (headers, body, len) = match (side.as_str(), &flow.response) {
+        ("request", _) => (&flow.request.headers, &flow.request.body, flow.request.body_len),
+        ("response", Some(r)) => (&r.headers, &r.body, r.body_len),
+        _ => return error(StatusCode::NOT_FOUND, "no such body"),
+    };
+    let text = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+    let stored = body.as_deref().unwrap_or_default();
+    let encoding = text("content-encoding");
+    let (bytes, note) = match views::decode(&encoding, stored) {
+        Ok(bytes) => (bytes, None),
+        Err(note) => (stored.to_vec(), Some(note)),
+    };
+    let mut shown = views::view(&text("content-type"), &bytes);
+    if (stored.len() as u64) < len {
+        shown["truncated"] = json!({ "stored": stored.len(), "len": len });
+    }
+    if note.is_none() && !encoding.is_empty() {
+        shown["decoded"] = json!(encoding);
+    }
+    shown["note"] = json!(note);
+    Json(shown).into_response()
 }
 
 /// `GET /api/filter?filter=F`: `{"ok": true}`, or a 400 with the error and its position.

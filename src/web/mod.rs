@@ -12,6 +12,7 @@ mod api;
 pub mod intercept;
 pub mod json;
 pub mod live;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
