@@ -367,3 +367,43 @@ fn a_protobuf_body_is_shown_decoded_without_a_schema() {
     assert_eq!(shown["fields"][1], serde_json::json!({ "field": 2, "type": "string", "value": "testing" }));
     assert_eq!(shown["fields"][2]["value"][0]["value"], 1, "{shown:#}");
 }
+
+impl WebUi {
+    fn delete(&self, path: &str) -> (u16, String) {
+        let request =
+            ureq::delete(&format!("{}{path}", self.base)).set("Authorization", &format!("Bearer {}", self.token));
+        answer(request.call())
+    }
+}
+
+#[test]
+fn an_edited_request_is_sent_as_a_new_flow_and_flows_can_be_deleted() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    fetch(&ui, &origin, "/size/3");
+    let list = ui.wait_for_flows(1);
+    let id = list["flows"][0]["id"].as_str().unwrap().to_string();
+    let edits = format!(r#"{{"url": "{}", "headers": [["x-edited", "yes"]]}}"#, origin.url("/size/9"));
+    let (status, body) = ui.post(&format!("/api/flows/{id}/send"), &edits);
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + SOON;
+    let list = loop {
+        let list = ui.wait_for_flows(2);
+        if list["flows"][1]["size"] == 9 || std::time::Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(list["flows"][1]["url"], origin.url("/size/9"), "{list:#}");
+    assert_eq!(list["flows"][1]["size"], 9, "the origin answered the edited request: {list:#}");
+    let sent = list["flows"][1]["id"].as_str().unwrap().to_string();
+    let flow = ui.json(&format!("/api/flows/{sent}"));
+    let headers = flow["request"]["headers"].as_array().unwrap();
+    assert!(headers.iter().any(|h| h[0] == "x-edited"), "{flow:#}");
+
+    assert_eq!(ui.delete(&format!("/api/flows/{id}")).0, 200);
+    assert_eq!(ui.json("/api/flows")["total"], 1);
+    assert_eq!(ui.get(&format!("/api/flows/{id}")).0, 404);
+    assert_eq!(ui.delete("/api/flows").0, 200);
+    assert_eq!(ui.json("/api/flows")["total"], 0);
+}

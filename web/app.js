@@ -177,7 +177,7 @@ async function showDetail(id) {
   detail.replaceChildren();
   const h = (tag, text) => { const el = document.createElement(tag); el.textContent = text; return el; };
   detail.append(h("h3", `${flow.method || ""} ${flow.url}`));
-  if (flow.intercepted) detail.append(editor(flow));
+  if (flow.intercepted) detail.append(interceptEditor(flow));
   else if (flow.request) detail.append(actions(flow));
   if (flow.error) detail.append(h("p", `error: ${flow.error}`));
   if (flow.request) {
@@ -222,12 +222,15 @@ async function setIntercept(text) {
   $("intercept").classList.toggle("bad", !response.ok);
 }
 
-// The paused message, editable: method and URL (request) or status (response), headers, body.
-function editor(flow) {
+// A message as an editable form: method and URL (request) or status (response), headers, body (when it
+// is text). `buttons` are [label, id, handler(edits)].
+function editor(flow, phase, bodyText, title, buttons) {
   const form = document.createElement("div");
   form.className = "edit";
-  const phase = flow.intercepted;
   const message = flow[phase];
+  const heading = document.createElement("h3");
+  heading.textContent = title;
+  form.append(heading);
   const field = (label, value) => {
     const wrap = document.createElement("label");
     wrap.textContent = `${label} `;
@@ -238,9 +241,6 @@ function editor(flow) {
     form.append(wrap, document.createElement("br"));
     return input;
   };
-  const title = document.createElement("h3");
-  title.textContent = `Paused at its ${phase}`;
-  form.append(title);
   const first = phase === "request" ? [field("method", message.method), field("url", message.url)] : [field("status", message.status)];
   const headers = document.createElement("textarea");
   headers.name = "headers";
@@ -249,34 +249,63 @@ function editor(flow) {
   const body = document.createElement("textarea");
   body.name = "body";
   body.rows = 8;
-  body.value = flow.body.text ?? "";
-  body.disabled = flow.body.text === undefined;
+  body.value = bodyText ?? "";
+  body.disabled = bodyText == null;
   form.append(headers, body);
-  const buttons = document.createElement("div");
-  buttons.className = "actions";
-  const resume = document.createElement("button");
-  resume.textContent = "resume";
-  resume.id = "resume";
-  resume.addEventListener("click", async () => {
-    const edits = {
+  const edits = () => {
+    const out = {
       headers: headers.value.split("\n").filter((l) => l.includes(":"))
         .map((l) => [l.slice(0, l.indexOf(":")).trim(), l.slice(l.indexOf(":") + 1).trim()]),
     };
-    if (!body.disabled) edits.body = { text: body.value };
-    if (phase === "request") { edits.method = first[0].value; edits.url = first[1].value; }
-    else edits.status = Number(first[0].value);
-    await fetch(`/api/flows/${flow.id}/resume`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(edits) });
-    await refreshPaused();
-  });
-  const kill = document.createElement("button");
-  kill.textContent = "kill";
-  kill.id = "kill";
-  kill.addEventListener("click", async () => {
-    await fetch(`/api/flows/${flow.id}/kill`, { method: "POST" });
-    await refreshPaused();
-  });
-  buttons.append(resume, kill);
-  form.append(buttons);
+    if (!body.disabled) out.body = { text: body.value };
+    if (phase === "request") { out.method = first[0].value; out.url = first[1].value; }
+    else out.status = Number(first[0].value);
+    return out;
+  };
+  const bar = document.createElement("div");
+  bar.className = "actions";
+  for (const [label, id, handler] of buttons) {
+    const button = document.createElement("button");
+    button.textContent = label;
+    button.id = id;
+    button.addEventListener("click", () => handler(edits()));
+    bar.append(button);
+  }
+  form.append(bar);
+  return form;
+}
+
+const post = (path, body) => fetch(path, {
+  method: "POST", headers: { "content-type": "application/json" }, body: body === undefined ? "" : JSON.stringify(body),
+});
+
+function interceptEditor(flow) {
+  const phase = flow.intercepted;
+  return editor(flow, phase, flow.body.text, `Paused at its ${phase}`, [
+    ["resume", "resume", async (edits) => { await post(`/api/flows/${flow.id}/resume`, edits); await refreshPaused(); }],
+    ["kill", "kill", async () => { await post(`/api/flows/${flow.id}/kill`); await refreshPaused(); }],
+  ]);
+}
+
+// "edit & send": the request as a form; sending it makes a new flow.
+async function sendEditor(flow) {
+  let text = null;
+  if (flow.request.body_len > 0) {
+    const bytes = await (await fetch(`/api/flows/${flow.id}/request/content`)).arrayBuffer();
+    try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch (e) { /* kept as it is */ }
+  } else {
+    text = "";
+  }
+  const status = document.createElement("span");
+  const form = editor(flow, "request", text, "Edit and send (a new flow)", [
+    ["send", "send", async (edits) => {
+      const response = await post(`/api/flows/${flow.id}/send`, edits);
+      const body = await response.json();
+      status.textContent = response.ok ? `sent: ${body.answer}` : `failed: ${body.error}`;
+    }],
+    ["cancel", "cancel", () => showDetail(flow.id)],
+  ]);
+  form.querySelector(".actions").append(status);
   return form;
 }
 
@@ -302,6 +331,12 @@ function actions(flow) {
     await navigator.clipboard.writeText(curlCommand(flow)).catch(() => {});
     status.textContent = "copied";
   });
+  button("edit & send", async () => bar.replaceWith(await sendEditor(flow))).id = "edit";
+  button("delete", async () => {
+    await fetch(`/api/flows/${flow.id}`, { method: "DELETE" });
+    $("detail").hidden = true;
+    reload();
+  }).id = "delete";
   bar.append(status);
   return bar;
 }
@@ -388,6 +423,12 @@ function debounce(f, ms) {
 
 $("filter").addEventListener("input", debounce((e) => { state.filter = e.target.value.trim(); reload(); }, 250));
 $("highlight").addEventListener("input", debounce((e) => updateHighlight(e.target.value), 250));
+$("clear").addEventListener("click", async () => {
+  if (!confirm("Delete every flow of this session?")) return;
+  await fetch("/api/flows", { method: "DELETE" });
+  $("detail").hidden = true;
+  reload();
+});
 $("intercept").addEventListener("input", debounce((e) => setIntercept(e.target.value.trim()), 250));
 $("viewport").addEventListener("scroll", () => render());
 window.addEventListener("resize", () => render());

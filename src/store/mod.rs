@@ -245,6 +245,28 @@ impl StoreWriter {
     }
 }
 
+/// Deletes flows from a session, also while it is being recorded into (SQLite serializes the two
+/// writers): the flow with `id`, or every flow. Returns how many were deleted. A flow still in progress
+/// comes back with its next write.
+pub fn delete(path: &Path, id: Option<&str>) -> Result<usize, String> {
+    let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+    let mut connection = Connection::open(path).map_err(fail)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
+    let tx = connection.transaction().map_err(fail)?;
+    let which = if id.is_some() { "WHERE id = ?1" } else { "WHERE ?1 IS NULL" };
+    let seqs = format!("(SELECT seq FROM flows {which})");
+    for sql in [
+        format!("DELETE FROM bodies WHERE flow_seq IN {seqs}"),
+        format!("DELETE FROM body_text WHERE rowid IN {seqs}"),
+        format!("DELETE FROM messages WHERE flow_id IN (SELECT id FROM flows {which})"),
+    ] {
+        tx.execute(&sql, [id]).map_err(fail)?;
+    }
+    let deleted = tx.execute(&format!("DELETE FROM flows {which}"), [id]).map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    Ok(deleted)
+}
+
 /// The session file is the user's traffic (cookies, credentials): only the owner may read it. Creates
 /// it (empty, which SQLite takes as a new database) if it is not there.
 fn set_private(path: &Path) -> std::io::Result<()> {

@@ -27,8 +27,9 @@ type Params = Query<HashMap<String, String>>;
 
 pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new()
-        .route("/api/flows", get(list))
-        .route("/api/flows/{id}", get(one))
+        .route("/api/flows", get(list).delete(clear))
+        .route("/api/flows/{id}", get(one).delete(delete_one))
+        .route("/api/flows/{id}/send", post(send))
         .route("/api/flows/{id}/{side}/content", get(content))
         .route("/api/flows/{id}/{side}/view", get(content_view))
         .route("/api/flows/{id}/replay", post(replay))
@@ -164,13 +165,52 @@ async fn replay(State(web): State<Arc<Web>>, Path(id): Path<String>) -> Response
         Ok(_) => return error(StatusCode::NOT_FOUND, "no such HTTP flow"),
         Err(response) => return response,
     };
-    let exchange = crate::read_flows::request_exchange(&flow);
-    let answer = crate::client_replay::replay(&web.root, &exchange).await;
+    answer_of(crate::client_replay::replay(&web.root, &crate::read_flows::request_exchange(&flow)).await)
+}
+
+/// The answer to a replayed request: its status line, or 502 when nothing came back.
+fn answer_of(answer: Vec<u8>) -> Response {
     let status_line = String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_string();
     if status_line.is_empty() {
-        return error(StatusCode::BAD_GATEWAY, "the replay got no answer");
+        return error(StatusCode::BAD_GATEWAY, "the request got no answer");
     }
     Json(json!({ "answer": status_line })).into_response()
+}
+
+/// `POST /api/flows/ID/send`, with JSON edits of its request (as for `resume`): sends the flow's request,
+/// edited, as a new flow (the original stays); `{"answer": STATUS_LINE}`, or 502.
+async fn send(State(web): State<Arc<Web>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    let edits: Value = match serde_json::from_slice(&body) {
+        Ok(edits) => edits,
+        Err(_) if body.is_empty() => Value::Null,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the edits are not JSON: {e}")),
+    };
+    let mut flow = match with_session(&web, true, move |reader| reader.flow(&id)).await {
+        Ok(Some(StoredFlow::Http(flow))) => flow,
+        Ok(_) => return error(StatusCode::NOT_FOUND, "no such HTTP flow"),
+        Err(response) => return response,
+    };
+    super::intercept::apply(&mut flow, super::intercept::Phase::Request, &edits);
+    answer_of(crate::client_replay::replay(&web.root, &crate::read_flows::request_exchange(&flow)).await)
+}
+
+/// `DELETE /api/flows/ID`: removes the flow from the session.
+async fn delete_one(State(web): State<Arc<Web>>, Path(id): Path<String>) -> Response {
+    deleted(&web, Some(id)).await
+}
+
+/// `DELETE /api/flows`: removes every flow from the session.
+async fn clear(State(web): State<Arc<Web>>) -> Response {
+    deleted(&web, None).await
+}
+
+async fn deleted(web: &Web, id: Option<String>) -> Response {
+    let session = web.session.clone();
+    match tokio::task::spawn_blocking(move || crate::store::delete(&session, id.as_deref())).await {
+        Ok(Ok(n)) => Json(json!({ "deleted": n })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// `GET /api/export.har?filter=F`: the matching flows as a HAR file, written as it is read (a page of

@@ -123,9 +123,9 @@ fn body_json(body: &[u8]) -> Value {
     }
 }
 
-/// Applies the page's edits to the paused message: `method` and `url` (request), `status` (response),
-/// `headers` (`[[name, value], ...]`) and `body` (`{"text"}` or `{"base64"}`).
-fn apply(flow: &mut HttpFlow, phase: Phase, edits: &Value) {
+/// Applies the page's edits to a message of `flow`: `method` and `url` (request), `status` (response),
+/// `headers` (`[[name, value], ...]`) and `body` (`{"text"}` or `{"base64"}`); what is not given stays.
+pub fn apply(flow: &mut HttpFlow, phase: Phase, edits: &Value) {
     let headers = edits["headers"].as_array().map(|pairs| {
         let mut headers = Headers::default();
         for pair in pairs {

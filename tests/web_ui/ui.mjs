@@ -118,6 +118,19 @@ try {
   await page.locator("#rows .row[data-id]", { hasText: "/held-too" }).click();
   await page.click("#kill");
   if (await killed !== "closed") throw new Error("curl got an answer for a killed flow");
+
+  // Edit and send: a new flow with the edited URL; then delete it.
+  await page.fill("#intercept", "");
+  await page.waitForTimeout(600);
+  await page.locator("#rows .row[data-id]", { hasText: "/hello.txt" }).first().click();
+  await page.click("#edit");
+  await page.fill(".edit input[name=url]", `${base}/hello.txt?sent`);
+  await page.click("#send");
+  const sent = page.locator("#rows .row[data-id]", { hasText: "?sent" });
+  await sent.waitFor({ timeout: 10000 });
+  await sent.click();
+  await page.click("#delete");
+  await sent.waitFor({ state: "detached", timeout: 10000 });
 } catch (e) {
   failed = e;
 } finally {
