@@ -49,15 +49,27 @@ impl WebUi {
 
     /// Waits until the list holds `n` flows (they are written by the store's writer thread).
     fn wait_for_flows(&self, n: u64) -> Value {
-        let deadline = std::time::Instant::now() + SOON;
-        loop {
-            let list = self.json("/api/flows");
-            if list["total"] == n || std::time::Instant::now() > deadline {
-                assert_eq!(list["total"], n, "flows in the list: {list:#}");
-                return list;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let list = eventually(|| self.json("/api/flows"), |list| list["total"] == n);
+        assert_eq!(list["total"], n, "flows in the list: {list:#}");
+        list
+    }
+
+    /// The list once the flow at `index` has a response body of `size` bytes: the store writes a flow at
+    /// its request head, its response head and its end.
+    fn wait_for_size(&self, flows: u64, index: usize, size: u64) -> Value {
+        eventually(|| self.wait_for_flows(flows), |list| list["flows"][index]["size"] == size)
+    }
+}
+
+/// `probe` again and again (bounded by SOON) until `done` says yes; the last value either way.
+fn eventually<T>(mut probe: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let value = probe();
+        if done(&value) || std::time::Instant::now() > deadline {
+            return value;
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -133,14 +145,7 @@ fn one_flow_shows_its_headers_and_its_body_as_stored() {
     let list = ui.wait_for_flows(1);
     let id = list["flows"][0]["id"].as_str().unwrap().to_string();
     // The store writes a flow at its request head, its response head and its end: wait for the end.
-    let deadline = std::time::Instant::now() + SOON;
-    let flow = loop {
-        let flow = ui.json(&format!("/api/flows/{id}"));
-        if flow["response"]["body_len"] == 3000 || std::time::Instant::now() > deadline {
-            break flow;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let flow = eventually(|| ui.json(&format!("/api/flows/{id}")), |flow| flow["response"]["body_len"] == 3000);
     assert_eq!(flow["response"]["status"], 200, "{flow:#}");
     assert_eq!(flow["response"]["body_len"], 3000);
     let headers = flow["request"]["headers"].as_array().unwrap();
@@ -208,16 +213,8 @@ fn replay_sends_the_request_again_as_a_new_flow_that_reaches_the_origin() {
     let (status, body) = answer(request.call());
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("200"), "the replay's answer: {body}");
-    // The new flow's answer is the origin's (7 bytes; strata answers nothing itself here). The store
-    // writes a flow at its request head, its response head and its end: wait for the end.
-    let deadline = std::time::Instant::now() + SOON;
-    let list = loop {
-        let list = ui.wait_for_flows(2);
-        if list["flows"][1]["size"] == 7 || std::time::Instant::now() > deadline {
-            break list;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The new flow's answer is the origin's (7 bytes; strata answers nothing itself here).
+    let list = ui.wait_for_size(2, 1, 7);
     let replayed = &list["flows"][1];
     assert_eq!(replayed["url"], origin.url("/size/7"), "{list:#}");
     assert_eq!((replayed["status"].as_u64(), replayed["size"].as_u64()), (Some(200), Some(7)), "{list:#}");
@@ -254,16 +251,11 @@ impl WebUi {
 
     /// Waits until a flow is paused in `phase`; its id.
     fn wait_for_paused(&self, phase: &str) -> String {
-        let deadline = std::time::Instant::now() + SOON;
-        loop {
-            let state = self.json("/api/intercept");
-            let found = state["paused"].as_array().unwrap().iter().find(|p| p["intercepted"] == phase).cloned();
-            if let Some(paused) = found {
-                return paused["id"].as_str().unwrap().to_string();
-            }
-            assert!(std::time::Instant::now() < deadline, "no flow paused at its {phase}: {state:#}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let paused_in =
+            |state: &Value| state["paused"].as_array().unwrap().iter().find(|p| p["intercepted"] == phase).cloned();
+        let state = eventually(|| self.json("/api/intercept"), |state| paused_in(state).is_some());
+        let paused = paused_in(&state).unwrap_or_else(|| panic!("no flow paused at its {phase}: {state:#}"));
+        paused["id"].as_str().unwrap().to_string()
     }
 }
 
@@ -294,16 +286,8 @@ fn intercepted_flows_wait_and_go_on_with_the_users_edits() {
     assert_eq!(got.stdout, "edited in the UI 201", "curl: {}", got.stderr);
     assert_eq!(ui.post(&format!("/api/flows/{id}/resume"), "").0, 404, "resumed twice");
     // The session keeps the flow as the client got it.
-    let deadline = std::time::Instant::now() + SOON;
-    loop {
-        let list = ui.json("/api/flows");
-        let row = &list["flows"][0];
-        if (row["status"] == 201 && row["size"] == 16) || std::time::Instant::now() > deadline {
-            assert_eq!((row["status"].as_u64(), row["size"].as_u64()), (Some(201), Some(16)), "{list:#}");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let list = ui.wait_for_size(1, 0, 16);
+    assert_eq!(list["flows"][0]["status"], 201, "{list:#}");
 }
 
 #[test]
@@ -355,14 +339,7 @@ fn a_protobuf_body_is_shown_decoded_without_a_schema() {
     assert!(got.status.success(), "{}", got.stderr);
     let list = ui.wait_for_flows(1);
     let id = list["flows"][0]["id"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + SOON;
-    let shown = loop {
-        let shown = ui.json(&format!("/api/flows/{id}/request/view"));
-        if shown["view"] == "protobuf" || std::time::Instant::now() > deadline {
-            break shown;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let shown = eventually(|| ui.json(&format!("/api/flows/{id}/request/view")), |shown| shown["view"] == "protobuf");
     assert_eq!(shown["view"], "protobuf", "{shown:#}");
     assert_eq!(shown["fields"][1], serde_json::json!({ "field": 2, "type": "string", "value": "testing" }));
     assert_eq!(shown["fields"][2]["value"][0]["value"], 1, "{shown:#}");
@@ -386,14 +363,7 @@ fn an_edited_request_is_sent_as_a_new_flow_and_flows_can_be_deleted() {
     let edits = format!(r#"{{"url": "{}", "headers": [["x-edited", "yes"]]}}"#, origin.url("/size/9"));
     let (status, body) = ui.post(&format!("/api/flows/{id}/send"), &edits);
     assert_eq!(status, 200, "{body}");
-    let deadline = std::time::Instant::now() + SOON;
-    let list = loop {
-        let list = ui.wait_for_flows(2);
-        if list["flows"][1]["size"] == 9 || std::time::Instant::now() > deadline {
-            break list;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let list = ui.wait_for_size(2, 1, 9);
     assert_eq!(list["flows"][1]["url"], origin.url("/size/9"), "{list:#}");
     assert_eq!(list["flows"][1]["size"], 9, "the origin answered the edited request: {list:#}");
     let sent = list["flows"][1]["id"].as_str().unwrap().to_string();
