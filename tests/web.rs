@@ -377,3 +377,23 @@ fn an_edited_request_is_sent_as_a_new_flow_and_flows_can_be_deleted() {
     assert_eq!(ui.delete("/api/flows").0, 200);
     assert_eq!(ui.json("/api/flows")["total"], 0);
 }
+
+#[test]
+fn the_list_sorts_by_a_column_also_under_a_body_search() {
+    let origin = Origin::start();
+    let ui = start(&[]);
+    for size in [30, 10, 20] {
+        fetch(&ui, &origin, &format!("/size/{size}"));
+    }
+    ui.wait_for_size(3, 2, 20);
+    let sizes = |path: &str| -> Vec<u64> {
+        ui.json(path)["flows"].as_array().unwrap().iter().map(|f| f["size"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(sizes("/api/flows"), [30, 10, 20], "in the order they started");
+    assert_eq!(sizes("/api/flows?sort=size"), [10, 20, 30]);
+    assert_eq!(sizes("/api/flows?sort=-size"), [30, 20, 10]);
+    assert_eq!(sizes("/api/flows?sort=-size&skip=1&limit=1"), [20]);
+    // A body search is decided flow by flow; the order holds all the same.
+    assert_eq!(sizes("/api/flows?filter=~bs%20.&sort=-size"), [30, 20, 10]);
+    assert_eq!(ui.get("/api/flows?sort=colour").0, 400);
+}

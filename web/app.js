@@ -6,7 +6,7 @@ const PAGE = 100;      // rows per request
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  filter: "", highlight: null, total: 0,
+  filter: "", sort: "", highlight: null, total: 0,
   rows: new Map(),     // index -> row
   index: new Map(),    // id -> index
   pending: new Set(),  // page numbers being fetched
@@ -31,7 +31,7 @@ async function reload() {
   $("export").href = `/api/export.har?${query({ filter: state.filter })}`;
   state.rows.clear(); state.index.clear(); state.pending.clear(); state.selected = -1;
   try {
-    const page = await api(`/api/flows?${query({ filter: state.filter, skip: 0, limit: PAGE })}`);
+    const page = await api(`/api/flows?${query({ filter: state.filter, sort: state.sort, skip: 0, limit: PAGE })}`);
     if (generation !== state.generation) return;
     state.total = page.total;
     page.flows.forEach((row, i) => put(i, row));
@@ -55,7 +55,7 @@ async function fetchPage(n) {
   state.pending.add(n);
   const generation = state.generation;
   try {
-    const page = await api(`/api/flows?${query({ filter: state.filter, skip: n * PAGE, limit: PAGE })}`);
+    const page = await api(`/api/flows?${query({ filter: state.filter, sort: state.sort, skip: n * PAGE, limit: PAGE })}`);
     if (generation !== state.generation) return;
     page.flows.forEach((row, i) => put(n * PAGE + i, row));
     render();
@@ -136,6 +136,10 @@ function listen() {
     const known = state.index.get(row.id);
     if (known !== undefined) {
       state.rows.set(known, row);
+    } else if (state.sort) {
+      // A new flow's place in a sorted list is the server's to say.
+      reloadSoon();
+      return;
     } else {
       put(state.total, row);
       state.total += 1;
@@ -144,6 +148,19 @@ function listen() {
     if (known !== undefined && known === state.selected) showDetail(row.id);
   };
 }
+
+const reloadSoon = debounce(() => reload(), 300);
+
+// Clicking a column head sorts by it; again, the other way; the time column's ascending order is the
+// recording's own.
+document.querySelectorAll(".row.head span[data-sort]").forEach((head) => head.addEventListener("click", () => {
+  const column = head.dataset.sort;
+  state.sort = state.sort === column ? `-${column}` : column;
+  if (state.sort === "time") state.sort = "";
+  document.querySelectorAll(".row.head span").forEach((h) => h.classList.remove("asc", "desc"));
+  if (state.sort) head.classList.add(state.sort.startsWith("-") ? "desc" : "asc");
+  reload();
+}));
 
 // ---- highlight --------------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ use crate::http::message::Headers;
 mod query;
 mod read;
 
+pub use query::{Sort, SortColumn};
 pub use read::{read_all, SessionReader};
 
 /// Ops queued for the writer before a flow waits for room: each may carry a body piece (up to about

@@ -167,6 +167,66 @@ impl Lowered {
     }
 }
 
+/// An order of the flow list: one of its columns, ascending or descending; flows that tie stay in the
+/// order they started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub column: SortColumn,
+    pub descending: bool,
+}
+
+/// The columns the flow list sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortColumn {
+    Time,
+    Method,
+    Url,
+    Status,
+    Type,
+    Size,
+    Duration,
+}
+
+impl Sort {
+    /// `status`, or `-status` for descending; the names are the list's columns (`time`, `method`, `url`,
+    /// `status`, `type`, `size`, `duration`).
+    pub fn parse(text: &str) -> Option<Sort> {
+        let (descending, name) = match text.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, text),
+        };
+        let column = match name {
+            "time" => SortColumn::Time,
+            "method" => SortColumn::Method,
+            "url" => SortColumn::Url,
+            "status" => SortColumn::Status,
+            "type" => SortColumn::Type,
+            "size" => SortColumn::Size,
+            "duration" => SortColumn::Duration,
+            _ => return None,
+        };
+        Some(Sort { column, descending })
+    }
+
+    /// The `ORDER BY` list.
+    pub fn sql(self) -> String {
+        let key = match self.column {
+            SortColumn::Time => "seq",
+            SortColumn::Method => "method",
+            SortColumn::Url => "url",
+            SortColumn::Status => "status",
+            SortColumn::Type => {
+                "CASE WHEN kind = 'tcp' THEN 3 WHEN websocket = 1 THEN 2 WHEN http_version = 'HTTP/2.0' THEN 1 ELSE 0 END"
+            }
+            SortColumn::Size => "coalesce(response_body_len, bytes_to_client)",
+            SortColumn::Duration => {
+                "coalesce(max(connect_ms, 0) + send_ms + wait_ms + receive_ms, duration_ms)"
+            }
+        };
+        format!("{key} {}, seq", if self.descending { "DESC" } else { "ASC" })
+    }
+}
+
 fn flag_condition(flag: Flag) -> &'static str {
     match flag {
         Flag::All => "1",

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::query::Lowered;
+use super::query::{Lowered, Sort};
 use super::{fields_from_wire, StoredFlow, SCHEMA_VERSION};
 use crate::filter::Filter;
 use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, TlsFacts, WebSocketData, WebSocketMessage};
@@ -60,7 +60,7 @@ impl SessionReader {
     pub fn next_page(&mut self, filter: Option<&Filter>) -> Result<Vec<StoredFlow>, String> {
         let lowered = self.lower(filter)?;
         loop {
-            let page = self.select(&lowered, self.last, PAGE_FLOWS, 0)?;
+            let page = self.select(&lowered, self.last, PAGE_FLOWS, 0, "seq")?;
             let Some(&(last, _)) = page.last() else { return Ok(Vec::new()) };
             self.last = last;
             let flows = keep_matching(page, filter, lowered.exact);
@@ -74,16 +74,32 @@ impl SessionReader {
     /// of them, at most `limit`. Uses the session's indexes; a body search reads the bodies of the flows
     /// the text index cannot rule out.
     pub fn query(&mut self, filter: Option<&Filter>, skip: usize, limit: usize) -> Result<Vec<StoredFlow>, String> {
+        self.query_sorted(filter, None, skip, limit)
+    }
+
+    /// As `query`, in the order `sort` gives (the order they started, for none).
+    pub fn query_sorted(
+        &mut self,
+        filter: Option<&Filter>,
+        sort: Option<Sort>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<StoredFlow>, String> {
         let lowered = self.lower(filter)?;
+        let order = sort.map_or_else(|| "seq".to_string(), Sort::sql);
         if lowered.exact {
-            let page = self.select(&lowered, 0, limit as i64, skip as i64)?;
+            let page = self.select(&lowered, 0, limit as i64, skip as i64, &order)?;
             return Ok(page.into_iter().map(|(_, flow)| flow).collect());
         }
-        let (mut after, mut skipped, mut flows) = (0, 0, Vec::new());
+        // Candidates in order, a page at a time: by `seq` after the last one, or (sorted) by position.
+        let (mut after, mut offset, mut skipped, mut flows) = (0, 0, 0, Vec::new());
         while flows.len() < limit {
-            let page = self.select(&lowered, after, PAGE_FLOWS, 0)?;
+            let page = self.select(&lowered, after, PAGE_FLOWS, offset, &order)?;
             let Some(&(last, _)) = page.last() else { break };
-            after = last;
+            match sort {
+                None => after = last,
+                Some(_) => offset += PAGE_FLOWS,
+            }
             for flow in keep_matching(page, filter, false) {
                 if skipped < skip {
                     skipped += 1;
@@ -98,7 +114,7 @@ impl SessionReader {
     /// The flow with `id` (as `FlowId` shows it), if the session has it.
     pub fn flow(&mut self, id: &str) -> Result<Option<StoredFlow>, String> {
         let lowered = Lowered::id(id);
-        Ok(self.select(&lowered, 0, 1, 0)?.into_iter().next().map(|(_, flow)| flow))
+        Ok(self.select(&lowered, 0, 1, 0, "seq")?.into_iter().next().map(|(_, flow)| flow))
     }
 
     /// How many flows match `filter`.
@@ -114,7 +130,7 @@ impl SessionReader {
         }
         let (mut after, mut count) = (0, 0);
         loop {
-            let page = self.select(&lowered, after, PAGE_FLOWS, 0)?;
+            let page = self.select(&lowered, after, PAGE_FLOWS, 0, "seq")?;
             let Some(&(last, _)) = page.last() else { return Ok(count) };
             after = last;
             count += keep_matching(page, filter, false).len();
@@ -136,11 +152,18 @@ impl SessionReader {
     /// Up to `limit` flows after `seq` `after` that meet the condition, `offset` of them skipped, with
     /// their `seq`. Bodies are read if the reader wants them or the condition is not exact (a body
     /// search decides on them).
-    fn select(&self, lowered: &Lowered, after: i64, limit: i64, offset: i64) -> Result<Vec<(i64, StoredFlow)>, String> {
+    fn select(
+        &self,
+        lowered: &Lowered,
+        after: i64,
+        limit: i64,
+        offset: i64,
+        order: &str,
+    ) -> Result<Vec<(i64, StoredFlow)>, String> {
         let fail = |e: rusqlite::Error| self.fail(e);
         let with_bodies = self.with_bodies || !lowered.exact;
         let sql = format!(
-            "SELECT {COLUMNS}, {} FROM flows WHERE seq > ?1 AND ({}) ORDER BY seq LIMIT ?2 OFFSET ?4",
+            "SELECT {COLUMNS}, {} FROM flows WHERE seq > ?1 AND ({}) ORDER BY {order} LIMIT ?2 OFFSET ?4",
             if self.version >= 2 { TLS_COLUMNS } else { "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL" },
             // The condition's own parameters come after the four fixed ones.
             renumber(&lowered.condition, 5)

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::intercept::Decision;
 use super::{json as flow_json, views, Web};
 use crate::filter::{Filter, FilterError, FlowRef};
-use crate::store::{SessionReader, StoredFlow};
+use crate::store::{SessionReader, Sort, StoredFlow};
 
 /// Most flows one list request returns.
 const MAX_PAGE: usize = 1000;
@@ -79,8 +79,8 @@ async fn with_session<T: Send + 'static>(
     }
 }
 
-/// `GET /api/flows?filter=F&skip=N&limit=M`: `{"total": T, "flows": [row...]}`, in the order the flows
-/// started.
+/// `GET /api/flows?filter=F&sort=S&skip=N&limit=M`: `{"total": T, "flows": [row...]}`, in the order the
+/// flows started, or by `sort` (a column name, `-` first for descending).
 async fn list(State(web): State<Arc<Web>>, Query(params): Params) -> Response {
     let filter = match filter_of(&params) {
         Ok(filter) => filter,
@@ -88,9 +88,16 @@ async fn list(State(web): State<Arc<Web>>, Query(params): Params) -> Response {
     };
     let number = |name: &str, default: usize| params.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
     let (skip, limit) = (number("skip", 0), number("limit", 100).min(MAX_PAGE));
+    let sort = match params.get("sort").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => match Sort::parse(text) {
+            Some(sort) => Some(sort),
+            None => return error(StatusCode::BAD_REQUEST, format!("cannot sort by {text:?}")),
+        },
+    };
     let page = with_session(&web, false, move |reader| {
         let total = reader.count(filter.as_ref())?;
-        let flows = reader.query(filter.as_ref(), skip, limit)?;
+        let flows = reader.query_sorted(filter.as_ref(), sort, skip, limit)?;
         Ok((total, flows))
     })
     .await;

@@ -131,6 +131,11 @@ try {
   await sent.click();
   await page.click("#delete");
   await sent.waitFor({ state: "detached", timeout: 10000 });
+
+  // Sorting by size, largest first: the image (70 bytes) leads.
+  await page.click(".row.head span[data-sort=size]");
+  await page.click(".row.head span[data-sort=size]");
+  await page.waitForFunction(() => document.querySelector("#rows .row[data-id] .size")?.textContent === "70 B", null, { timeout: 10000 });
 } catch (e) {
   failed = e;
 } finally {
