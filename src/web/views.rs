@@ -57,6 +57,11 @@ pub fn view(content_type: &str, body: &[u8]) -> Value {
             return json!({ "view": "protobuf", "fields": fields });
         }
     }
+    if kind.contains("xml") || kind == "text/html" {
+        if let Ok(text) = std::str::from_utf8(body) {
+            return json!({ "view": "xml", "text": indent_markup(text) });
+        }
+    }
     if kind == "application/x-www-form-urlencoded" {
         if let Ok(text) = std::str::from_utf8(body) {
             return json!({ "view": "form", "pairs": form_pairs(text) });
@@ -156,6 +161,63 @@ fn varint(bytes: &mut &[u8]) -> Option<u64> {
         }
     }
     None
+}
+
+/// HTML elements that have no end tag.
+const VOID: [&str; 14] =
+    ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
+
+/// XML or HTML with one tag or text run per line, indented two spaces per open element; the content of
+/// `script` and `style` is kept as it is.
+pub fn indent_markup(text: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut rest = text;
+    let line = |out: &mut String, depth: usize, piece: &str| {
+        let piece = piece.trim();
+        if !piece.is_empty() {
+            out.push_str(&"  ".repeat(depth));
+            out.push_str(piece);
+            out.push('\n');
+        }
+    };
+    while !rest.is_empty() {
+        let Some(start) = rest.find('<') else {
+            line(&mut out, depth, rest);
+            break;
+        };
+        line(&mut out, depth, &rest[..start]);
+        let Some(end) = rest[start..].find('>').map(|e| start + e + 1) else {
+            line(&mut out, depth, &rest[start..]);
+            break;
+        };
+        let tag = &rest[start..end];
+        let name: String = tag
+            .trim_start_matches(['<', '/'])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '_'))
+            .collect::<String>()
+            .to_ascii_lowercase();
+        rest = &rest[end..];
+        if tag.starts_with("</") {
+            depth = depth.saturating_sub(1);
+            line(&mut out, depth, tag);
+        } else if tag.starts_with("<?") || tag.starts_with("<!") || tag.ends_with("/>") || VOID.contains(&name.as_str())
+        {
+            line(&mut out, depth, tag);
+        } else {
+            line(&mut out, depth, tag);
+            if name == "script" || name == "style" {
+                // Raw text up to the end tag, as it is.
+                let close = format!("</{name}");
+                let stop = rest.to_ascii_lowercase().find(&close).unwrap_or(rest.len());
+                line(&mut out, depth + 1, &rest[..stop]);
+                rest = &rest[stop..];
+            }
+            depth += 1;
+        }
+    }
+    out
 }
 
 /// `a=1&b=2` as pairs, percent-decoded (`+` is a space).

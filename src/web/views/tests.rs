@@ -2,7 +2,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{decode, hex_dump, protobuf, view};
+use super::{decode, hex_dump, indent_markup, protobuf, view};
 
 /// `{1: 150, 2: "testing", 3: {1: 1}}`, as protoc would encode it.
 const MESSAGE: &[u8] =
@@ -95,4 +95,20 @@ fn gzip_and_deflate_are_decoded_and_others_say_so() {
     assert_eq!(decode("identity", b"as is").unwrap(), b"as is");
     assert!(decode("br", b"x").unwrap_err().contains("br"));
     assert!(decode("gzip", b"not gzip").is_err());
+}
+
+#[test]
+fn xml_and_html_are_indented() {
+    assert_eq!(
+        indent_markup("<?xml version=\"1.0\"?><a><b x=\"1\">text</b><c/></a>"),
+        "<?xml version=\"1.0\"?>\n<a>\n  <b x=\"1\">\n    text\n  </b>\n  <c/>\n</a>\n"
+    );
+    let html = indent_markup("<!doctype html><html><head><meta charset=utf-8><script>if (a < b) { x(); }</script></head><body><br>hi</body></html>");
+    assert_eq!(
+        html,
+        "<!doctype html>\n<html>\n  <head>\n    <meta charset=utf-8>\n    <script>\n      if (a < b) { x(); }\n    </script>\n  </head>\n  <body>\n    <br>\n    hi\n  </body>\n</html>\n"
+    );
+    assert_eq!(view("application/xml", b"<a>1</a>")["view"], "xml");
+    // Unbalanced markup never panics or goes below the left margin.
+    assert_eq!(indent_markup("</x></y><z"), "</x>\n</y>\n<z\n");
 }
