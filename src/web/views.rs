@@ -1,6 +1,6 @@
 //! Content views: a body as its type suggests, made on the server so that the API gives them too (`GET
-//! /api/flows/ID/SIDE/view`). The body is first decoded (gzip, deflate; br and zstd are shown as they
-//! are, with a note), then shown as JSON (pretty-printed), gRPC or protobuf (decoded without a schema:
+//! /api/flows/ID/SIDE/view`). The body is first decoded (gzip, deflate, br, zstd; another coding is
+//! shown as stored, with a note), then shown as JSON (pretty-printed), gRPC or protobuf (decoded without a schema:
 //! field numbers, wire types, nested messages), a form, multipart parts, an image, text, or a hex dump.
 
 use std::io::Read;
@@ -24,6 +24,10 @@ pub fn decode(encoding: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
             // "deflate" is zlib-wrapped by the spec; some servers send it raw.
             "deflate" => read_all(flate2::read::ZlibDecoder::new(&body[..]))
                 .or_else(|_| read_all(flate2::read::DeflateDecoder::new(&body[..])))?,
+            "br" => read_all(brotli_decompressor::Decompressor::new(&body[..], 4096))?,
+            "zstd" => {
+                read_all(zstd::stream::read::Decoder::new(&body[..]).map_err(|e| format!("cannot decode: {e}"))?)?
+            }
             other => return Err(format!("{other} is not decoded here; shown as stored")),
         };
     }
