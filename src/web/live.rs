@@ -49,14 +49,14 @@ impl Live {
         }
     }
 
-    fn http(&self, flow: &HttpFlow) {
+    fn http(&self, flow: &mut HttpFlow) {
         if let Some(light) = self.light(flow) {
             self.announce(light);
         }
     }
 
     /// Announces a flow the intercept stopped, its row marked `"intercepted": PHASE`.
-    pub fn announce_paused(&self, flow: &HttpFlow, phase: &str) {
+    pub fn announce_paused(&self, flow: &mut HttpFlow, phase: &str) {
         if let Some(light) = self.light(flow) {
             let mut summary = json::summary(&light);
             summary["intercepted"] = phase.into();
@@ -64,15 +64,18 @@ impl Live {
         }
     }
 
-    /// The flow without its bodies, if some page listens.
-    fn light(&self, flow: &HttpFlow) -> Option<StoredFlow> {
+    /// The flow without its bodies, if some page listens. The bodies are set aside while the flow is
+    /// copied, so a kept body is never copied for an event.
+    fn light(&self, flow: &mut HttpFlow) -> Option<StoredFlow> {
         if self.events.receiver_count() == 0 {
             return None;
         }
-        let mut light = flow.clone();
-        light.request.body = None;
-        if let Some(response) = &mut light.response {
-            response.body = None;
+        let request_body = flow.request.body.take();
+        let response_body = flow.response.as_mut().and_then(|r| r.body.take());
+        let light = flow.clone();
+        flow.request.body = request_body;
+        if let Some(response) = &mut flow.response {
+            response.body = response_body;
         }
         Some(StoredFlow::Http(Box::new(light)))
     }
