@@ -6,7 +6,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
 
 use crate::http::message::{Headers, Version};
 use crate::http::url::{split_host_port, split_url, Scheme};
@@ -184,6 +186,12 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// A time given as seconds since the Unix epoch, as sessions and flow files keep it (none, or before the
+/// epoch: the epoch).
+pub fn from_unix_seconds(seconds: Option<f64>) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(seconds.unwrap_or(0.0).max(0.0))
+}
+
 /// Why a killed flow ended, as `HttpFlow::error` says it.
 pub const KILLED: &str = "killed by an addon";
 
@@ -223,6 +231,9 @@ pub struct TlsFacts {
     pub alpn: Option<String>,
     /// `TLSv1.2` or `TLSv1.3`.
     pub version: Option<String>,
+    /// The peer's own certificate (DER), as it presented it: the server's, toward a server; none toward
+    /// the client, which presents none.
+    pub certificate: Option<Bytes>,
 }
 
 impl TlsFacts {
@@ -236,6 +247,10 @@ impl TlsFacts {
                 rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
                 other => format!("{other:?}"),
             }),
+            certificate: connection
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Bytes::copy_from_slice(leaf)),
         }
     }
 }
@@ -272,9 +287,11 @@ impl HttpFlow {
 }
 
 /// Where the time of an exchange went (HAR's `timings`), in milliseconds; -1 when it does not apply.
+/// `connect_ms` includes `ssl_ms`, the TLS handshake with the server, as in HAR.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     pub connect_ms: f64,
+    pub ssl_ms: f64,
     pub send_ms: f64,
     pub wait_ms: f64,
     pub receive_ms: f64,
@@ -282,7 +299,7 @@ pub struct Timings {
 
 impl Default for Timings {
     fn default() -> Self {
-        Timings { connect_ms: -1.0, send_ms: 0.0, wait_ms: 0.0, receive_ms: 0.0 }
+        Timings { connect_ms: -1.0, ssl_ms: -1.0, send_ms: 0.0, wait_ms: 0.0, receive_ms: 0.0 }
     }
 }
 
@@ -301,9 +318,12 @@ pub struct TcpFlow {
     pub client_addr: SocketAddr,
     /// `host:port` of the server.
     pub server: String,
+    /// Bytes relayed each way so far: they grow as the relay goes on, and are the totals at `tcp_end`.
     pub bytes_to_server: u64,
     pub bytes_to_client: u64,
     pub duration: Duration,
+    /// The chunks that passed, when read back from a session that kept them (a live relay keeps none).
+    pub messages: Vec<TcpMessage>,
 }
 
 /// A chunk of a TCP relay, as the `tcp_message` event sees it (and may change).
@@ -311,6 +331,8 @@ pub struct TcpFlow {
 pub struct TcpMessage {
     pub from_client: bool,
     pub content: Vec<u8>,
+    /// When it was read.
+    pub at: SystemTime,
 }
 
 /// One WebSocket message, as recorded on its flow.
@@ -321,6 +343,8 @@ pub struct WebSocketMessage {
     pub kind: &'static str,
     /// The payload (for close: the status code and reason, as text).
     pub payload: Vec<u8>,
+    /// When it was read.
+    pub at: SystemTime,
 }
 
 impl WebSocketMessage {
@@ -337,7 +361,7 @@ impl WebSocketMessage {
             Message::Close(None) => ("close", Vec::new()),
             Message::Frame(frame) => ("frame", frame.payload().to_vec()),
         };
-        WebSocketMessage { from_client, kind, payload }
+        WebSocketMessage { from_client, kind, payload, at: SystemTime::now() }
     }
 
     /// The message to send for a (possibly changed) text or binary message; `None` for other kinds,

@@ -4,9 +4,11 @@
 //! files are refused with a message saying how to upgrade them (mitmproxy itself converts on load).
 
 use std::net::SocketAddr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, WebSocketData, WebSocketMessage};
+use crate::flow::{
+    from_unix_seconds, FlowId, HttpFlow, Request, Response, TcpFlow, TcpMessage, WebSocketData, WebSocketMessage,
+};
 use crate::http::message::{Headers, Version};
 use crate::http::url::Scheme;
 use crate::store::StoredFlow;
@@ -203,7 +205,7 @@ fn http_flow(state: &TValue) -> HttpFlow {
     flow.server_addr = address(state.get("server_conn"), "peername");
     let started = field("timestamp_start").and_then(TValue::float);
     if let Some(started) = started {
-        flow.started_at = UNIX_EPOCH + Duration::from_secs_f64(started.max(0.0));
+        flow.started_at = from_unix_seconds(Some(started));
     }
     let request_end = field("timestamp_end").and_then(TValue::float);
     flow.timings.send_ms = millis(started, request_end);
@@ -236,7 +238,8 @@ fn http_flow(state: &TValue) -> HttpFlow {
             };
             let from_client = matches!(fields.get(1), Some(TValue::Bool(true)));
             let payload = fields.get(2).and_then(TValue::bytes).map(<[u8]>::to_vec).unwrap_or_default();
-            let message = WebSocketMessage { from_client, kind, payload };
+            let at = from_unix_seconds(fields.get(3).and_then(TValue::float));
+            let message = WebSocketMessage { from_client, kind, payload, at };
             data.count(&message);
             data.messages.push(message);
         }
@@ -247,16 +250,19 @@ fn http_flow(state: &TValue) -> HttpFlow {
 
 fn tcp_flow(state: &TValue) -> TcpFlow {
     let (mut up, mut down) = (0u64, 0u64);
-    let mut times = Vec::new();
+    let (mut times, mut messages) = (Vec::new(), Vec::new());
     for message in state.get("messages").map(TValue::list).unwrap_or_default() {
         let fields = message.list();
-        let len = fields.get(1).and_then(TValue::bytes).map_or(0, |c| c.len() as u64);
-        if matches!(fields.first(), Some(TValue::Bool(true))) {
-            up += len;
+        let content = fields.get(1).and_then(TValue::bytes).map(<[u8]>::to_vec).unwrap_or_default();
+        let from_client = matches!(fields.first(), Some(TValue::Bool(true)));
+        if from_client {
+            up += content.len() as u64;
         } else {
-            down += len;
+            down += content.len() as u64;
         }
-        times.extend(fields.get(2).and_then(TValue::float));
+        let time = fields.get(2).and_then(TValue::float);
+        times.extend(time);
+        messages.push(TcpMessage { from_client, content, at: from_unix_seconds(time) });
     }
     let server = state.get("server_conn");
     let server_name = server
@@ -275,6 +281,7 @@ fn tcp_flow(state: &TValue) -> TcpFlow {
         bytes_to_server: up,
         bytes_to_client: down,
         duration,
+        messages,
     }
 }
 

@@ -173,6 +173,8 @@ struct Peer {
     addr: SocketAddr,
     /// What the TLS handshake settled, for a TLS connection.
     tls: Option<TlsFacts>,
+    /// How long the TLS handshake took.
+    handshake: Option<Duration>,
 }
 
 impl ConnectionPool {
@@ -366,7 +368,7 @@ impl ServerConnection {
         let addons = &self.root.addons;
         let mut info = ServerInfo { address: address.to_string(), peer: None, error: None };
         addons.each(&info, |addon, server| addon.server_connect(server)).await;
-        let (stream, peer_addr, tls_facts) = match self.open(&address).await {
+        let (stream, peer) = match self.open(&address).await {
             Ok(opened) => opened,
             Err(error) => {
                 info.error = Some(error.to_string());
@@ -374,11 +376,10 @@ impl ServerConnection {
                 return Err(error);
             }
         };
-        info.peer = Some(peer_addr);
+        info.peer = Some(peer.addr);
         addons.each(&info, |addon, server| addon.server_connected(server)).await;
         let speaks_h2 = self.prior_knowledge
-            || tls_facts.as_ref().and_then(|t| t.alpn.as_deref()).map(str::as_bytes) == Some(ALPN_H2);
-        let peer = Peer { addr: peer_addr, tls: tls_facts };
+            || peer.tls.as_ref().and_then(|t| t.alpn.as_deref()).map(str::as_bytes) == Some(ALPN_H2);
         (self.peer, self.reused) = (Some(peer.clone()), false);
         if self.purpose == Purpose::Http && speaks_h2 {
             let host = address.to_string();
@@ -416,6 +417,11 @@ impl ServerConnection {
         self.peer.as_ref().and_then(|peer| peer.tls.clone())
     }
 
+    /// How long the TLS handshake with the server took, for a TLS connection.
+    pub fn tls_handshake(&self) -> Option<Duration> {
+        self.peer.as_ref().and_then(|peer| peer.handshake)
+    }
+
     /// Takes the open connection away (for a layer that now owns it, e.g. after an upgrade).
     pub fn take_stream(&mut self) -> Option<BufIo<BoxStream>> {
         self.reused = false;
@@ -429,8 +435,8 @@ impl ServerConnection {
     }
 
     /// Dials the server (or the upstream proxy, tunnelling through it when needed) and adds TLS. Returns
-    /// the stream, the peer's address and what the TLS handshake settled.
-    async fn open(&self, address: &Address) -> Result<(BoxStream, SocketAddr, Option<TlsFacts>), ProtocolError> {
+    /// the stream, with the peer's address and what the TLS handshake settled.
+    async fn open(&self, address: &Address) -> Result<(BoxStream, Peer), ProtocolError> {
         let unknown = || SocketAddr::from(([0, 0, 0, 0], 0));
         let (tcp, peer): (BoxStream, SocketAddr) = match &self.via {
             None => {
@@ -450,11 +456,13 @@ impl ServerConnection {
         };
         match &self.tls {
             Some(tls) => {
+                let started = Instant::now();
                 let stream = self.handshake(tcp, address, tls).await?;
                 let facts = TlsFacts::of(stream.get_ref().1, Some(tls.server_name.clone()));
-                Ok((Box::new(stream), peer, Some(facts)))
+                let peer = Peer { addr: peer, tls: Some(facts), handshake: Some(started.elapsed()) };
+                Ok((Box::new(stream), peer))
             }
-            None => Ok((tcp, peer, None)),
+            None => Ok((tcp, Peer { addr: peer, tls: None, handshake: None })),
         }
     }
 

@@ -397,3 +397,63 @@ fn the_list_sorts_by_a_column_also_under_a_body_search() {
     assert_eq!(sizes("/api/flows?filter=~bs%20.&sort=-size"), [30, 20, 10]);
     assert_eq!(ui.get("/api/flows?sort=colour").0, 400);
 }
+
+#[test]
+fn an_intercepted_https_flow_shows_the_servers_certificate_and_its_tls_time() {
+    let ca = common::TestCa::new("strata web test origin CA");
+    let origin = common::HttpsOrigin::start(&ca);
+    let ui = start(&["--upstream-ca", ca.pem_path().to_str().unwrap()]);
+    let cacert = ui.proxy.ca_cert_path();
+    let got = curl(&ui.proxy, &["-s", "--cacert", cacert.to_str().unwrap(), &origin.url("/hello")]);
+    assert_eq!(got.stdout, common::TEST_ORIGIN_HELLO, "curl: {}", got.stderr);
+    let id = ui.wait_for_flows(1)["flows"][0]["id"].as_str().unwrap().to_string();
+    let flow = eventually(|| ui.json(&format!("/api/flows/{id}")), |flow| flow["response"]["status"] == 200);
+    let tls = &flow["server_conn"]["tls"];
+    assert_eq!(tls["sni"], "localhost", "{flow:#}");
+    assert!(tls["version"].as_str().is_some_and(|v| v.starts_with("TLS")), "{tls:#}");
+    // The origin's own certificate, not strata's: its issuer is the test CA.
+    let cert = &tls["certificate"];
+    assert!(cert["issuer"].as_str().unwrap().contains("strata web test origin CA"), "{cert:#}");
+    assert_eq!(cert["alt_names"], serde_json::json!(["DNS:localhost", "IP:127.0.0.1"]), "{cert:#}");
+    let pem = cert["pem"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{cert:#}");
+    // The PEM is the certificate the origin presented: openssl reads it and agrees on the fingerprint.
+    let dir = tempfile::tempdir().unwrap();
+    let pem_file = dir.path().join("server.pem");
+    std::fs::write(&pem_file, pem).unwrap();
+    let openssl = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&pem_file)
+        .output()
+        .expect("run openssl");
+    let fingerprint = String::from_utf8_lossy(&openssl.stdout).replace(':', "");
+    assert!(fingerprint.trim().ends_with(cert["sha256"].as_str().unwrap()), "openssl: {fingerprint} {cert:#}");
+    // Connecting took a TLS handshake, and it is part of the connect time (as in HAR).
+    let timings = &flow["timings"];
+    let (connect, ssl) = (timings["connect_ms"].as_f64().unwrap(), timings["ssl_ms"].as_f64().unwrap());
+    assert!(ssl > 0.0 && ssl <= connect, "{timings:#}");
+}
+
+#[test]
+fn a_tcp_relay_shows_its_chunks_with_direction_and_time() {
+    let (echo_port, _) = common::start_line_echo_server();
+    let ui = start(&[]);
+    let mut tunnel = common::connect_tunnel(ui.proxy.port, &format!("127.0.0.1:{echo_port}"));
+    std::io::Write::write_all(&mut tunnel, b"hello over tcp\n").unwrap();
+    let reply = common::read_until_close(&mut tunnel);
+    assert_eq!(reply.text(), "echo: hello over tcp\n");
+    drop(tunnel);
+    let id = ui.wait_for_flows(1)["flows"][0]["id"].as_str().unwrap().to_string();
+    let flow = eventually(|| ui.json(&format!("/api/flows/{id}")), |flow| flow["bytes_to_client"] == 21);
+    assert_eq!(flow["type"], "tcp", "{flow:#}");
+    let chunks = flow["messages"].as_array().unwrap();
+    let joined = |from_client: bool| -> String {
+        chunks.iter().filter(|c| c["from_client"] == from_client).map(|c| c["text"].as_str().unwrap()).collect()
+    };
+    assert_eq!(joined(true), "hello over tcp\n", "{flow:#}");
+    assert_eq!(joined(false), "echo: hello over tcp\n", "{flow:#}");
+    // The request went before the answer, and each chunk has its time.
+    assert_eq!(chunks[0]["from_client"], true, "{flow:#}");
+    let times: Vec<f64> = chunks.iter().map(|c| c["at"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]) && times[0] > 1.6e12, "{times:?}");
+}

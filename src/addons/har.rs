@@ -44,6 +44,8 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
 pub fn entry(flow: &HttpFlow) -> Value {
     let t = &flow.timings;
     let connect = if t.connect_ms >= 0.0 { t.connect_ms } else { -1.0 };
+    // Part of `connect`, as HAR has it.
+    let ssl = if t.ssl_ms >= 0.0 && connect >= 0.0 { t.ssl_ms } else { -1.0 };
     // HAR requires send, wait and receive to be non-negative (`max` also maps NaN to 0).
     let (send, wait, receive) = (t.send_ms.max(0.0), t.wait_ms.max(0.0), t.receive_ms.max(0.0));
     let mut entry = json!({
@@ -53,7 +55,7 @@ pub fn entry(flow: &HttpFlow) -> Value {
         "response": response_json(flow),
         "cache": {},
         "timings": {
-            "blocked": -1, "dns": -1, "connect": connect, "ssl": -1,
+            "blocked": -1, "dns": -1, "connect": connect, "ssl": ssl,
             "send": send, "wait": wait, "receive": receive,
         },
     });
@@ -64,7 +66,7 @@ pub fn entry(flow: &HttpFlow) -> Value {
     }
     if let Some(websocket) = &flow.websocket {
         obj.insert("_resourceType".into(), "websocket".into());
-        obj.insert("_webSocketMessages".into(), websocket_json(flow, &websocket.messages));
+        obj.insert("_webSocketMessages".into(), websocket_json(&websocket.messages));
     }
     entry
 }
@@ -164,17 +166,12 @@ fn insert_body(obj: &mut Map<String, Value>, body: &[u8], body_len: u64) {
 }
 
 /// Chrome's `_webSocketMessages`. Text and close payloads are written as text, the others in base64 as
-/// Chrome does for binary frames. Flows carry no per-message timestamps, so every message gets the time
-/// the handshake finished; their order is the array order.
-fn websocket_json(flow: &HttpFlow, messages: &[WebSocketMessage]) -> Value {
-    let handshake_done = flow.started_at + flow.timings.total();
-    let time = match handshake_done.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs_f64(),
-        Err(e) => -e.duration().as_secs_f64(),
-    };
+/// Chrome does for binary frames; `time` is when strata read the message (seconds since the epoch).
+fn websocket_json(messages: &[WebSocketMessage]) -> Value {
     messages
         .iter()
         .map(|message| {
+            let time = message.at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
             let opcode = match message.kind {
                 "text" => 1,
                 "close" => 8,

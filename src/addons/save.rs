@@ -1,7 +1,7 @@
 //! `-w FILE` / `--save-stream-file FILE` (`+FILE` appends): every flow goes to a session in the flow
 //! store (`crate::store`) as it happens: an HTTP flow when its request head is in, when its response head
 //! is, and when it ends, its streamed bodies piece by piece as they pass (with their trailers) (nothing is buffered for the store), WebSocket
-//! messages as they pass, TCP flows when they end. `--save-stream-filter` (or the positional filter)
+//! messages and TCP chunks as they pass, TCP flows when they end. `--save-stream-filter` (or the positional filter)
 //! chooses which finished flows are kept: one it does not keep is dropped from the session at its end.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::addon::{Addon, BodySide};
 use crate::filter::Filter;
-use crate::flow::{FlowId, HttpFlow, TcpFlow, WebSocketMessage};
+use crate::flow::{FlowId, HttpFlow, TcpFlow, TcpMessage, WebSocketMessage};
 use crate::http::message::Headers;
 use crate::store::StoreWriter;
 
@@ -89,9 +89,17 @@ impl Addon for Save {
         self.finish(flow).await;
     }
 
+    /// Chunks are stored as they pass (up to the body limit per relay); a relay the filter does not keep
+    /// is dropped at its end.
+    async fn tcp_message(&self, flow: &mut TcpFlow, message: &mut TcpMessage) {
+        self.store.tcp_chunk(flow.id, flow.bytes_to_server + flow.bytes_to_client, message).await;
+    }
+
     async fn tcp_end(&self, flow: &mut TcpFlow) {
         if self.filter.as_ref().is_none_or(|filter| filter.matches((&*flow).into())) {
             self.store.tcp(flow).await;
+        } else {
+            self.store.forget(flow.id).await;
         }
     }
 }

@@ -70,7 +70,12 @@ fn websocket() -> HttpFlow {
     response.status = 101;
     response.body = None;
     flow.request.body = None;
-    let message = |from_client, kind, payload: &[u8]| WebSocketMessage { from_client, kind, payload: payload.to_vec() };
+    let message = |from_client, kind, payload: &[u8]| WebSocketMessage {
+        from_client,
+        kind,
+        payload: payload.to_vec(),
+        at: SystemTime::now(),
+    };
     flow.websocket = Some(WebSocketData::with_messages(vec![
         message(true, "text", b"hello from client"),
         message(false, "text", b"hello from server"),
@@ -87,6 +92,7 @@ fn tcp() -> TcpFlow {
         bytes_to_server: 10,
         bytes_to_client: 20,
         duration: Duration::from_millis(5),
+        messages: Vec::new(),
     }
 }
 

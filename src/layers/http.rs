@@ -282,6 +282,10 @@ impl HttpLayer {
             let dialled = !was_connected && !reused;
             let timings = &mut exchange.flow.timings;
             timings.connect_ms = if dialled { Exchange::elapsed_ms(connect_started) } else { -1.0 };
+            timings.ssl_ms = match self.server.tls_handshake() {
+                Some(handshake) if dialled => handshake.as_secs_f64() * 1000.0,
+                _ => -1.0,
+            };
             exchange.flow.server_addr = self.server.peer_addr();
             exchange.flow.server_tls = self.server.tls_facts();
             let send_started = Instant::now();

@@ -7,7 +7,7 @@
 //! chunk by chunk through it (each chunk as read, up to `RELAY_BUF_BYTES`), otherwise it is a plain copy.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,6 +49,7 @@ impl TcpLayer {
             bytes_to_server: 0,
             bytes_to_client: 0,
             duration: Duration::ZERO,
+            messages: Vec::new(),
         };
         addons.each_mut(&mut flow, |addon, flow| addon.tcp_start(flow)).await;
         let relayed = if addons.wants_messages() {
@@ -107,16 +108,18 @@ async fn relay_messages<C: Stream + ?Sized, S: Stream + ?Sized>(
             continue;
         }
         let chunk = if from_client { &up_buf[..n] } else { &down_buf[..n] };
-        let mut message = TcpMessage { from_client, content: chunk.to_vec() };
+        let mut message = TcpMessage { from_client, content: chunk.to_vec(), at: SystemTime::now() };
         addons.tcp_message(flow, &mut message).await;
         if from_client {
             server.write_all(&message.content).await?;
             server.flush().await?;
             up += message.content.len() as u64;
+            flow.bytes_to_server = up;
         } else {
             client.write_all(&message.content).await?;
             client.flush().await?;
             down += message.content.len() as u64;
+            flow.bytes_to_client = down;
         }
     }
     Ok((up, down))

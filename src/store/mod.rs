@@ -29,7 +29,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::addon::BodySide;
-use crate::flow::{FlowId, HttpFlow, TcpFlow, WebSocketMessage};
+use crate::flow::{FlowId, HttpFlow, TcpFlow, TcpMessage, WebSocketMessage};
 use crate::http::message::Headers;
 
 mod query;
@@ -52,8 +52,10 @@ pub const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 /// With a size limit, how often (in batches) the writer checks the size.
 const SIZE_CHECK_BATCHES: u32 = 16;
 
-/// The schema's version, in `PRAGMA user_version`. Version 1 (bodies inline only) is still read.
-const SCHEMA_VERSION: i64 = 2;
+/// The schema's version, in `PRAGMA user_version`. Version 1 (bodies inline only) is still read;
+/// version 2 (no TLS handshake time, server certificate or message times) is read and, when appended
+/// to, gains those columns (`MIGRATE_2`).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS flows (
@@ -77,7 +79,8 @@ CREATE TABLE IF NOT EXISTS flows (
     text_indexed INTEGER NOT NULL DEFAULT 0,
     client_sni TEXT, client_alpn TEXT, client_tls_version TEXT,
     server_sni TEXT, server_alpn TEXT, server_tls_version TEXT,
-    request_trailers BLOB, response_trailers BLOB
+    request_trailers BLOB, response_trailers BLOB,
+    ssl_ms REAL, server_cert BLOB
 );
 CREATE INDEX IF NOT EXISTS flows_host ON flows(host);
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
@@ -90,6 +93,7 @@ CREATE TABLE IF NOT EXISTS messages (
     from_client INTEGER NOT NULL,
     kind TEXT NOT NULL,
     content BLOB NOT NULL,
+    at REAL,
     PRIMARY KEY (flow_id, n)
 );
 CREATE TABLE IF NOT EXISTS bodies (
@@ -99,6 +103,13 @@ CREATE TABLE IF NOT EXISTS bodies (
     data BLOB NOT NULL,
     PRIMARY KEY (flow_seq, side, offset)
 );
+";
+
+/// What schema 3 added to schema 2.
+const MIGRATE_2: &str = "
+ALTER TABLE flows ADD COLUMN ssl_ms REAL;
+ALTER TABLE flows ADD COLUMN server_cert BLOB;
+ALTER TABLE messages ADD COLUMN at REAL;
 ";
 
 /// `bodies.side` for each body of an exchange.
@@ -130,10 +141,15 @@ enum Op {
         fields: Vec<u8>,
     },
     Tcp(Box<TcpFlow>),
+    /// A WebSocket message (`n` counts them) or a TCP chunk (kind `tcp`; `n` is the bytes relayed
+    /// before it, both ways).
     Message {
         flow_id: FlowId,
         n: u64,
-        message: WebSocketMessage,
+        from_client: bool,
+        kind: &'static str,
+        content: Vec<u8>,
+        at: SystemTime,
     },
     /// Drops a flow with its bodies and messages (one the filter did not keep).
     Forget(FlowId),
@@ -214,7 +230,21 @@ impl StoreWriter {
 
     /// Stores the `n`th message of a WebSocket flow.
     pub async fn message(&self, flow_id: FlowId, n: u64, message: &WebSocketMessage) {
-        self.send(Op::Message { flow_id, n, message: message.clone() }).await;
+        let WebSocketMessage { from_client, kind, payload, at } = message.clone();
+        self.send(Op::Message { flow_id, n, from_client, kind, content: payload, at }).await;
+    }
+
+    /// Stores a chunk of a TCP relay, `offset` bytes (both ways) after its start; chunks past the body
+    /// limit are dropped, so a long relay costs the session at most that much.
+    pub async fn tcp_chunk(&self, flow_id: FlowId, offset: u64, message: &TcpMessage) {
+        let room = self.body_limit.saturating_sub(offset);
+        if room == 0 || message.content.is_empty() {
+            return;
+        }
+        let content = message.content[..message.content.len().min(room as usize)].to_vec();
+        let op =
+            Op::Message { flow_id, n: offset, from_client: message.from_client, kind: "tcp", content, at: message.at };
+        self.send(op).await;
     }
 
     /// Stores the trailer fields of a streamed body.
@@ -301,6 +331,9 @@ fn prepare(connection: &Connection) -> rusqlite::Result<()> {
         ));
     }
     connection.execute_batch(SCHEMA)?;
+    if version == 2 {
+        connection.execute_batch(MIGRATE_2)?;
+    }
     connection.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 
@@ -397,17 +430,18 @@ impl Writer {
                     }
                 }
                 Op::Tcp(flow) => insert_tcp(&tx, &flow)?,
-                Op::Message { flow_id, n, message } => {
+                Op::Message { flow_id, n, from_client, kind, content, at } => {
                     tx.prepare_cached(
-                        "INSERT OR REPLACE INTO messages (flow_id, n, from_client, kind, content)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT OR REPLACE INTO messages (flow_id, n, from_client, kind, content, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
                         flow_id.to_string(),
                         n as i64,
-                        message.from_client,
-                        message.kind,
-                        message.payload
+                        from_client,
+                        kind,
+                        content,
+                        unix_seconds(at)
                     ])?;
                 }
                 Op::Forget(flow_id) => {
@@ -473,9 +507,11 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             http_version, request_headers, request_body, request_body_len, status, reason, response_version,
             response_headers, response_body, response_body_len, error, connect_ms, send_ms, wait_ms, receive_ms,
             websocket, duration_ms, request_truncated, response_truncated, url, client_sni, client_alpn,
-            client_tls_version, server_sni, server_alpn, server_tls_version, request_trailers, response_trailers)
+            client_tls_version, server_sni, server_alpn, server_tls_version, request_trailers, response_trailers,
+            ssl_ms, server_cert)
          VALUES (?1, 'http', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39,
+            ?40)
          ON CONFLICT(id) DO UPDATE SET server = excluded.server, method = excluded.method,
             scheme = excluded.scheme, host = excluded.host, port = excluded.port, path = excluded.path,
             request_headers = excluded.request_headers, request_body = excluded.request_body,
@@ -490,7 +526,8 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             client_tls_version = excluded.client_tls_version, server_sni = excluded.server_sni,
             server_alpn = excluded.server_alpn, server_tls_version = excluded.server_tls_version,
             request_trailers = coalesce(excluded.request_trailers, request_trailers),
-            response_trailers = coalesce(excluded.response_trailers, response_trailers)
+            response_trailers = coalesce(excluded.response_trailers, response_trailers),
+            ssl_ms = excluded.ssl_ms, server_cert = excluded.server_cert
          RETURNING seq",
     )?
     .query_row(
@@ -533,6 +570,8 @@ fn upsert_http(tx: &rusqlite::Transaction<'_>, flow: &HttpFlow, body_limit: u64)
             flow.server_tls.as_ref().and_then(|t| t.version.clone()),
             request.trailers.as_ref().map(wire_fields),
             response.and_then(|r| r.trailers.as_ref()).map(wire_fields),
+            flow.timings.ssl_ms,
+            flow.server_tls.as_ref().and_then(|t| t.certificate.as_deref()),
         ],
         |row| row.get(0),
     )

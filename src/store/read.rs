@@ -2,14 +2,19 @@
 //! without their bodies.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use rusqlite::{Connection, OpenFlags};
 
 use super::query::{Lowered, Sort};
 use super::{fields_from_wire, StoredFlow, SCHEMA_VERSION};
 use crate::filter::Filter;
-use crate::flow::{FlowId, HttpFlow, Request, Response, TcpFlow, Timings, TlsFacts, WebSocketData, WebSocketMessage};
+use crate::flow::{
+    from_unix_seconds, FlowId, HttpFlow, Request, Response, TcpFlow, TcpMessage, Timings, TlsFacts, WebSocketData,
+    WebSocketMessage,
+};
 use crate::http::message::{Headers, Version};
 use crate::http::url::Scheme;
 
@@ -38,6 +43,9 @@ const COLUMNS: &str = "kind, id, started_at, client, server, at_proxy, method, s
 /// The TLS facts of both connections and the trailers (schema 2 on), after `COLUMNS`.
 const TLS_COLUMNS: &str = "client_sni, client_alpn, client_tls_version, server_sni, server_alpn, server_tls_version,
     request_trailers, response_trailers";
+
+/// The TLS handshake time and the server's certificate (schema 3 on), after `TLS_COLUMNS`.
+const V3_COLUMNS: &str = "ssl_ms, server_cert";
 
 impl SessionReader {
     /// Opens a session; the error names the file. Opened read-write when it can be (nothing is written),
@@ -163,8 +171,9 @@ impl SessionReader {
         let fail = |e: rusqlite::Error| self.fail(e);
         let with_bodies = self.with_bodies || !lowered.exact;
         let sql = format!(
-            "SELECT {COLUMNS}, {} FROM flows WHERE seq > ?1 AND ({}) ORDER BY {order} LIMIT ?2 OFFSET ?4",
+            "SELECT {COLUMNS}, {}, {} FROM flows WHERE seq > ?1 AND ({}) ORDER BY {order} LIMIT ?2 OFFSET ?4",
             if self.version >= 2 { TLS_COLUMNS } else { "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL" },
+            if self.version >= 3 { V3_COLUMNS } else { "NULL, NULL" },
             // The condition's own parameters come after the four fixed ones.
             renumber(&lowered.condition, 5)
         );
@@ -178,15 +187,21 @@ impl SessionReader {
         let mut flows = Vec::new();
         for row in rows {
             let (seq, mut flow) = row.map_err(fail)?;
-            if let StoredFlow::Http(http) = &mut flow {
-                if with_bodies && self.version >= 2 {
-                    read_pieces(&self.connection, seq, http).map_err(fail)?;
+            match &mut flow {
+                StoredFlow::Http(http) => {
+                    if with_bodies && self.version >= 2 {
+                        read_pieces(&self.connection, seq, http).map_err(fail)?;
+                    }
+                    if let Some(duration) = http.websocket.as_ref().map(|ws| ws.duration) {
+                        let mut data = messages(&self.connection, self.version, http.id.to_string()).map_err(fail)?;
+                        data.duration = duration;
+                        http.websocket = Some(data);
+                    }
                 }
-                if let Some(duration) = http.websocket.as_ref().map(|ws| ws.duration) {
-                    let mut data = messages(&self.connection, http.id.to_string()).map_err(fail)?;
-                    data.duration = duration;
-                    http.websocket = Some(data);
+                StoredFlow::Tcp(tcp) if with_bodies => {
+                    tcp.messages = tcp_chunks(&self.connection, self.version, tcp.id.to_string()).map_err(fail)?;
                 }
+                StoredFlow::Tcp(_) => {}
             }
             flows.push((seq, flow));
         }
@@ -248,12 +263,16 @@ pub fn read_all(path: &Path) -> Result<Vec<StoredFlow>, String> {
     }
 }
 
-fn messages(connection: &Connection, flow_id: String) -> rusqlite::Result<WebSocketData> {
-    let mut statement =
-        connection.prepare("SELECT from_client, kind, content FROM messages WHERE flow_id = ?1 ORDER BY n")?;
+fn messages(connection: &Connection, version: i64, flow_id: String) -> rusqlite::Result<WebSocketData> {
+    let mut statement = connection.prepare_cached(messages_sql(version))?;
     let rows = statement.query_map([flow_id], |row| {
         let kind: String = row.get(1)?;
-        Ok(WebSocketMessage { from_client: row.get(0)?, kind: message_kind(&kind), payload: row.get(2)? })
+        Ok(WebSocketMessage {
+            from_client: row.get(0)?,
+            kind: message_kind(&kind),
+            payload: row.get(2)?,
+            at: from_unix_seconds(row.get(3)?),
+        })
     })?;
     let mut data = WebSocketData::new();
     for message in rows {
@@ -262,6 +281,24 @@ fn messages(connection: &Connection, flow_id: String) -> rusqlite::Result<WebSoc
         data.messages.push(message);
     }
     Ok(data)
+}
+
+/// The messages of a flow, in order, for a session of schema `version` (before 3 they have no time).
+fn messages_sql(version: i64) -> &'static str {
+    if version >= 3 {
+        "SELECT from_client, kind, content, at FROM messages WHERE flow_id = ?1 ORDER BY n"
+    } else {
+        "SELECT from_client, kind, content, NULL FROM messages WHERE flow_id = ?1 ORDER BY n"
+    }
+}
+
+/// The chunks a TCP flow's session kept.
+fn tcp_chunks(connection: &Connection, version: i64, flow_id: String) -> rusqlite::Result<Vec<TcpMessage>> {
+    let mut statement = connection.prepare_cached(messages_sql(version))?;
+    let rows = statement.query_map([flow_id], |row| {
+        Ok(TcpMessage { from_client: row.get(0)?, content: row.get(2)?, at: from_unix_seconds(row.get(3)?) })
+    })?;
+    rows.collect()
 }
 
 /// The static name of a message kind read back.
@@ -276,7 +313,7 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
     let client: String = row.get(3)?;
     let server: Option<String> = row.get(4)?;
     let client_addr = client.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let started = UNIX_EPOCH + Duration::from_secs_f64(started_at.max(0.0));
+    let started = from_unix_seconds(Some(started_at));
     if kind == "tcp" {
         return Ok(StoredFlow::Tcp(Box::new(TcpFlow {
             id: FlowId::parse(&id).unwrap_or_default(),
@@ -285,6 +322,7 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
             bytes_to_server: row.get::<_, Option<i64>>(27)?.unwrap_or(0) as u64,
             bytes_to_client: row.get::<_, Option<i64>>(28)?.unwrap_or(0) as u64,
             duration: Duration::from_secs_f64(row.get::<_, Option<f64>>(29)?.unwrap_or(0.0).max(0.0) / 1000.0),
+            messages: Vec::new(),
         })));
     }
     let version = |text: Option<String>| match text.as_deref() {
@@ -326,6 +364,7 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
     flow.error = row.get(21)?;
     flow.timings = Timings {
         connect_ms: row.get::<_, Option<f64>>(22)?.unwrap_or(-1.0),
+        ssl_ms: row.get::<_, Option<f64>>(39)?.unwrap_or(-1.0),
         send_ms: row.get::<_, Option<f64>>(23)?.unwrap_or(0.0),
         wait_ms: row.get::<_, Option<f64>>(24)?.unwrap_or(0.0),
         receive_ms: row.get::<_, Option<f64>>(25)?.unwrap_or(0.0),
@@ -336,11 +375,19 @@ fn row_to_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlow> {
         flow.websocket = Some(data);
     }
     let tls = |first: usize| -> rusqlite::Result<Option<TlsFacts>> {
-        let facts = TlsFacts { sni: row.get(first)?, alpn: row.get(first + 1)?, version: row.get(first + 2)? };
+        let facts = TlsFacts {
+            sni: row.get(first)?,
+            alpn: row.get(first + 1)?,
+            version: row.get(first + 2)?,
+            certificate: None,
+        };
         Ok((facts != TlsFacts::default()).then_some(facts))
     };
     flow.client_tls = tls(31)?;
     flow.server_tls = tls(34)?;
+    if let Some(server_tls) = &mut flow.server_tls {
+        server_tls.certificate = row.get::<_, Option<Vec<u8>>>(40)?.map(Bytes::from);
+    }
     let trailers = |column: usize| -> rusqlite::Result<Option<Headers>> {
         Ok(row.get::<_, Option<Vec<u8>>>(column)?.map(|wire| fields_from_wire(&wire)))
     };

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -458,7 +458,9 @@ fn flow_steps(gen: &FlowGen, limit: u64, bodies: &mut Bodies) -> Vec<Step> {
             steps.push(Step::Http(Box::new(flow.clone()), false));
             let mut data = WebSocketData::new();
             for (n, m) in messages.iter().enumerate() {
-                let message = WebSocketMessage { from_client: m.from_client, kind: m.kind, payload: m.payload.clone() };
+                let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + n as u64);
+                let message =
+                    WebSocketMessage { from_client: m.from_client, kind: m.kind, payload: m.payload.clone(), at };
                 data.count(&message);
                 data.messages.push(message.clone());
                 steps.push(Step::Message(flow.id, n as u64, message));
@@ -476,6 +478,7 @@ fn flow_steps(gen: &FlowGen, limit: u64, bodies: &mut Bodies) -> Vec<Step> {
             bytes_to_server: *to_server,
             bytes_to_client: *to_client,
             duration: Duration::from_millis(12),
+            messages: Vec::new(),
         })),
     }
     steps
@@ -586,7 +589,8 @@ fn describe(all: &[StoredFlow]) -> String {
                 }
                 for m in f.websocket.iter().flat_map(|ws| &ws.messages) {
                     let from = if m.from_client { "client" } else { "server" };
-                    lines.push(format!("    {} from {from}: {}", m.kind, escaped(&Some(m.payload.clone()))));
+                    let at = (m.at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0).round();
+                    lines.push(format!("    {} from {from} at {at}: {}", m.kind, escaped(&Some(m.payload.clone()))));
                 }
             }
         }
@@ -736,6 +740,38 @@ async fn count_of_status_500_in_2000_flows_is_the_number_written_with_it() {
     assert_eq!(all.len(), written);
     let page: Vec<FlowId> = reader.query(Some(&filter), 300, 20).unwrap().iter().map(id).collect();
     assert_eq!(page, all[300..320]);
+}
+
+/// A session written by the previous schema (2: no TLS time, server certificate or message times) reads
+/// back, and appending to it adds those columns and keeps its flows.
+#[tokio::test]
+async fn a_schema_2_session_reads_back_and_takes_new_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.strata");
+    let old = text_bodies(&path, &["written by schema 2"]).await;
+    {
+        // Back to schema 2's shape: the columns schema 3 added are dropped.
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "ALTER TABLE flows DROP COLUMN ssl_ms; ALTER TABLE flows DROP COLUMN server_cert;
+                 ALTER TABLE messages DROP COLUMN at; PRAGMA user_version = 2;",
+            )
+            .unwrap();
+    }
+    let read = read_all(&path).unwrap();
+    assert_eq!(read.iter().map(id).collect::<Vec<_>>(), old);
+    let writer = StoreWriter::create(&path, true, None, 32 << 20).unwrap();
+    let mut flow = plain_flow(Some(204));
+    flow.timings.connect_ms = 3.0;
+    flow.timings.ssl_ms = 2.0;
+    writer.http(&flow, true).await;
+    writer.flush().await.unwrap();
+    drop(writer);
+    let read = read_all(&path).unwrap();
+    assert_eq!(read.iter().map(id).collect::<Vec<_>>(), [old[0], flow.id]);
+    let StoredFlow::Http(new) = &read[1] else { panic!("expected an HTTP flow: {read:?}") };
+    assert_eq!(new.timings.ssl_ms, 2.0);
 }
 
 // ---- known mismatches ----

@@ -1,5 +1,5 @@
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::flow::{FlowId, Request, Response, Timings, WebSocketData};
@@ -60,7 +60,7 @@ fn flow() -> HttpFlow {
         error: None,
         websocket: None,
         started_at: UNIX_EPOCH + Duration::from_millis(STARTED_MS),
-        timings: Timings { connect_ms: 1.5, send_ms: 0.5, wait_ms: 10.0, receive_ms: 2.0 },
+        timings: Timings { connect_ms: 1.5, ssl_ms: 0.75, send_ms: 0.5, wait_ms: 10.0, receive_ms: 2.0 },
     }
 }
 
@@ -110,7 +110,7 @@ fn entry_has_har_fields_from_the_flow() {
     assert_eq!(e["cache"], json!({}));
     assert_eq!(
         e["timings"],
-        json!({"blocked": -1, "dns": -1, "connect": 1.5, "ssl": -1, "send": 0.5, "wait": 10.0, "receive": 2.0})
+        json!({"blocked": -1, "dns": -1, "connect": 1.5, "ssl": 0.75, "send": 0.5, "wait": 10.0, "receive": 2.0})
     );
     let request = &e["request"];
     assert_eq!(request["method"], "POST");
@@ -348,7 +348,9 @@ fn capped_body_says_it_was_truncated() {
 #[test]
 fn websocket_flow_has_chrome_style_messages() {
     let mut flow = flow();
-    let message = |from_client, kind, payload: &[u8]| WebSocketMessage { from_client, kind, payload: payload.to_vec() };
+    let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+    let message =
+        |from_client, kind, payload: &[u8]| WebSocketMessage { from_client, kind, payload: payload.to_vec(), at };
     flow.websocket = Some(WebSocketData::with_messages(vec![
         message(true, "text", b"hello"),
         message(false, "binary", &[0, 1, 2, 0xfe, 0xff]),
@@ -373,9 +375,9 @@ fn websocket_flow_has_chrome_style_messages() {
             ("send", 8, "1000 bye")
         ]
     );
-    // Epoch seconds of the end of the handshake (started + 14 ms of timings).
+    // Epoch seconds of when the message was read.
     let time = messages[0]["time"].as_f64().unwrap();
-    assert!((time - 1_700_000_000.137).abs() < 1e-3, "{time}");
+    assert!((time - 1_700_000_000.250).abs() < 1e-3, "{time}");
 }
 
 #[test]
