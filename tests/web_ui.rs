@@ -1,7 +1,9 @@
 //! The web UI in a real browser: tests/web_ui/ui.mjs drives Debian's chromium with playwright-core against
-//! `strata --web` and checks the page (rows appear live, the filter and its error, a JSON body
-//! pretty-printed, an image shown). Needs node, chromium and `npm ci` in tests/web_ui; .ci/run does all
-//! three. A missing one fails the test with a message that names it.
+//! `strata --web` and checks the page: rows appear live, the filter and its error, a JSON body indented and
+//! foldable, an image shown, replay, intercept with an edit and with a kill, edit and send, sorting, a
+//! selection exported as HAR, WebSocket messages (sent with the `ws` library) with direction and time.
+//! Needs node, chromium and `npm ci` in tests/web_ui; .ci/run does all three. A missing one fails the test
+//! with a message that names it.
 
 mod common;
 

@@ -12,6 +12,7 @@ const state = {
   pending: new Set(),  // page numbers being fetched
   selected: -1, socket: null, generation: 0,
   paused: new Map(),   // id -> the paused flow, as GET /api/intercept lists it
+  chosen: new Set(),   // ids picked with ctrl-click, for "export selection"
 };
 
 async function api(path) {
@@ -87,6 +88,7 @@ function rowElement(i, row) {
   if (!row) { el.textContent = "…"; return el; }
   el.dataset.id = row.id;
   if (i === state.selected) el.classList.add("selected");
+  if (state.chosen.has(row.id)) el.classList.add("chosen");
   if (state.paused.has(row.id)) el.classList.add("intercepted");
   if (row.error) el.classList.add("error");
   if (state.highlight && state.highlight.has(row.id)) el.classList.add("highlight");
@@ -101,8 +103,22 @@ function rowElement(i, row) {
     cell.title = text;
     el.append(cell);
   });
-  el.addEventListener("click", () => select(i));
+  el.addEventListener("click", (e) => (e.ctrlKey || e.metaKey ? choose(row.id) : select(i)));
   return el;
+}
+
+// Ctrl-click (cmd-click) picks rows, or drops them, for the selection's HAR export.
+function choose(id) {
+  if (!state.chosen.delete(id)) state.chosen.add(id);
+  showChosen();
+  render();
+}
+
+function showChosen() {
+  const link = $("export-selection");
+  link.hidden = state.chosen.size === 0;
+  link.textContent = `export ${state.chosen.size} selected`;
+  link.href = `/api/export.har?${query({ ids: [...state.chosen].join(",") })}`;
 }
 
 function size(n) {
@@ -199,6 +215,8 @@ async function showDetail(id) {
   if (flow.error) detail.append(h("p", `error: ${flow.error}`));
   if (flow.request) {
     detail.append(h("h3", `Request (${flow.request.version})`), table(flow.request.headers));
+    const params = queryPairs(flow.request.url);
+    if (params.length) detail.append(h("h3", "Query"), table(params));
     if (flow.request.trailers) detail.append(h("h3", "Request trailers"), table(flow.request.trailers));
     if (flow.request.body_len > 0) detail.append(await body(flow, "request", flow.request));
   }
@@ -209,19 +227,91 @@ async function showDetail(id) {
     if (flow.response.body_len > 0) detail.append(await body(flow, "response", flow.response));
   }
   if (flow.websocket) {
-    detail.append(h("h3", `WebSocket messages (${flow.websocket.messages.length})`));
-    detail.append(table(flow.websocket.messages.map((m) =>
-      [`${m.from_client ? "→" : "←"} ${m.kind}`, m.base64 ? `(base64) ${m.text}` : m.text])));
+    detail.append(h("h3", `WebSocket messages (${flow.websocket.messages.length})`), messages(flow.websocket.messages));
   }
-  const conn = (c) => [c.address || "", c.tls ? `${c.tls.version || ""} ${c.tls.alpn || ""} ${c.tls.sni || ""}` : "plain"];
-  if (flow.client_conn) {
-    detail.append(h("h3", "Connections"), table([["client", conn(flow.client_conn).join(" ")],
-      ["server", conn(flow.server_conn).join(" ")]]));
+  if (flow.type === "tcp") {
+    detail.append(h("h3", `TCP: ${size(flow.bytes_to_server)} up, ${size(flow.bytes_to_client)} down`));
+    detail.append(h("h3", `Chunks (${flow.messages.length})`), messages(flow.messages));
   }
-  if (flow.timings) {
-    detail.append(h("h3", "Timings"), table(Object.entries(flow.timings)
-      .map(([k, v]) => [k, v == null ? "" : `${v.toFixed(1)} ms`])));
+  if (flow.client_conn) detail.append(h("h3", "Connections"), connections(flow));
+  if (flow.timings) detail.append(h("h3", "Timings"), timeline(flow.timings));
+}
+
+// The URL's query string as name, value pairs (decoded).
+function queryPairs(url) {
+  try { return [...new URL(url).searchParams]; } catch (e) { return []; }
+}
+
+// WebSocket messages or TCP chunks: time, direction, kind, content (text, else base64).
+function messages(list) {
+  const t = document.createElement("table");
+  t.className = "messages";
+  for (const m of list) {
+    const tr = t.insertRow();
+    tr.className = m.from_client ? "up" : "down";
+    tr.insertCell().textContent = clock(m.at);
+    tr.insertCell().textContent = `${m.from_client ? "→ to server" : "← to client"} ${m.kind === "tcp" ? "" : m.kind}`;
+    tr.insertCell().textContent = m.base64 ? `(base64, ${size(m.len)}) ${m.text}` : m.text;
   }
+  return t;
+}
+
+// A time of day with milliseconds, from ms since the epoch.
+function clock(ms) {
+  if (!ms) return "";
+  const at = new Date(ms);
+  return `${at.toLocaleTimeString([], { hour12: false })}.${String(at.getMilliseconds()).padStart(3, "0")}`;
+}
+
+// Client and server side of the flow; the server's certificate as the fields a person checks, and its PEM.
+function connections(flow) {
+  const wrap = document.createElement("div");
+  const conn = (c) => [c.address || "", c.tls ? `${c.tls.version || ""} ALPN ${c.tls.alpn || "-"} SNI ${c.tls.sni || "-"}` : "plain"];
+  wrap.append(table([["client", conn(flow.client_conn).join(" ")], ["server", conn(flow.server_conn).join(" ")]]));
+  const cert = flow.server_conn.tls?.certificate;
+  if (cert) {
+    const title = document.createElement("h3");
+    title.textContent = "Server certificate";
+    const fields = [["subject", cert.subject], ["issuer", cert.issuer], ["names", (cert.alt_names || []).join(", ")],
+      ["valid from", cert.not_before], ["valid until", cert.not_after], ["serial", cert.serial], ["SHA-256", cert.sha256]];
+    const pem = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = "PEM";
+    const text = document.createElement("pre");
+    text.className = "body";
+    text.textContent = cert.pem;
+    pem.append(summary, text);
+    wrap.append(title, table(fields.filter(([, v]) => v)), pem);
+  }
+  return wrap;
+}
+
+// The exchange's phases on one time line, each row at its offset from the start: connect (TCP), TLS,
+// request sent, first byte, done. A reused connection has no connect or TLS phase.
+function timeline(t) {
+  const connect = t.connect_ms ?? 0;
+  const tls = t.ssl_ms ?? 0;
+  const phases = [];
+  if (t.connect_ms != null) phases.push(["connect", 0, connect - tls]);
+  if (t.ssl_ms != null) phases.push(["TLS", connect - tls, tls]);
+  phases.push(["request sent", connect, t.send_ms]);
+  phases.push(["first byte", connect + t.send_ms, t.wait_ms]);
+  phases.push(["done", connect + t.send_ms + t.wait_ms, t.receive_ms]);
+  const total = Math.max(connect + t.send_ms + t.wait_ms + t.receive_ms, 0.001);
+  const table = document.createElement("table");
+  table.className = "timeline";
+  for (const [name, start, took] of phases) {
+    const tr = table.insertRow();
+    tr.insertCell().textContent = name;
+    tr.insertCell().textContent = `+${(start + took).toFixed(1)} ms`;
+    tr.insertCell().textContent = `${took.toFixed(1)} ms`;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.marginLeft = `${(100 * start) / total}%`;
+    bar.style.width = `${Math.max((100 * took) / total, 0.5)}%`;
+    tr.insertCell().append(bar);
+  }
+  return table;
 }
 
 // ---- intercept --------------------------------------------------------------------------------------
@@ -351,6 +441,8 @@ function actions(flow) {
   button("edit & send", async () => bar.replaceWith(await sendEditor(flow))).id = "edit";
   button("delete", async () => {
     await fetch(`/api/flows/${flow.id}`, { method: "DELETE" });
+    state.chosen.delete(flow.id);
+    showChosen();
     $("detail").hidden = true;
     reload();
   }).id = "delete";
@@ -395,6 +487,18 @@ async function body(flow, side, message) {
   link.textContent = `download ${side} body (${size(message.body_len)}, as stored)`;
   wrap.append(link);
   if (message.body_stored == null) return wrap;
+  const raw = document.createElement("button");
+  raw.textContent = "raw";
+  raw.className = "raw";
+  raw.title = "the bytes as stored (still content-encoded), as text or a hex dump";
+  raw.addEventListener("click", async () => {
+    const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    const pre = document.createElement("pre");
+    pre.className = "body raw";
+    try { pre.textContent = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch (e) { pre.textContent = hexDump(bytes); }
+    wrap.replaceChildren(link, pre);
+  });
+  wrap.append(" ", raw);
   const shown = await api(`/api/flows/${flow.id}/${side}/view`);
   const note = (text) => { const p = document.createElement("p"); p.textContent = text; wrap.append(p); };
   if (shown.decoded) note(`decoded from ${shown.decoded}`);
@@ -409,6 +513,7 @@ async function body(flow, side, message) {
       wrap.append(img);
       break;
     }
+    case "json": wrap.append(foldableJson(shown.text)); break;
     case "protobuf": pre(fieldsText(shown.fields, "")); break;
     case "grpc": pre(shown.messages.map((m, i) => `message ${i + 1}${m.compressed ? " (compressed)" : ""}\n`
       + (m.fields ? fieldsText(m.fields, "  ") : "")).join("\n")); break;
@@ -422,6 +527,47 @@ async function body(flow, side, message) {
     default: pre(shown.text);
   }
   return wrap;
+}
+
+// The server's indented JSON (one member per line) as nested <details>: each object or array folds to its
+// first line, with its closing bracket shown after a "…".
+function foldableJson(text) {
+  const root = document.createElement("pre");
+  root.className = "body json";
+  const stack = [root];
+  for (const line of text.split("\n")) {
+    const top = stack[stack.length - 1];
+    const trimmed = line.trim();
+    if (/[{[]$/.test(trimmed)) {
+      const details = document.createElement("details");
+      details.open = true;
+      const summary = document.createElement("summary");
+      summary.textContent = line;
+      details.append(summary);
+      top.append(details);
+      stack.push(details);
+    } else if (/^[}\]],?$/.test(trimmed) && stack.length > 1) {
+      top.append(line);
+      top.querySelector(":scope > summary").dataset.close = trimmed;
+      stack.pop();
+    } else {
+      top.append(`${line}\n`);
+    }
+  }
+  return root;
+}
+
+// Up to 64 KiB as a hex dump: offset, 16 bytes in hex, the printable ones as text.
+function hexDump(bytes) {
+  const lines = [];
+  for (let at = 0; at < Math.min(bytes.length, 65536); at += 16) {
+    const row = bytes.subarray(at, at + 16);
+    const hex = [...row].map((b) => b.toString(16).padStart(2, "0")).join(" ").padEnd(48);
+    const text = [...row].map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
+    lines.push(`${at.toString(16).padStart(8, "0")}  ${hex}  ${text}`);
+  }
+  if (bytes.length > 65536) lines.push(`… ${bytes.length - 65536} more bytes`);
+  return lines.join("\n");
 }
 
 // Protobuf fields as an indented tree: `NUMBER TYPE: VALUE`.
@@ -443,6 +589,8 @@ $("highlight").addEventListener("input", debounce((e) => updateHighlight(e.targe
 $("clear").addEventListener("click", async () => {
   if (!confirm("Delete every flow of this session?")) return;
   await fetch("/api/flows", { method: "DELETE" });
+  state.chosen.clear();
+  showChosen();
   $("detail").hidden = true;
   reload();
 });

@@ -220,13 +220,19 @@ async fn deleted(web: &Web, id: Option<String>) -> Response {
     }
 }
 
-/// `GET /api/export.har?filter=F`: the matching flows as a HAR file, written as it is read (a page of
-/// flows at a time), so an export of any size costs one page of memory.
+/// `GET /api/export.har?filter=F` or `?ids=ID,ID,...`: the matching flows, or the listed ones (the page's
+/// selection, in the order given), as a HAR file, written as it is read (a page of flows at a time), so an
+/// export of any size costs one page of memory.
+/// Flows read by id per page of an export of a selection.
+const EXPORT_BY_ID: usize = 50;
+
 async fn export_har(State(web): State<Arc<Web>>, Query(params): Params) -> Response {
     let filter = match filter_of(&params) {
         Ok(filter) => filter,
         Err(e) => return bad_filter(e),
     };
+    let mut ids: Option<std::collections::VecDeque<String>> =
+        params.get("ids").map(|ids| ids.split(',').filter(|id| !id.is_empty()).map(str::to_string).collect());
     let mut reader = match SessionReader::open(&web.session, true) {
         Ok(reader) => reader,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -236,8 +242,15 @@ async fn export_har(State(web): State<Arc<Web>>, Query(params): Params) -> Respo
         let _ = pieces.blocking_send(Ok(crate::addons::har::document_head().into_bytes()));
         let mut first = true;
         loop {
-            let page = match reader.next_page(filter.as_ref()) {
-                Ok(page) if page.is_empty() => break,
+            let page = match ids.as_mut() {
+                None => reader.next_page(filter.as_ref()),
+                Some(ids) => {
+                    let chunk: Vec<String> = ids.drain(..ids.len().min(EXPORT_BY_ID)).collect();
+                    chunk.iter().filter_map(|id| reader.flow(id).transpose()).collect()
+                }
+            };
+            let page = match page {
+                Ok(page) if page.is_empty() && ids.as_ref().is_none_or(|ids| ids.is_empty()) => break,
                 Ok(page) => page,
                 Err(e) => {
                     let _ = pieces.blocking_send(Err(std::io::Error::other(e)));

@@ -47,8 +47,9 @@ pub fn view(content_type: &str, body: &[u8]) -> Value {
         return json!({ "view": "image" });
     }
     if kind.contains("json") {
-        if let Ok(value) = serde_json::from_slice::<Value>(body) {
-            return json!({ "view": "json", "text": serde_json::to_string_pretty(&value).unwrap_or_default() });
+        let text = std::str::from_utf8(body).ok();
+        if let Some(text) = text.filter(|t| serde_json::from_str::<Value>(t).is_ok()) {
+            return json!({ "view": "json", "text": indent_json(text) });
         }
     }
     if kind.starts_with("application/grpc") {
@@ -165,6 +166,57 @@ fn varint(bytes: &mut &[u8]) -> Option<u64> {
         }
     }
     None
+}
+
+/// Valid JSON indented two spaces per level, one member or element per line. The text is re-spaced, not
+/// re-encoded: keys keep their order, and numbers and strings their exact spelling (a parse into values
+/// would sort keys and round big numbers).
+pub fn indent_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut depth = 0usize;
+    let mut chars = text.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push(c);
+                while let Some(c) = chars.next() {
+                    out.push(c);
+                    match c {
+                        '\\' => out.extend(chars.next()),
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+                if let Some(close) = chars.next_if(|&n| n == if c == '{' { '}' } else { ']' }) {
+                    out.push(close);
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// HTML elements that have no end tag.

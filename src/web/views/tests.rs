@@ -2,7 +2,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{decode, hex_dump, indent_markup, protobuf, view};
+use super::{decode, hex_dump, indent_json, indent_markup, protobuf, view};
 
 /// `{1: 150, 2: "testing", 3: {1: 1}}`, as protoc would encode it.
 const MESSAGE: &[u8] =
@@ -52,6 +52,18 @@ fn grpc_frames_are_split_and_each_message_decoded() {
     assert_eq!(shown["messages"][1], json!({ "compressed": true, "len": 2 }));
     // Broken framing falls back to bytes.
     assert_eq!(view("application/grpc", &[0, 0, 0, 0, 9, 1])["view"], "hex");
+}
+
+#[test]
+fn json_keeps_its_key_order_and_the_spelling_of_numbers_and_strings() {
+    let text = r#" {"z": 1, "a" : [ ], "n":12345678901234567890123, "f":1.50e3,
+        "s":"a,b:{c}\"[", "o":{ }, "l":[{"k":null},true]} "#;
+    assert_eq!(
+        indent_json(text),
+        "{\n  \"z\": 1,\n  \"a\": [],\n  \"n\": 12345678901234567890123,\n  \"f\": 1.50e3,\n  \
+\"s\": \"a,b:{c}\\\"[\",\n  \"o\": {},\n  \"l\": [\n    {\n      \"k\": null\n    },\n    true\n  ]\n}"
+    );
+    assert_eq!(indent_json("\"é\\\\\""), "\"é\\\\\"");
 }
 
 #[test]
