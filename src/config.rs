@@ -342,10 +342,10 @@ fn compile_all(flag: &'static str, patterns: &[String]) -> Result<Vec<Regex>, Co
     patterns
         .iter()
         .map(|p| {
-            RegexBuilder::new(p)
-                .case_insensitive(true)
-                .build()
-                .map_err(|e| ConfigError::InvalidValue { flag, reason: format!("'{p}' is not a valid regex: {e}") })
+            RegexBuilder::new(p).case_insensitive(true).build().map_err(|e| ConfigError::InvalidValue {
+                flag,
+                reason: format!("'{p}' is not a valid regex: {}", crate::filter::regex_reason(&e)),
+            })
         })
         .collect()
 }

@@ -564,8 +564,9 @@ fn compile(parser: &Parser<'_>, field: Field, pattern: &str, at: usize, context:
         .map_err(|e| parser.error(at, format!("a valid regex {context}, not {pattern:?} ({})", regex_reason(&e))))
 }
 
-/// The last line of a regex error (`unclosed group`), without the multi-line caret diagram.
-fn regex_reason(error: &regex::Error) -> String {
+/// The last line of a regex error (`unclosed group`), without the multi-line caret diagram: errors are one
+/// line, wherever a regex comes from (filters, `--ignore-hosts`, `--modify-body`, `--map-remote`).
+pub fn regex_reason(error: &regex::Error) -> String {
     let text = error.to_string();
     let last = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("invalid regex");
     last.trim().trim_start_matches("error: ").to_string()

@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -25,12 +23,14 @@ use tokio_rustls::TlsConnector;
 
 use crate::addon::{ServerInfo, TlsInfo};
 use crate::config::ModeKind;
-use crate::config::UpstreamTls;
 use crate::context::{Address, Context, RootContext};
 use crate::error::{ProtocolError, Side};
 use crate::flow::TlsFacts;
 use crate::io::{h2_io_error, BoxStream, BufIo, Stream};
 use crate::layers::http1::codec::{self, read_head};
+
+mod verify;
+pub use verify::upstream_tls_config;
 
 /// The ALPN protocol strata speaks over TLS to servers when it relays HTTP.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -75,32 +75,6 @@ pub const H2_CONNECTION_WINDOW: u32 = 4 << 20;
 
 /// A handle for sending requests on an HTTP/2 server connection; clones share the connection.
 pub type Http2Sender = h2::client::SendRequest<Bytes>;
-
-/// The rustls client configuration for all server connections, built once at start.
-pub fn upstream_tls_config(options: &UpstreamTls) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions");
-    let mut config = if options.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        for cert in &options.extra_roots {
-            // A certificate rustls cannot use as a root is skipped, like a browser skips a bad root.
-            if let Err(e) = roots.add(cert.clone()) {
-                tracing::warn!(error = %e, "ignoring unusable --upstream-ca certificate");
-            }
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
-    config.key_log = Arc::new(rustls::KeyLogFile::new());
-    Arc::new(config)
-}
 
 /// What the connection will carry, which decides how it goes through an upstream proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -601,44 +575,5 @@ fn tls_error_reason(e: &std::io::Error) -> String {
     match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         Some(tls) => tls.to_string(),
         None => e.to_string(),
-    }
-}
-
-/// `-k`: accepts any server certificate, while still checking that the handshake is signed by its key.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

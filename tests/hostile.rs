@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::strict::{body_of, fill, head_of, show, strict_request, RecordingOrigin};
-use common::{connect, raw_exchange, read_until_close, Conn, EventCount, Origin, Strata};
+use common::{connect, fd_count, raw_exchange, read_until_close, Conn, EventCount, Origin, Strata};
 
 /// Bound on waits for something that should happen at once (a reply, a close).
 const SOON: Duration = Duration::from_secs(10);
@@ -804,10 +804,6 @@ fn server_closing_idle_connections_never_costs_a_client_a_502() {
         drop(conn);
         wait_for_idle_close();
     }
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|dir| dir.count()).unwrap_or(0)
 }
 
 /// Waits until the proxy's open file descriptors are back to `baseline`.

@@ -497,7 +497,9 @@ fn unreachable_upstream_gets_502_naming_host_and_port() {
     assert!(out.stdout.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{}", out.stdout);
     let body = body_of(&out.stdout);
     assert!(body.contains(&format!("127.0.0.1:{port}")), "502 body does not name the server: {body:?}");
-    proxy.wait_for_stdout_line(|l| l.contains(&format!("GET http://127.0.0.1:{port}/anything -> 502 ")), SOON);
+    // The flow line gives the size of the body the client got, not 0b.
+    let size = format!("-> 502 {}b ", body.len());
+    proxy.wait_for_stdout_line(|l| l.contains(&format!("GET http://127.0.0.1:{port}/anything {size}")), SOON);
 }
 
 #[test]

@@ -131,6 +131,17 @@ fn a_boolean_that_is_neither_exits_2_saying_so() {
     assert_eq!(line, "error: --set: 'anticache=maybe' is not true or false");
 }
 
+/// A bad regex is one line naming the flag and the pattern (the regex crate's own message is several).
+#[test]
+fn a_bad_regex_exits_2_with_one_line_naming_the_flag() {
+    let confdir = tempfile::tempdir().unwrap();
+    let line = refusal(&run_in(confdir.path(), &["--ignore-hosts", "(unclosed"]));
+    assert!(line.starts_with("error: ") && line.contains("--ignore-hosts") && line.contains("(unclosed"), "{line}");
+    assert!(line.ends_with("unclosed group"), "{line}");
+    let line = refusal(&run_in(confdir.path(), &["--modify-body", "/~q/(x/y"]));
+    assert!(line.contains("--modify-body") && line.ends_with("unclosed group"), "{line}");
+}
+
 #[test]
 fn a_bad_value_in_config_yaml_is_checked_like_the_flag_and_names_the_file() {
     let confdir = confdir_with("flow_detail: 9\n");

@@ -9,11 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Origin, Strata};
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
+use common::{fd_count, Conn, Origin, Strata};
 
 #[test]
 fn steady_load_keeps_memory_and_descriptors_flat() {
@@ -22,6 +18,17 @@ fn steady_load_keeps_memory_and_descriptors_flat() {
     let proxy = Strata::start(&["-q"]);
     let pid = proxy.pid();
     let fds_at_start = fd_count(pid);
+    // Positive control: one open client connection shows in the count, so the count measures something.
+    {
+        let mut held = Conn::open(proxy.port, Duration::from_secs(5));
+        held.send(format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.url("/hello"), origin.authority()).as_bytes());
+        assert!(held.read_response().starts_with("HTTP/1.1 200"));
+        let with_one = fd_count(pid);
+        assert!(
+            with_one > fds_at_start,
+            "{with_one} fds with a client connected, {fds_at_start} before: is the count right?"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
 

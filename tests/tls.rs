@@ -91,6 +91,36 @@ fn https_through_connect_verifies_against_strata_ca_and_logs_https_url() {
     assert_untrusted(&proxy, &curl_https(&proxy, &ca.pem_path(), &url));
 }
 
+/// `openssl req -x509` makes a certificate that is its own CA (CA:TRUE). Listed with `--upstream-ca` it is
+/// accepted as the server's certificate, as curl accepts it, for the names it carries and no other.
+#[test]
+fn a_self_signed_dev_certificate_listed_with_upstream_ca_is_accepted_for_its_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("dev.pem"), dir.path().join("dev-key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    let text =
+        std::process::Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&cert).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"), "the dev certificate is not its own CA");
+    let origin = HttpsOrigin::start_with_pem(&cert, &key);
+    let proxy = Strata::start(&["--upstream-ca", cert.to_str().unwrap()]);
+    let url = origin.url("/hello");
+    assert_hello(&proxy, &curl_https(&proxy, &proxy.ca_cert_path(), &url));
+    // The same certificate for a name it does not carry: refused.
+    let other = format!("https://127.0.0.1:{}/hello", origin.port);
+    let refused = curl_https(&proxy, &proxy.ca_cert_path(), &other);
+    let (status, body) = status_and_body(&refused);
+    proxy.check(status == 502 && body.contains("not valid for name"), format!("for 127.0.0.1: {status} {body:?}"));
+    assert_eq!(origin.events.requests.get(), 1, "only the request for localhost reached the origin");
+}
+
 #[test]
 fn ip_literal_target_verifies_by_ip_san_without_sni() {
     let ca = TestCa::new("strata test origin CA");

@@ -10,7 +10,7 @@ use regex::Regex;
 use crate::addon::Addon;
 use crate::addons::{invalid, parse_spec};
 use crate::error::ConfigError;
-use crate::filter::Filter;
+use crate::filter::{regex_reason, Filter};
 use crate::flow::{HttpFlow, Response};
 
 /// The map-remote addon: every matching rule rewrites the URL, in order.
@@ -63,7 +63,7 @@ impl MapRemoteRule {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, replacement) = parse_spec("--map-remote", spec)?;
         let pattern = Regex::new(&pattern)
-            .map_err(|e| invalid("--map-remote", format!("'{spec}': bad regex '{pattern}': {e}")))?;
+            .map_err(|e| invalid("--map-remote", format!("'{spec}': bad regex '{pattern}': {}", regex_reason(&e))))?;
         Ok(MapRemoteRule { filter, pattern, replacement })
     }
 
@@ -103,7 +103,7 @@ impl MapLocalRule {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, source) = parse_spec("--map-local", spec)?;
         let pattern = Regex::new(&pattern)
-            .map_err(|e| invalid("--map-local", format!("'{spec}': bad regex '{pattern}': {e}")))?;
+            .map_err(|e| invalid("--map-local", format!("'{spec}': bad regex '{pattern}': {}", regex_reason(&e))))?;
         let source = PathBuf::from(source);
         if !source.exists() {
             return Err(invalid("--map-local", format!("'{spec}': {} does not exist", source.display())));

@@ -9,7 +9,7 @@ use regex::bytes::Regex;
 use crate::addon::Addon;
 use crate::addons::{invalid, parse_spec};
 use crate::error::ConfigError;
-use crate::filter::Filter;
+use crate::filter::{regex_reason, Filter};
 use crate::flow::HttpFlow;
 use crate::http::message::Headers;
 
@@ -110,7 +110,7 @@ impl ModifyBodyRule {
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let (filter, pattern, replacement) = parse_spec("--modify-body", spec)?;
         let pattern = Regex::new(&pattern)
-            .map_err(|e| invalid("--modify-body", format!("'{spec}': bad regex '{pattern}': {e}")))?;
+            .map_err(|e| invalid("--modify-body", format!("'{spec}': bad regex '{pattern}': {}", regex_reason(&e))))?;
         Ok(ModifyBodyRule { filter, pattern, replacement: replacement.into_bytes() })
     }
 

@@ -21,7 +21,7 @@ use crate::http::message::{Headers, RequestHead, ResponseHead, Version};
 use crate::http::url::{is_same_authority, split_host_port, split_url, Scheme};
 use crate::layer::LayerKind;
 use crate::layers::http_conn::{
-    read_final_response, send_http2_request, send_request_head, ClientSide, ResponseBody, ServerIo,
+    error_body, read_final_response, send_http2_request, send_request_head, ClientSide, ResponseBody, ServerIo,
 };
 use crate::server_conn::{Purpose, ServerConnection, ServerTls};
 
@@ -172,9 +172,9 @@ impl HttpLayer {
             if !exchange.response_started {
                 send_error(client, error).await;
                 if let Some((status, _)) = error_response(error) {
-                    let mut response = Response::with_headers(status, Headers::default(), Vec::new());
-                    response.body = None;
-                    exchange.flow.response = Some(response);
+                    // What the client got, so the flow line and the session show its size.
+                    let body = error_body(error).into_bytes();
+                    exchange.flow.response = Some(Response::new(status, "text/plain; charset=utf-8", body));
                 }
             }
             if !exchange.flow.is_killed() {

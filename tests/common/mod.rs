@@ -863,6 +863,11 @@ pub fn start_line_echo_server() -> (u16, Arc<AtomicUsize>) {
     (port, accepts)
 }
 
+/// The open descriptors of process `pid`; a /proc that cannot be read fails the test rather than counting 0.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd: {e}")).count()
+}
+
 /// A port on 127.0.0.1 that nothing listens on (bound, then released).
 pub fn unused_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -1140,6 +1145,25 @@ pub const TEST_ORIGIN_HELLO: &str = "hello from the test origin\n";
 impl HttpsOrigin {
     pub fn start(ca: &TestCa) -> HttpsOrigin {
         let (port, events) = spawn_server(Some(ca.server_config(&["localhost", "127.0.0.1"])), serve_http);
+        HttpsOrigin { port, events }
+    }
+
+    /// Serving the certificate (the chain in the file) and PKCS#8 or SEC1 key in these PEM files, as
+    /// `openssl req -x509` writes them.
+    pub fn start_with_pem(cert: &std::path::Path, key: &std::path::Path) -> HttpsOrigin {
+        let chain: Vec<_> = rustls_pemfile::certs(&mut std::fs::read(cert).expect("read the certificate").as_slice())
+            .collect::<Result<_, _>>()
+            .expect("PEM certificates");
+        let key = rustls_pemfile::private_key(&mut std::fs::read(key).expect("read the key").as_slice())
+            .expect("a PEM key")
+            .expect("a key in the file");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+        let (port, events) = spawn_server(Some(Arc::new(config)), serve_http);
         HttpsOrigin { port, events }
     }
 

@@ -338,7 +338,7 @@ impl<'a> ClientSide<'a> {
                 }
             }
             ClientSide::Http2(h2) => {
-                let body = format!("strata: {error}\n");
+                let body = error_body(error);
                 let mut headers = Headers::default();
                 headers.append("content-type", "text/plain; charset=utf-8");
                 headers.append("content-length", body.len().to_string());
@@ -584,8 +584,13 @@ fn client_body_error(e: BodyError) -> ProtocolError {
 }
 
 /// Writes the error response for `error` to an HTTP/1 client and closes the connection.
+/// The body of strata's own error responses: what went wrong, in one line (it names the host for a 502).
+pub fn error_body(error: &ProtocolError) -> String {
+    format!("strata: {error}\n")
+}
+
 pub async fn send_http1_error(io: &mut ClientIo, status: u16, reason: &str, error: &ProtocolError) {
-    let body = format!("strata: {error}\n");
+    let body = error_body(error);
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
