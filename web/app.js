@@ -147,21 +147,24 @@ function listen() {
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
     if (event.lagged) { reload(); refreshPaused(); return; }
-    const row = event.flow;
-    if (row.intercepted || state.paused.has(row.id)) refreshPaused();
-    const known = state.index.get(row.id);
-    if (known !== undefined) {
-      state.rows.set(known, row);
-    } else if (state.sort) {
-      // A new flow's place in a sorted list is the server's to say.
-      reloadSoon();
-      return;
-    } else {
-      put(state.total, row);
-      state.total += 1;
+    let paused = false, selected = null;
+    for (const row of event.flows) {
+      paused ||= row.intercepted || state.paused.has(row.id);
+      const known = state.index.get(row.id);
+      if (known !== undefined) {
+        state.rows.set(known, row);
+        if (known === state.selected) selected = row.id;
+      } else if (state.sort) {
+        // A new flow's place in a sorted list is the server's to say.
+        reloadSoon();
+      } else {
+        put(state.total, row);
+        state.total += 1;
+      }
     }
+    if (paused) refreshPaused();
     render();
-    if (known !== undefined && known === state.selected) showDetail(row.id);
+    if (selected) showDetail(selected);
   };
 }
 

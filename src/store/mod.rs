@@ -399,8 +399,13 @@ impl Writer {
         batch: Vec<Op>,
         flushes: &mut Vec<oneshot::Sender<Result<(), String>>>,
     ) -> rusqlite::Result<()> {
+        let mut batch = batch;
+        let skip = coalesce(&mut batch);
         let tx = self.connection.transaction()?;
-        for op in batch {
+        for (op, skip) in batch.into_iter().zip(skip) {
+            if skip {
+                continue;
+            }
             match op {
                 Op::Http { flow, finished } => {
                     let seq = upsert_http(&tx, &flow, self.body_limit)?;
@@ -457,6 +462,48 @@ impl Writer {
         }
         tx.commit()
     }
+}
+
+/// Folds the HTTP writes of one flow in a batch into one: the flow's latest state is written where its first
+/// write was (so a new flow still takes its place in the session's order), and the writes after it are
+/// skipped (the returned flags). A body piece or trailers between two writes need the row as it is, so a
+/// run of writes ends there. Under load a flow's request head, response head and end often land in one
+/// batch, and one upsert then does the work of three.
+fn coalesce(batch: &mut [Op]) -> Vec<bool> {
+    let mut skip = vec![false; batch.len()];
+    // Per flow: the position of the run's first write, and of its latest.
+    let mut runs: HashMap<FlowId, (usize, usize)> = HashMap::new();
+    let end_run = |batch: &mut [Op], skip: &mut [bool], (first, latest): (usize, usize)| {
+        if latest != first {
+            batch.swap(first, latest);
+            skip[latest] = true;
+        }
+    };
+    for i in 0..batch.len() {
+        match &batch[i] {
+            Op::Http { flow, .. } => match runs.get_mut(&flow.id) {
+                Some((first, latest)) => {
+                    if *latest != *first {
+                        skip[*latest] = true;
+                    }
+                    *latest = i;
+                }
+                None => {
+                    runs.insert(flow.id, (i, i));
+                }
+            },
+            Op::Body { flow, .. } | Op::Trailers { flow, .. } | Op::Forget(flow) => {
+                if let Some(run) = runs.remove(flow) {
+                    end_run(batch, &mut skip, run);
+                }
+            }
+            Op::Tcp(_) | Op::Message { .. } | Op::Flush(_) => {}
+        }
+    }
+    for run in runs.into_values() {
+        end_run(batch, &mut skip, run);
+    }
+    skip
 }
 
 /// The `seq` of a flow being written (`live`), or of one already stored.
