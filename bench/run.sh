@@ -4,10 +4,12 @@
 # direct) and writes it to bench/last-run.md.
 #
 #   bench/run.sh                 # full run: RUNS=3, DURATION=5 (scenarios 1-9 well under 10 minutes on 2 cores,
-#                                # scenario 10 a few minutes more)
+#                                # scenarios 10 and 11 a few minutes more each)
 #   QUICK=1 bench/run.sh         # smoke run: 1 run of 2 s per cell, a 256 MiB "large" file, a 10,000-request soak,
-#                                # a 100,000-flow session for the query timings
+#                                # a 100,000-flow session for the query timings, one pass over the web UI's page
 #   SCENARIOS=10 bench/run.sh    # only the recording soak
+#   SCENARIOS=11 TARGETS=strata bench/run.sh   # only the web UI (it measures strata and mitmweb whatever TARGETS
+#                                              # lists, as long as strata is in it)
 #   RUNS=5 DURATION=10 bench/run.sh
 #
 # Environment: RUNS (repetitions per cell, median reported), DURATION (seconds per load run), CONNS (concurrent
@@ -16,16 +18,23 @@
 # concurrent streams per connection and threads, default 16, 16 and 2), BIG_SIZE (size of the large file, default
 # 1G), SOAK_REQUESTS (scenario 10's request count, default 100000), SOAK_MITM_SECONDS (scenario 10's time cap for
 # mitmdump, default 60), SOAK_MAX_SECONDS (scenario 10's time cap for each strata variant, a safety net, default
-# 600), SOAK_QUERY_FLOWS (flows in scenario 10's query-speed session, default 1000000; 0 skips it), SCENARIOS
-# (which to run, default "1 2 3 4 5 6 7 8 9 10"), TARGETS (default "direct nginx mitmdump strata"), KEEP_TMP=1
-# (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip those steps).
+# 600), SOAK_QUERY_FLOWS (flows in scenario 10's query-speed session, default 1000000; 0 skips it), UI_FLOWS
+# (flows in scenario 11's session shown in the page, default 100000), UI_REPS (scenario 11's page load and steps,
+# each repeated with a fresh page, default 3; QUICK: 1), UI_KEYS (ArrowDown presses per repetition, default 40),
+# UI_MITM_SECONDS (scenario 11's time cap for each mitmweb wait, default 120), CHROMIUM (default
+# /usr/bin/chromium), SCENARIOS (which to run, default "1 2 3 4 5 6 7 8 9 10 11"), TARGETS (default "direct
+# nginx mitmdump strata"), KEEP_TMP=1 (keep the temp dir with configs and logs), NO_INSTALL=1 / NO_BUILD=1 (skip
+# those steps).
 #
 # What it does:
 #  1. Installs what is missing: nginx-light, wrk and h2load (Debian packages nginx-light, wrk, nghttp2-client;
 #     apt-get), nginx's Lua module for scenario 9 (libnginx-mod-http-lua, which pulls libnginx-mod-http-ndk and
-#     lua-resty-core; a failed install only makes that column n/a), mitmproxy (pip, into the venv bench/.venv,
-#     which it creates), then builds strata, the load client and the session query benchmark (`cargo build
-#     --release`, `cargo build --release --example loadgen`, `cargo build --release --example store_query`).
+#     lua-resty-core; a failed install only makes that column n/a), for scenario 11 Debian's chromium (without
+#     recommends), nodejs and npm (apt-get) and playwright-core (`npm ci` in tests/web_ui; it downloads no
+#     browser; a failed install makes scenario 11 n/a, with a note), mitmproxy (pip, into the venv bench/.venv,
+#     which it creates; mitmweb comes with it), then builds strata, the load client and the session query
+#     benchmark (`cargo build --release`, `cargo build --release --example loadgen`, `cargo build --release
+#     --example store_query`).
 #  2. Makes a temp dir with a self-signed test CA and a leaf for 127.0.0.1 (ECDSA P-256, openssl), a 1 KiB
 #     file, a 100 KiB file (scenario 10) and a sparse 1 GiB file, and starts the origin: nginx with a plain, a TLS (HTTP/1.1 only) and a
 #     TLS + HTTP/2 server block (`listen ... ssl http2`, its own port, so that the HTTP/1.1 scenarios 3-5 keep
@@ -95,6 +104,35 @@
 #          flow free; not run without strata in TARGETS). Scenario 10 always runs once (RUNS does not apply: it is
 #          long) and has a table of its own, with the targets from issue 12 next to the numbers, and the query table
 #          under it ("milliseconds", read as a median under 100 ms).
+#      11. the web UI (issue 13), strata only (and mitmweb), a table of its own, three parts. (a) Its cost to the
+#          proxy: scenario 2's load (explicit proxy, absolute-form GET /1k, wrk, CONNS connections) through strata,
+#          through `strata --web --web-port PORT --web-token TOKEN` with no page open (without -w it records into
+#          a session in its confdir, which the page reads), and through the same with a page open on
+#          `http://127.0.0.1:PORT/?token=TOKEN` receiving the live updates during the whole run: headless
+#          chromium (Debian's, driven by playwright-core from tests/web_ui/node_modules: tests/web_ui/bench.mjs,
+#          `node bench.mjs live URL`), started fresh for each such run, live before wrk starts; after the run it
+#          must show more flows in `#count` than before (else the run is not counted, with a note), and it
+#          reports its count's growth, the WebSocket messages and "lagged" notices it got, and whether its count,
+#          once settled, equals the server's total (a difference is noted). The two stratas run side by side and
+#          the three variants are interleaved in each of the RUNS rounds (after a 1 s warm-up each); medians,
+#          the ratios to strata without the UI (target: the page-open rate at least 0.80x, reported, not
+#          asserted), p99 and peak RSS (VmHWM). (b) UI_FLOWS flows in the page: examples/store_query.rs
+#          `--write-only` writes a synthetic session (as in 10; kept), `strata --web -w +ui.db` shows it (`+`
+#          appends, so the page lists the flows already in the session), and `node bench.mjs browse URL` times,
+#          UI_REPS times on a freshly loaded page (median and max): page load until the rows are drawn and
+#          `#count` says UI_FLOWS; scrolling `#viewport` to the middle, the end and back to the top until the
+#          rows there are drawn (none a "…" placeholder); UI_KEYS ArrowDown presses on `#list` (each until the
+#          row is selected and the detail view names its flow); typing `~d api & ~c 500` and `~bs zyzzogeton`
+#          (5 flows) into `#filter` until the count and the rows update (the page debounces input by 250 ms),
+#          and clearing it until the UI_FLOWS rows are back; strata's RSS before the page and with it open after
+#          these steps (and VmHWM). (c) mitmweb beside it: the session exported as HAR (`strata -n -r ui.db
+#          --save-har ui.har`), `mitmweb -r ui.har --no-web-open-browser` (bench/.venv; the page's address as it
+#          prints it, with its token on versions that have one), `node bench.mjs mitmweb URL`: from mitmweb's
+#          start until its `readfile.reading` command says it is done, its RSS then, then its page: until its
+#          flow table shows rows, and `~d api & ~c 500` in its search box until every row drawn is an api host
+#          with status 500, its RSS with the page open. Each mitmweb wait is capped at UI_MITM_SECONDS; past it
+#          the cell says so (and the RSS at that point is shown) instead of failing. The session and the HAR are
+#          deleted after. Needs strata in TARGETS; without chromium, node or playwright-core it is skipped, noted.
 #     Every curl call names its HTTP version (--http1.1 in 5, --http2 in 8; curl would otherwise pick h2
 #     wherever it is offered) and the negotiated version is checked; loadgen (3, 4) offers no ALPN, so it
 #     speaks HTTP/1.1.
@@ -116,7 +154,7 @@ ROOT=$PWD
 
 if [[ -n "${QUICK:-}" ]]; then
     RUNS=${RUNS:-1} DURATION=${DURATION:-2} BIG_SIZE=${BIG_SIZE:-256M} SOAK_REQUESTS=${SOAK_REQUESTS:-10000}
-    SOAK_QUERY_FLOWS=${SOAK_QUERY_FLOWS:-100000}
+    SOAK_QUERY_FLOWS=${SOAK_QUERY_FLOWS:-100000} UI_REPS=${UI_REPS:-1}
 fi
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
@@ -132,16 +170,30 @@ SOAK_MITM_SECONDS=${SOAK_MITM_SECONDS:-60}
 SOAK_MAX_SECONDS=${SOAK_MAX_SECONDS:-600}
 SOAK_QUERY_FLOWS=${SOAK_QUERY_FLOWS:-1000000}
 SOAK_BODY=102400   # bytes of scenario 10's /100k
-SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8 9 10}
+UI_FLOWS=${UI_FLOWS:-100000}
+UI_REPS=${UI_REPS:-3}
+UI_KEYS=${UI_KEYS:-40}
+UI_MITM_SECONDS=${UI_MITM_SECONDS:-120}
+SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11}
 TARGETS=${TARGETS:-direct nginx mitmdump strata}
 NGINX=/usr/sbin/nginx
 VENV=$ROOT/bench/.venv
 STRATA=$ROOT/target/release/strata
 LOADGEN=$ROOT/target/release/examples/loadgen
 STORE_QUERY=$ROOT/target/release/examples/store_query
+WEB_UI_DIR=$ROOT/tests/web_ui
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 NGX_MODULE_DIRS=${NGX_MODULE_DIRS:-/usr/lib/nginx/modules /usr/share/nginx/modules}
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+fmt() { # number -> human (thousands separators for big numbers)
+    [[ $1 == na ]] && { echo "n/a"; return; }
+    awk -v v="$1" 'BEGIN {
+        if (v >= 1000) { s = sprintf("%.0f", v); o = ""
+            while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+            print s o }
+        else if (v >= 100) printf "%.0f\n", v; else if (v >= 10) printf "%.1f\n", v; else printf "%.2f\n", v }'
+}
 die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------- install
@@ -173,6 +225,23 @@ install_deps() {
         { sudo_ apt-get update -qq &&
             sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnginx-mod-http-lua >/dev/null; } ||
             log "could not install libnginx-mod-http-lua; scenario 9's nginx cell will be n/a"
+    fi
+    # scenario 11: Debian's chromium (without recommends, as .ci/run) and node, playwright-core from npm; a
+    # failed install makes scenario 11 n/a, with a note
+    if [[ " $SCENARIOS " == *" 11 "* ]]; then
+        missing=()
+        [[ -x $CHROMIUM ]] || missing+=(chromium)
+        command -v node >/dev/null || missing+=(nodejs)
+        command -v npm >/dev/null || missing+=(npm)
+        if ((${#missing[@]})); then
+            log "installing ${missing[*]} (apt-get)"
+            { sudo_ apt-get update -qq && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends "${missing[@]}" >/dev/null; } || log "could not install ${missing[*]}"
+        fi
+        if [[ ! -d $WEB_UI_DIR/node_modules/playwright-core ]] && command -v npm >/dev/null; then
+            log "installing playwright-core into $WEB_UI_DIR (npm ci)"
+            (cd "$WEB_UI_DIR" && npm ci --no-audit --no-fund --silent) || log "npm ci in $WEB_UI_DIR failed"
+        fi
     fi
     if [[ ! -x $VENV/bin/mitmdump ]]; then
         log "installing mitmproxy into $VENV (pip)"
@@ -261,7 +330,7 @@ hwm_kb() { # PID: VmHWM (peak RSS) of it and its children, KiB
 
 # ---------------------------------------------------------------------------------------------- origin
 read -r ORIGIN ORIGIN_TLS ORIGIN_H2 NGX NGX_TLS NGX_H2 MITM_PORT STRATA_PORT NGX_LUA MITM_SCRIPT_PORT \
-    STRATA_SCRIPT_PORT < <(free_ports 11)
+    STRATA_SCRIPT_PORT STRATA_WEB_PORT WEB_UI_PORT MITMWEB_PORT MITMWEB_UI_PORT < <(free_ports 15)
 
 log "test CA, leaf and files in $TMP"
 (
@@ -419,26 +488,28 @@ curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN/1k" || die "origin does not serv
 # client uses: HTTP_PORT[t] (reverse proxy or origin), TLS_PORT[t] (TLS straight to it: direct, nginx),
 # PROXY[t] (explicit proxy port: mitmdump, strata), H2_PORT[t] (TLS + h2: the origin's h2 block, nginx's h2
 # server block, or mitmdump and strata in mode reverse-h2). Scenario 9's TARGET+script (nginx with the Lua
-# header filter, mitmdump and strata with `-s`) have ports of their own, so that they can run next to TARGET.
+# header filter, mitmdump and strata with `-s`) and scenario 11's strata+web (strata with EXTRA_ARGS --web ...)
+# have ports of their own, so that they can run next to TARGET.
 declare -A TPID TCA HTTP_PORT TLS_PORT PROXY H2_PORT
 # Scenario 10 sets these around a start_target: more arguments for mitmdump or strata (its -w or --save-har),
 # and mitmdump's stream_large_bodies (empty: not set, bodies are buffered and recorded).
 EXTRA_ARGS=()
 MITM_STREAM=1m
 HTTP_PORT=([direct]=$ORIGIN [nginx]=$NGX [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT [nginx+script]=$NGX_LUA
-    [mitmdump+script]=$MITM_SCRIPT_PORT [strata+script]=$STRATA_SCRIPT_PORT)
+    [mitmdump+script]=$MITM_SCRIPT_PORT [strata+script]=$STRATA_SCRIPT_PORT [strata+web]=$STRATA_WEB_PORT)
 TLS_PORT=([direct]=$ORIGIN_TLS [nginx]=$NGX_TLS)
 PROXY=([mitmdump]=$MITM_PORT [strata]=$STRATA_PORT [mitmdump+script]=$MITM_SCRIPT_PORT
-    [strata+script]=$STRATA_SCRIPT_PORT)
+    [strata+script]=$STRATA_SCRIPT_PORT [strata+web]=$STRATA_WEB_PORT)
 H2_PORT=([direct]=$ORIGIN_H2 [nginx]=$NGX_H2 [mitmdump]=$MITM_PORT [strata]=$STRATA_PORT)
 
 # start_target TARGET MODE (regular|reverse|reverse-h2; reverse-h2: a reverse proxy with TLS toward the client
 # in front of the origin's h2 block); returns 2 when the target refuses the mode (n/a). TARGET+script: the
 # target with scenario 9's header script (nginx+script: regular mode only; 2, with a note, if the Lua module
-# does not load).
+# does not load). strata+web: strata with ports of its own, confdir and log $TMP/strata-web (scenario 11 gives
+# it --web and the rest in EXTRA_ARGS).
 start_target() {
     local target=$1 mode=$2 rc=0 args pid=0 ca=$TMP/ca.pem err dir suffix="" port=${HTTP_PORT[$1]}
-    [[ $target == *+script ]] && suffix=-script   # $TMP/mitm-script, $TMP/strata-script: confdirs and logs
+    [[ $target == *+* ]] && suffix=-${target#*+}   # $TMP/mitm-script, $TMP/strata-web: confdirs and logs
     case $target in
     direct) ;;
     nginx+script)
@@ -482,7 +553,7 @@ start_target() {
         wait_port "$port" "$pid" || { tail "$dir.log" >&2; die "$target did not start"; }
         ca=$dir/mitmproxy-ca-cert.pem
         ;;
-    strata | strata+script)
+    strata | strata+script | strata+web)
         dir=$TMP/strata$suffix
         rm -rf "$dir" && mkdir -p "$dir"
         args=(--listen-host 127.0.0.1 -p "$port" -q --confdir "$dir" --upstream-ca "$TMP/ca.pem")
@@ -1018,6 +1089,243 @@ scenario10() {
     return 0
 }
 
+# Scenario 11: the web UI (issue 13), in three parts: s11_live (scenario 2's load through strata without the UI,
+# with --web and no page, and with --web and a page receiving the live updates, interleaved in each round),
+# s11_browse (a session of UI_FLOWS synthetic flows shown in the page: page load, filters, scrolling, keys) and
+# s11_mitmweb (the same flows, exported as HAR, read by mitmweb). The page is driven by tests/web_ui/bench.mjs
+# (playwright-core, Debian's chromium), which prints `KEY VALUE` lines; kept in VAL["s11.KEY|strata"] or
+# VAL["s11.KEY|mitmweb"], one value per repetition. s11a / s11c / s11b (and .p99, .rss): req/s of the three
+# variants of the live part.
+WEB_TOKEN=$(openssl rand -hex 16)
+UI_URL=http://127.0.0.1:$WEB_UI_PORT/?token=$WEB_TOKEN
+S11_SESSION="" S11_HAR="" S11_MITM="" S11_MITM_TIMEOUT="" S11_FILTERS=()
+NODE_PID=0
+
+# bench_node NAME MODE URL [VAR=VALUE...]: starts `node bench.mjs MODE URL` in the background with those
+# variables (its output in $TMP/NAME.out, its checkpoints in $TMP/NAME.sync, HOME in the temp dir, no proxy
+# variables, so that chromium talks to 127.0.0.1 itself); sets NODE_PID
+bench_node() {
+    local name=$1 mode=$2 url=$3
+    shift 3
+    rm -rf "$TMP/$name.sync" && mkdir -p "$TMP/$name.sync" "$TMP/home"
+    (cd "$WEB_UI_DIR" && exec env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY -u all_proxy \
+        -u ALL_PROXY -u no_proxy -u NO_PROXY HOME="$TMP/home" CHROMIUM="$CHROMIUM" \
+        BENCH_SYNC="$TMP/$name.sync" "$@" node bench.mjs "$mode" "$url") >"$TMP/$name.out" 2>&1 &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+}
+bench_failure() { # NAME: why the browser script failed, in one line
+    { grep -m1 '^FAILED' "$TMP/$1.out" || tail -3 "$TMP/$1.out"; } | tr '\n' ' ' | tail -c 300
+}
+# bench_at NAME CHECKPOINT SECONDS: waits until the script printed `checkpoint CHECKPOINT` (it then waits for
+# bench_go); 1, with a note, if it exited first or SECONDS passed
+bench_at() {
+    local name=$1 at=$2 i
+    for ((i = 0; i < $3 * 10; i++)); do
+        grep -qx "checkpoint $at" "$TMP/$name.out" && return 0
+        kill -0 "$NODE_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -qx "checkpoint $at" "$TMP/$name.out" && return 0
+    # a step past its time cap (mitmweb) is said by the caller
+    grep -q ' timeout$' "$TMP/$name.out" || note "s11 $name: the browser script did not get to $at: $(bench_failure "$name")"
+    return 1
+}
+bench_go() { touch "$TMP/$1.sync/$2"; } # NAME CHECKPOINT: lets the script go on
+# bench_end NAME SECONDS: waits up to SECONDS for the script to exit (then kills it, noted); its exit code
+bench_end() {
+    local i rc=0
+    for ((i = 0; i < $2 * 10; i++)); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$NODE_PID" 2>/dev/null; then
+        note "s11 $1: the browser script did not end within $2 s; killed"
+        stop "$NODE_PID"
+        return 1
+    fi
+    wait "$NODE_PID" || rc=$?
+    return "$rc"
+}
+bench_get() { awk -v k="$2" '$1 == k {print $2}' "$TMP/$1.out"; } # NAME KEY: the values printed for KEY
+# bench_keep NAME TARGET PREFIX: every numeric value of the keys starting with PREFIX into VAL["s11.KEY|TARGET"];
+# a key whose value is `timeout` is listed in S11_MITM_TIMEOUT
+bench_keep() {
+    local key value
+    while read -r key value; do
+        if [[ $value =~ ^[0-9.]+$ ]]; then
+            VAL["s11.$key|$2"]+="$value "
+        elif [[ $value == timeout ]]; then
+            S11_MITM_TIMEOUT+=" $key"
+        fi
+    done < <(awk -v p="$3" 'index($1, p) == 1 {print $1, $2}' "$TMP/$1.out")
+}
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; } # KiB -> MiB
+secs_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}'; } # EPOCHREALTIME -> s
+
+# s11_live: strata (no UI) and strata+web (--web; no -w, so it records into a session in its confdir) up at once;
+# each round measures strata, strata+web with no page open, then strata+web with a page open (a fresh chromium,
+# opened before the load and checked after it: its count must have grown), as in load_scenario.
+s11_live() {
+    local web=http://127.0.0.1:$STRATA_WEB_PORT/ round start end settled server
+    start_target strata regular || { VAL["s11a|strata"]=na; return 0; }
+    EXTRA_ARGS=(--web --web-host 127.0.0.1 --web-port "$WEB_UI_PORT" --web-token "$WEB_TOKEN")
+    if ! start_target strata+web regular; then
+        EXTRA_ARGS=()
+        VAL["s11b|strata"]=na
+        stop_target strata
+        return 0
+    fi
+    EXTRA_ARGS=()
+    wait_port "$WEB_UI_PORT" "${TPID[strata+web]}" || die "strata --web: no web UI on 127.0.0.1:$WEB_UI_PORT"
+    (DURATION=1 wrk_run warmup strata "http://127.0.0.1:$STRATA_PORT/" "$TMP/absolute.lua" >/dev/null 2>&1) || true
+    (DURATION=1 wrk_run warmup strata "$web" "$TMP/absolute.lua" >/dev/null 2>&1) || true
+    for round in $(seq "$RUNS"); do
+        wrk_run s11a strata "http://127.0.0.1:$STRATA_PORT/" "$TMP/absolute.lua"
+        wrk_run s11c strata "$web" "$TMP/absolute.lua"
+        bench_node live live "$UI_URL"
+        if ! bench_at live live 60; then
+            bench_end live 10 || true
+            continue
+        fi
+        VAL["s11b.run|strata"]="" VAL["s11b.run.p99|strata"]=""
+        wrk_run s11b.run strata "$web" "$TMP/absolute.lua"
+        bench_go live live
+        if ! bench_end live 60; then
+            note "s11 round $round: the page open during the load failed, the run is not counted: $(bench_failure live)"
+            continue
+        fi
+        VAL["s11b|strata"]+=${VAL["s11b.run|strata"]} VAL["s11b.p99|strata"]+=${VAL["s11b.run.p99|strata"]}
+        bench_keep live strata live.
+        start=$(bench_get live live.count_start) end=$(bench_get live live.count_end)
+        settled=$(bench_get live live.count_settled) server=$(bench_get live live.server_total)
+        VAL["s11.live.grew|strata"]+="$((end - start)) "
+        log "  s11 page: its count went $start -> $end during the load, $settled once settled (the server:" \
+            "$server); $(bench_get live live.messages) messages, $(bench_get live live.lagged) lagged notices" \
+            "($(bench_get live live.missed) events missed)"
+        [[ $settled == "$server" ]] || note "s11 round $round: the page settled on $settled flows, the server" \
+            "had $server"
+    done
+    VAL["s11a.rss|strata"]=$(mib "$(hwm_kb "${TPID[strata]}")")
+    VAL["s11b.rss|strata"]=$(mib "$(hwm_kb "${TPID[strata+web]}")")
+    stop_target strata
+    stop_target strata+web
+}
+
+# s11_browse: store_query --write-only makes $TMP/ui.db (UI_FLOWS flows), strata --web -w +$TMP/ui.db shows it
+# (appending: the page lists the flows already in the session), bench.mjs browses it; strata's RSS before the
+# page and with the page open after the steps. Keeps $TMP/ui.db for s11_mitmweb.
+s11_browse() {
+    local db=$TMP/ui.db free rc=0 t0 pid rss0 key
+    if [[ ! -x $STORE_QUERY ]]; then note "s11: $STORE_QUERY is missing (build failed?); 100,000 flows skipped"; return 1; fi
+    free=$(df -B1 --output=avail "$TMP" | tail -1 | tr -d ' ')
+    if ((free < UI_FLOWS * 2000)); then
+        note "s11: $((free / 1000000)) MB free in $TMP's file system, less than 2 KB per flow; session skipped"
+        return 1
+    fi
+    rm -f "$db" "$db-wal" "$db-shm"
+    t0=$EPOCHREALTIME
+    "$STORE_QUERY" --path "$db" --flows "$UI_FLOWS" --write-only 2>"$TMP/ui-write.err" || rc=$?
+    if ((rc != 0)); then
+        note "s11: store_query --write-only failed (exit $rc): $(tail -3 "$TMP/ui-write.err" | tr '\n' ' ')"
+        return 1
+    fi
+    S11_SESSION="$(fmt "$UI_FLOWS") synthetic flows (examples/store_query.rs --write-only) written in $(secs_since "$t0") s,"
+    S11_SESSION+=" $({ stat -c %s "$db" "$db-wal" 2>/dev/null || true; } | awk '{s += $1} END {printf "%.0f", s / 1e6}') MB"
+    EXTRA_ARGS=(--web --web-host 127.0.0.1 --web-port "$WEB_UI_PORT" --web-token "$WEB_TOKEN" -w "+$db")
+    t0=$EPOCHREALTIME
+    if ! start_target strata+web regular; then EXTRA_ARGS=(); return 1; fi
+    EXTRA_ARGS=()
+    pid=${TPID[strata+web]}
+    wait_port "$WEB_UI_PORT" "$pid" || die "strata --web -w +$db: no web UI on 127.0.0.1:$WEB_UI_PORT"
+    VAL["s11.start|strata"]=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", (b - a) * 1000}')
+    sleep 1
+    rss0=$(rss_kb "$pid")
+    VAL["s11.rss0|strata"]=$(mib "$rss0")
+    bench_node browse browse "$UI_URL" BENCH_FLOWS="$UI_FLOWS" BENCH_REPS="$UI_REPS" BENCH_KEYS="$UI_KEYS"
+    if bench_at browse browsed 600; then
+        VAL["s11.rss1|strata"]=$(mib "$(rss_kb "$pid")") VAL["s11.hwm|strata"]=$(mib "$(hwm_kb "$pid")")
+        bench_go browse browsed
+    fi
+    bench_end browse 30 || note "s11 browse: $(bench_failure browse)"
+    bench_keep browse strata ui.
+    for key in 1 2 3; do
+        [[ -n $(bench_get browse "ui.filter$key") ]] || continue
+        S11_FILTERS[$key]=$(sed -n "s/^ui\.filter$key //p" "$TMP/browse.out")
+    done
+    log "  s11 browse: $(grep -c . "$TMP/browse.out") lines from the page; RSS $(mib "$rss0") MiB before it," \
+        "${VAL["s11.rss1|strata"]:-?} MiB with it"
+    grep -qiE 'error|warn|panic' "$TMP/strata-web.log" &&
+        note "s11 strata --web logged: $(grep -iE 'error|warn|panic' "$TMP/strata-web.log" | head -3 | tr '\n' ' ')"
+    stop_target strata+web
+    return 0
+}
+
+# s11_mitmweb: the session as HAR (`strata -n -r ui.db --save-har ui.har`), read by mitmweb (-r), timed from its
+# start until it has read every flow (capped at UI_MITM_SECONDS), its RSS then, its page (until the list shows
+# flows, a filter) and its RSS with the page open.
+s11_mitmweb() {
+    local db=$TMP/ui.db har=$TMP/ui.har rc=0 t0 pid url i
+    mkdir -p "$TMP/strata-read"
+    t0=$EPOCHREALTIME
+    "$STRATA" --confdir "$TMP/strata-read" -n -r "$db" --save-har "$har" >/dev/null 2>"$TMP/har.err" || rc=$?
+    rm -f "$db" "$db-wal" "$db-shm"
+    if ((rc != 0)); then
+        note "s11: strata -n -r ui.db --save-har failed (exit $rc): $(tail -3 "$TMP/har.err" | tr '\n' ' ')"
+        return
+    fi
+    S11_HAR="exported as HAR (\`strata -n -r ui.db --save-har\`) in $(secs_since "$t0") s,"
+    S11_HAR+=" $(stat -c %s "$har" | awk '{printf "%.0f", $1 / 1e6}') MB"
+    if [[ ! -x $VENV/bin/mitmweb ]]; then note "s11: $VENV/bin/mitmweb is missing; mitmweb skipped"; return; fi
+    rm -rf "$TMP/mitmweb" && mkdir -p "$TMP/mitmweb"
+    t0=$(date +%s%3N)
+    "$VENV/bin/mitmweb" --no-web-open-browser --web-host 127.0.0.1 --web-port "$MITMWEB_UI_PORT" \
+        --listen-host 127.0.0.1 -p "$MITMWEB_PORT" --set "confdir=$TMP/mitmweb" -r "$har" >"$TMP/mitmweb.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if ! wait_port "$MITMWEB_UI_PORT" "$pid"; then
+        note "s11: mitmweb did not start: $(tail -3 "$TMP/mitmweb.log" | tr '\n' ' ')"
+        stop "$pid"
+        return
+    fi
+    # the page's address as it prints it (with ?token= from mitmproxy 11.1 on)
+    for i in $(seq 50); do
+        url=$(grep -oE 'listening at https?://[^ ]+' "$TMP/mitmweb.log" | head -1 | cut -d' ' -f3)
+        [[ -z $url && $i -lt 50 ]] || break
+        sleep 0.1
+    done
+    url=${url:-http://127.0.0.1:$MITMWEB_UI_PORT/}
+    S11_MITM="$("$VENV/bin/mitmweb" --version 2>/dev/null | head -1 | tr -s ' ')"
+    bench_node mitmweb mitmweb "$url" BENCH_T0="$t0" BENCH_CAP="$UI_MITM_SECONDS" BENCH_FLOWS="$UI_FLOWS"
+    if bench_at mitmweb loaded $((UI_MITM_SECONDS + 60)); then
+        VAL["s11.mrss0|mitmweb"]=$(mib "$(rss_kb "$pid")")
+        bench_go mitmweb loaded
+        if bench_at mitmweb browsed $((3 * UI_MITM_SECONDS + 60)); then
+            VAL["s11.mrss1|mitmweb"]=$(mib "$(rss_kb "$pid")")
+            bench_go mitmweb browsed
+        elif [[ $(bench_get mitmweb mitmweb.ui.load_ms) == timeout ]]; then
+            VAL["s11.mrss1|mitmweb"]=$(mib "$(rss_kb "$pid")")
+        fi
+    elif [[ $(bench_get mitmweb mitmweb.load_ms) == timeout ]]; then
+        VAL["s11.mrss0|mitmweb"]=$(mib "$(rss_kb "$pid")")
+        note "s11: mitmweb had not read the $(fmt "$UI_FLOWS") flows within UI_MITM_SECONDS=$UI_MITM_SECONDS s" \
+            "(its RSS then: ${VAL["s11.mrss0|mitmweb"]} MiB); its page was not tried"
+    fi
+    bench_end mitmweb 30 || note "s11 mitmweb: $(bench_failure mitmweb)"
+    bench_keep mitmweb mitmweb mitmweb.
+    kill -0 "$pid" 2>/dev/null || note "s11: mitmweb died: $(tail -3 "$TMP/mitmweb.log" | tr '\n' ' ')"
+    stop "$pid"
+    rm -f "$har"
+}
+
+scenario11() {
+    if [[ " $TARGETS " != *" strata "* ]]; then note "s11: strata is not in TARGETS; skipped"; return 0; fi
+    if [[ ! -x $CHROMIUM ]] || ! command -v node >/dev/null || [[ ! -d $WEB_UI_DIR/node_modules/playwright-core ]]; then
+        note "s11: needs $CHROMIUM, node and playwright-core in $WEB_UI_DIR/node_modules (npm ci); skipped"
+        return 0
+    fi
+    s11_live
+    s11_browse && s11_mitmweb
+    return 0
+}
+
 # Scenario 6: RSS per idle keep-alive connection (no proxy, so nothing to measure, for direct).
 scenario6() {
     local t before after client pid
@@ -1095,14 +1403,6 @@ median() { # values... -> median, or n/a
 med() { # key
     # shellcheck disable=SC2086
     median ${VAL[$1]:-}
-}
-fmt() { # number -> human (thousands separators for big numbers)
-    [[ $1 == na ]] && { echo "n/a"; return; }
-    awk -v v="$1" 'BEGIN {
-        if (v >= 1000) { s = sprintf("%.0f", v); o = ""
-            while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
-            print s o }
-        else if (v >= 100) printf "%.0f\n", v; else if (v >= 10) printf "%.1f\n", v; else printf "%.2f\n", v }'
 }
 # row LABEL KEY RATIO(yes|no)
 row() {
@@ -1226,6 +1526,96 @@ s10lines() {
             "milliseconds\", read here as a median under 100 ms, for each query."
     fi
 }
+# Scenario 11's table: a strata and a mitmweb column, issue 13's target in the last.
+s11v() { med "$1|${2:-strata}"; } # KEY [TARGET]: the median or na
+s11ratio() { # KEY BASE-KEY: " (0.85x)", or nothing
+    local a b
+    a=$(s11v "$1") b=$(s11v "$2")
+    [[ $a != na && $b != na ]] || return 0
+    awk -v a="$a" -v b="$b" 'BEGIN {printf " (%.2fx)", a / b}'
+}
+s11ms() { # KEY [TARGET]: the median, with the largest value when there are several; "> N s (cap)" past the cap
+    local target=${2:-strata} vals
+    if [[ " $S11_MITM_TIMEOUT " == *" ${1#s11.} "* ]]; then echo "> $UI_MITM_SECONDS s (cap)"; return; fi
+    read -ra vals <<<"${VAL["$1|$target"]:-}"
+    echo -n "$(fmt "$(s11v "$1" "$target")")"
+    ((${#vals[@]} < 2)) || echo -n " (max $(fmt "$(printf '%s\n' "${vals[@]}" | sort -g | tail -1)"))"
+    echo
+}
+s11table() {
+    local a b n ok verdict_="" f total
+    a=$(s11v s11a) b=$(s11v s11b)
+    if [[ $a != na && $b != na ]]; then
+        ok=$(awk -v a="$a" -v b="$b" 'BEGIN {print ((b / a >= 0.8) ? 1 : 0)}')
+        verdict_=": $(verdict "$ok")"
+    fi
+    n=$(fmt "$UI_FLOWS")
+    echo "| scenario 11: web UI | strata | mitmweb | target (issue 13) |"
+    echo "|---|---|---|---|"
+    echo "| 11. scenario 2's load (explicit proxy, HTTP 1 KiB, absolute-form, $CONNS conns), no UI: req/s |" \
+        "$(fmt "$a") |  |  |"
+    echo "| 11. the same through \`strata --web\`, no page open: req/s | $(fmt "$(s11v s11c)")$(s11ratio s11c s11a) |  |  |"
+    echo "| 11. the same, a page open receiving the live updates: req/s | $(fmt "$b")$(s11ratio s11b s11a) |  |" \
+        "at least 0.80x the rate without the UI$verdict_ |"
+    echo "| 11. p99 latency, ms: no UI / \`--web\` / page open | $(fmt "$(s11v s11a.p99)") /" \
+        "$(fmt "$(s11v s11c.p99)") / $(fmt "$(s11v s11b.p99)") |  |  |"
+    echo "| 11. flows the page counted during a run (its count's growth) | $(fmt "$(s11v s11.live.grew)") |  |" \
+        "rows arrive live |"
+    echo "| 11. peak RSS, MiB: no UI / \`--web\`, page open | $(s11v s11a.rss) / $(s11v s11b.rss) |  |  |"
+    echo "| 11. $n flows: \`strata --web -w +ui.db\` listening / mitmweb \`-r ui.har\` done reading, ms |" \
+        "$(s11ms s11.start) | $(s11ms s11.mitmweb.load_ms mitmweb) |  |"
+    echo "| 11. $n flows: page load until its rows are drawn (strata: and its count says $n), ms |" \
+        "$(s11ms s11.ui.load_ms) | $(s11ms s11.mitmweb.ui.load_ms mitmweb) | printed, not asserted |"
+    for f in 1 2 3; do
+        [[ -n ${S11_FILTERS[$f]:-} ]] || continue
+        total=$(fmt "$(s11v "s11.ui.filter${f}_total")")
+        echo "| 11. filter \`${S11_FILTERS[$f]}\` typed ($total flows) until the count and the rows update, ms |" \
+            "$(s11ms "s11.ui.filter${f}_ms") | $( ((f == 1)) && s11ms s11.mitmweb.ui.filter1_ms mitmweb) |  |"
+    done
+    echo "| 11. filter cleared until the $n rows are back, ms | $(s11ms s11.ui.unfilter_ms) |  |  |"
+    echo "| 11. scroll to the middle until its rows are drawn, ms | $(s11ms s11.ui.scroll_middle_ms) |  |  |"
+    echo "| 11. scroll to the end until its rows are drawn, ms | $(s11ms s11.ui.scroll_end_ms) |  |  |"
+    echo "| 11. scroll back to the top, ms | $(s11ms s11.ui.scroll_top_ms) |  |  |"
+    echo "| 11. ArrowDown: the next row selected and its detail shown, ms | $(s11ms s11.ui.key_ms) |  |  |"
+    echo "| 11. RSS, MiB: before the page / page open after these steps (peak) |" \
+        "$(s11v s11.rss0) / $(s11v s11.rss1) ($(s11v s11.hwm)) | $(s11v s11.mrss0 mitmweb) /" \
+        "$(s11v s11.mrss1 mitmweb) |  |"
+}
+s11lines() {
+    local a b f
+    a=$(s11v s11a) b=$(s11v s11b)
+    if [[ $a != na && $b != na ]]; then
+        echo "With a page open receiving the live updates strata runs at $(awk -v a="$b" -v b="$a" 'BEGIN {printf "%.2fx", a / b}')" \
+            "its rate without the UI (same rounds): $(fmt "$b") vs $(fmt "$a") req/s; target at least 0.80x:" \
+            "$(verdict "$(awk -v a="$a" -v b="$b" 'BEGIN {print ((b / a >= 0.8) ? 1 : 0)}')"). \`--web\` without" \
+            "\`-w\` records every flow into a session in its confdir, which the UI pages from: the row without a" \
+            "page is that cost alone. Each round: strata, \`strata --web\`, then \`strata --web\` with a fresh" \
+            "headless chromium on its page (tests/web_ui/bench.mjs, playwright-core), opened before the load and" \
+            "checked after it; a round whose page did not count new flows is not counted. Per run, the page got" \
+            "$(fmt "$(s11v s11.live.messages)") WebSocket messages, $(fmt "$(s11v s11.live.lagged)") of them" \
+            "\"lagged\" notices ($(fmt "$(s11v s11.live.missed)") events missed; the page reloads its list on each)."
+    fi
+    if [[ -n $S11_SESSION ]]; then
+        echo "The $(fmt "$UI_FLOWS") flows: $S11_SESSION${S11_HAR:+; $S11_HAR}. Page timings: $UI_REPS repetition(s), a" \
+            "fresh page load each, median (max); chromium headless, 1280x720, 2 cores shared with strata. A" \
+            "timing runs from the action (navigation, scrollTop set, key press, the filter's text filled in) until" \
+            "the DOM shows the result (rows for the scroll position drawn, none a \"…\" placeholder); the filter" \
+            "times include the page's 250 ms input debounce. ArrowDown: $(wc -w <<<"${VAL["s11.ui.key_ms|strata"]:-}") presses in all," \
+            "$UI_KEYS a page, down from the first row, each until the row is selected and the detail view's title names its flow."
+        for f in 1 2 3; do
+            [[ -n ${S11_FILTERS[$f]:-} ]] || continue
+            echo "The API alone (\`GET /api/flows?filter=...&limit=100\`, from the page, once) answered" \
+                "\`${S11_FILTERS[$f]}\` in $(fmt "$(s11v "s11.ui.filter${f}_api_ms")") ms."
+        done
+        [[ $(s11v s11.ui.js_heap_mb) == na ]] || echo "The page's JS heap after the steps: $(s11v s11.ui.js_heap_mb) MiB."
+    fi
+    if [[ -n $S11_MITM ]]; then
+        echo "mitmweb ($S11_MITM, from bench/.venv) read the HAR with \`-r\`, timed from its start until" \
+            "\`readfile.reading\` said it was done (capped at UI_MITM_SECONDS=$UI_MITM_SECONDS s); its page" \
+            "opened after that: until its flow table shows rows, then \`${S11_FILTERS[1]:-~d api & ~c 500}\` in its" \
+            "search box until every row drawn has an api host and status 500 (mitmweb filters in the page)."
+    fi
+}
 has_1to9() { local n; for n in 1 2 3 4 5 6 7 8 9; do has $n && return 0; done; return 1; }
 
 {
@@ -1308,6 +1698,12 @@ has_1to9() { local n; for n in 1 2 3 4 5 6 7 8 9; do has $n && return 0; done; r
         s10row "10. reading the session back (-n -r): flows/s" s10.read "50,000 flows/s or more"
         echo
         s10lines
+    fi
+    if has 11; then
+        { has_1to9 || has 10; } && echo
+        s11table
+        echo
+        s11lines
     fi
     if ((${#NOTES[@]})); then
         echo

@@ -19,9 +19,14 @@
 //!
 //! It prints a markdown table on stdout (progress on stderr) and exits with 1 if an answer was wrong.
 //!
+//! `--write-only` writes the session, keeps it and stops there (no expected answers, no queries): a session
+//! of synthetic flows for something else to read, as scenario 11 of `bench/run.sh` does, showing 100,000 of
+//! them in the web UI with `strata --web -w +FILE`.
+//!
 //! ```sh
 //! cargo build --release --example store_query
 //! target/release/examples/store_query --path /tmp/q.db --flows 1000000   # the file is deleted at the end
+//! target/release/examples/store_query --path /tmp/ui.db --flows 100000 --write-only   # kept, not queried
 //! ```
 
 use std::collections::VecDeque;
@@ -40,7 +45,7 @@ use strata::store::{SessionReader, StoreWriter, StoredFlow};
 #[derive(Debug, Parser)]
 #[command(name = "store_query", about = "Query speed on a big strata session", max_term_width = 100)]
 struct Args {
-    /// The session file to create (it must not exist); deleted at the end unless --keep.
+    /// The session file to create (it must not exist); deleted at the end unless --keep or --write-only.
     #[arg(long, default_value = "/tmp/strata-store-query.db")]
     path: PathBuf,
 
@@ -66,8 +71,12 @@ struct Args {
 
     /// Query the existing session at --path (written by an earlier --keep run with the same --flows)
     /// instead of writing one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "write_only")]
     reuse: bool,
+
+    /// Only write the session, and keep it: no expected answers, no queries, nothing on stdout.
+    #[arg(long)]
+    write_only: bool,
 }
 
 const RARE_WORD: &str = "zyzzogeton";
@@ -336,6 +345,7 @@ fn make_flow(i: u64, rare: &[u64]) -> HttpFlow {
         send_ms: 0.1,
         wait_ms: 5.0 + rng.below(300) as f64,
         receive_ms: 0.5 + rng.below(20) as f64,
+        ..Timings::default()
     };
     flow
 }
@@ -495,7 +505,7 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("store_query: {e}");
-            if !args.keep && !args.reuse {
+            if !args.keep && !args.reuse && !args.write_only {
                 remove_session(&args.path);
             }
             ExitCode::from(2)
@@ -509,6 +519,19 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let n = args.flows;
     let rare = rare_flows(n);
+    if args.write_only {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let took = runtime.block_on(write_session(args, &rare))?;
+        eprintln!(
+            "store_query: wrote {} flows in {:.1} s ({:.0} flows/s), {:.0} MB, kept at {}",
+            thousands(n),
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64(),
+            file_size(&args.path) as f64 / 1e6,
+            args.path.display()
+        );
+        return Ok(true);
+    }
     let mut queries = vec![
         Query::new(Some("~c 500"), None),
         Query::new(Some("~d api & ~c 500"), Some((1000, 100))),
