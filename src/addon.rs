@@ -86,6 +86,14 @@ pub trait Addon: Send + Sync {
         false
     }
 
+    /// True if the addon may change WebSocket messages in `websocket_message`. Such a session is relayed
+    /// message by message, without extensions (see `layers::websocket`); one whose messages are only
+    /// watched keeps its frames and its permessage-deflate. An addon that wants messages is taken to
+    /// change them unless it says it does not.
+    fn changes_messages(&self) -> bool {
+        self.wants_messages()
+    }
+
     /// False if the addon never looks at bodies: then flows read back from a session (`-r`) may come
     /// without them, which is most of the reading.
     fn reads_bodies(&self) -> bool {
@@ -184,13 +192,15 @@ impl BodyTap {
 pub struct AddonChain {
     addons: Vec<Arc<dyn Addon>>,
     wants_messages: bool,
+    changes_messages: bool,
     /// The addons that want body pieces (`BodyTap`).
     body_addons: Option<Arc<[Arc<dyn Addon>]>>,
 }
 
 impl AddonChain {
     pub fn new(addons: Vec<Arc<dyn Addon>>) -> Self {
-        let mut chain = AddonChain { addons: Vec::new(), wants_messages: false, body_addons: None };
+        let mut chain =
+            AddonChain { addons: Vec::new(), wants_messages: false, changes_messages: false, body_addons: None };
         for addon in addons {
             chain.push(addon);
         }
@@ -200,6 +210,7 @@ impl AddonChain {
     /// Adds an addon at the end of the chain.
     pub fn push(&mut self, addon: Arc<dyn Addon>) {
         self.wants_messages |= addon.wants_messages();
+        self.changes_messages |= addon.changes_messages();
         self.addons.push(addon);
         let wanting: Vec<_> = self.addons.iter().filter(|a| a.wants_body_chunks()).cloned().collect();
         self.body_addons = (!wanting.is_empty()).then(|| wanting.into());
@@ -219,6 +230,11 @@ impl AddonChain {
     /// True if some addon wants per-message events.
     pub fn wants_messages(&self) -> bool {
         self.wants_messages
+    }
+
+    /// True if some addon may change WebSocket messages (`Addon::changes_messages`).
+    pub fn changes_messages(&self) -> bool {
+        self.changes_messages
     }
 
     /// Runs `hook` on every addon, in order.

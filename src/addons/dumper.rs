@@ -30,6 +30,11 @@ impl Addon for Dumper {
         self.detail >= 2
     }
 
+    /// It records messages; it never changes them.
+    fn changes_messages(&self) -> bool {
+        false
+    }
+
     /// The log shows no bodies; only a view filter may look at them.
     fn reads_bodies(&self) -> bool {
         self.view.as_ref().is_some_and(Filter::reads_bodies)

@@ -377,6 +377,11 @@ impl Addon for SaveHar {
         true
     }
 
+    /// It records messages; it never changes them.
+    fn changes_messages(&self) -> bool {
+        false
+    }
+
     async fn done(&self) {
         if let Err(reason) = self.0.flush() {
             tracing::error!("{reason}");

@@ -45,6 +45,11 @@ impl Addon for Save {
         true
     }
 
+    /// It records messages; it never changes them.
+    fn changes_messages(&self) -> bool {
+        false
+    }
+
     fn wants_body_chunks(&self) -> bool {
         true
     }

@@ -204,6 +204,11 @@ impl HttpLayer {
         let is_upgrade = is_websocket_upgrade(&head.headers);
         let expects_continue = head.headers.has_token("expect", "100-continue");
         prepare_request_headers(&mut head, &target, is_upgrade);
+        if is_upgrade && root.addons.changes_messages() {
+            // Messages an addon may change are relayed whole and uncompressed: no extensions (see
+            // `layers::websocket`). Otherwise the peers' extensions pass, and the frames with them.
+            head.headers.remove("sec-websocket-extensions");
+        }
         exchange.flow.request.headers = std::mem::take(&mut head.headers);
         root.addons.request_phase(&mut exchange.flow, |addon, flow| addon.requestheaders(flow)).await;
         if let Some(answered) = self.answered(client, exchange).await {
@@ -617,8 +622,6 @@ fn prepare_request_headers(head: &mut RequestHead, target: &Target, is_websocket
     }
     head.headers.remove("expect");
     if is_websocket_upgrade {
-        // The WebSocket layer parses frames without extensions; asking for none keeps both sides agreed.
-        head.headers.remove("sec-websocket-extensions");
         head.headers.append("connection", "Upgrade");
         head.headers.append("upgrade", "websocket");
     }

@@ -992,15 +992,30 @@ impl TestCa {
         self.dir.path().join("testca.pem")
     }
 
-    /// A rustls server configuration with a fresh leaf for `names` (DNS names or IP literals), signed by
-    /// this CA, serving the chain leaf + CA. No ALPN.
-    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+    /// A fresh leaf for `names` (DNS names or IP literals), signed by this CA, and its key.
+    fn leaf(&self, names: &[&str]) -> (rcgen::Certificate, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate().expect("leaf key");
         let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .expect("leaf params");
         params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        (params.signed_by(&key, &self.issuer).expect("sign leaf"), key)
+    }
+
+    /// A fresh leaf for `names` as PEM files in this CA's directory, for servers that take files: the
+    /// chain (leaf + CA) and the PKCS#8 key.
+    pub fn leaf_files(&self, names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (leaf, key) = self.leaf(names);
+        let (chain, key_file) = (self.dir.path().join("leaf-chain.pem"), self.dir.path().join("leaf-key.pem"));
+        std::fs::write(&chain, format!("{}{}", leaf.pem(), self.cert_pem)).expect("write the chain");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
+        (chain, key_file)
+    }
+
+    /// A rustls server configuration with a fresh leaf for `names` (DNS names or IP literals), signed by
+    /// this CA, serving the chain leaf + CA. No ALPN.
+    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let (leaf, key) = self.leaf(names);
         let chain = vec![leaf.der().clone(), self.cert_der.clone()];
         let key_der =
             rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()));
