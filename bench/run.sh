@@ -1568,7 +1568,7 @@ s11table() {
         "$(s11ms s11.ui.load_ms) | $(s11ms s11.mitmweb.ui.load_ms mitmweb) | printed, not asserted |"
     for f in 1 2 3; do
         [[ -n ${S11_FILTERS[$f]:-} ]] || continue
-        total=$(fmt "$(s11v "s11.ui.filter${f}_total")")
+        total=$(s11v "s11.ui.filter${f}_total")   # a count: no decimals
         echo "| 11. filter \`${S11_FILTERS[$f]}\` typed ($total flows) until the count and the rows update, ms |" \
             "$(s11ms "s11.ui.filter${f}_ms") | $( ((f == 1)) && s11ms s11.mitmweb.ui.filter1_ms mitmweb) |  |"
     done

@@ -163,9 +163,16 @@ function listen() {
       }
     }
     if (paused) refreshPaused();
-    render();
+    renderSoon();
     if (selected) showDetail(selected);
   };
+}
+
+// Draws the list once per animation frame, however many rows arrived in between (a busy proxy sends
+// many messages a second; drawing after each would fall behind).
+let frame = 0;
+function renderSoon() {
+  if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
 }
 
 const reloadSoon = debounce(() => reload(), 300);

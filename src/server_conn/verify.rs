@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
@@ -19,40 +18,40 @@ pub fn upstream_tls_config(options: &UpstreamTls) -> Arc<ClientConfig> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");
-    let verifier: Arc<dyn ServerCertVerifier> = if options.insecure {
-        Arc::new(AcceptAnyCertificate(provider))
-    } else {
-        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        for cert in &options.extra_roots {
-            // A certificate rustls cannot use as a root is skipped, like a browser skips a bad root.
-            if let Err(e) = roots.add(cert.clone()) {
-                tracing::warn!(error = %e, "ignoring unusable --upstream-ca certificate");
-            }
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    for cert in &options.extra_roots {
+        // A certificate rustls cannot use as a root is skipped, like a browser skips a bad root.
+        if let Err(e) = roots.add(cert.clone()) {
+            tracing::warn!(error = %e, "ignoring unusable --upstream-ca certificate");
         }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .expect("the roots include the web's, so there is at least one");
-        Arc::new(RootsOrListed { webpki, listed: options.extra_roots.clone() })
-    };
-    let mut config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
+    }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .expect("the roots include the web's, so there is at least one");
+    let verifier = Verifier { webpki, accept_any: options.insecure, listed: options.extra_roots.clone() };
+    let mut config = builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth();
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     config.key_log = Arc::new(rustls::KeyLogFile::new());
     Arc::new(config)
 }
 
-/// The usual chain check against the roots, plus one case it refuses that curl accepts: a server whose
+/// The usual chain check against the roots, or with `-k` none at all (the handshake's signature is checked
+/// either way, so the server must hold the key of the certificate it shows). Plus one case the chain check
+/// refuses that curl accepts: a server whose
 /// certificate is byte for byte one the user listed with `--upstream-ca`. A dev certificate made by
 /// `openssl req -x509` is its own CA (basicConstraints CA:TRUE), which webpki will not take as a server's
 /// certificate (`CaUsedAsEndEntity`). Such a certificate must still name the server (its alternative
 /// names, or its common name when it has none, as curl does) and be within its validity dates; the
 /// handshake's signature is checked as for any other.
 #[derive(Debug)]
-struct RootsOrListed {
+struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
+    /// `-k`: any certificate.
+    accept_any: bool,
     listed: Vec<CertificateDer<'static>>,
 }
 
-impl RootsOrListed {
+impl Verifier {
     fn accept_listed(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -87,7 +86,7 @@ impl RootsOrListed {
     }
 }
 
-impl ServerCertVerifier for RootsOrListed {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -96,6 +95,9 @@ impl ServerCertVerifier for RootsOrListed {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.accept_any {
+            return Ok(ServerCertVerified::assertion());
+        }
         let verdict = self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
         match verdict {
             Err(_) if self.listed.iter().any(|listed| listed.as_ref() == end_entity.as_ref()) => {
@@ -125,44 +127,5 @@ impl ServerCertVerifier for RootsOrListed {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
-    }
-}
-
-/// `-k`: accepts any server certificate, while still checking that the handshake is signed by its key.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

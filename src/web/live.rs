@@ -14,8 +14,8 @@ use crate::store::StoredFlow;
 
 use super::json;
 
-/// Events kept for a page that is slow to read them.
-const BACKLOG: usize = 1024;
+/// Events kept for a page that is slow to read them (about 1.5 KiB each: a flow's row and its head).
+const BACKLOG: usize = 4096;
 
 /// One flow, as it is at the moment of the event: its row, and the flow without bodies (for the page's
 /// filter).

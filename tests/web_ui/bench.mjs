@@ -245,7 +245,11 @@ async function mitmweb() {
     // From mitmweb's start (BENCH_T0, ms since the epoch), else from now.
     const t = performance.now() - (process.env.BENCH_T0 ? Date.now() - Number(process.env.BENCH_T0) : 0);
     // mitmweb answers nothing while it reads: wait as long as the cap allows.
-    const index = await context.request.get(url, { timeout: cap });
+    const index = await context.request.get(url, { timeout: cap }).catch(() => null);
+    if (!index) {
+      out("mitmweb.load_ms", "timeout");
+      return;
+    }
     if (!index.ok()) throw new Error(`mitmweb's page: ${index.status()}`);
     let reading = true;
     while (reading && performance.now() - t < cap) {
