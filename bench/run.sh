@@ -1287,7 +1287,7 @@ s11_mitmweb() {
     fi
     # the page's address as it prints it (with ?token= from mitmproxy 11.1 on)
     for i in $(seq 50); do
-        url=$(grep -oE 'listening at https?://[^ ]+' "$TMP/mitmweb.log" | head -1 | cut -d' ' -f3)
+        url=$(grep -oE 'listening at https?://[^ ]+' "$TMP/mitmweb.log" | head -1 | cut -d' ' -f3 || true)
         [[ -z $url && $i -lt 50 ]] || break
         sleep 0.1
     done
