@@ -166,3 +166,37 @@ fn tunnel_forwarder(proxy_port: u16, target: String, tls: Option<Arc<rustls::Cli
     });
     port
 }
+
+/// permessage-deflate passes through (the websockets client and server negotiate it by default), and
+/// strata records each compressed message as its text: the flow lines show it, with its inflated size.
+#[test]
+fn compressed_messages_pass_and_are_recorded_as_their_text() {
+    let echo = Echo::start(None);
+    let proxy = Strata::start(&["--flow-detail", "2", "--mode", &format!("reverse:http://127.0.0.1:{}", echo.port)]);
+    let client = format!(
+        r#"
+from websockets.sync.client import connect
+with connect("ws://127.0.0.1:{port}/chat") as ws:
+    extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+    assert extensions.startswith("permessage-deflate"), extensions
+    for text in ["hello compressed world " * 20, "a second compressed message " * 10]:
+        ws.send(text)
+        assert ws.recv() == text
+print("ok")
+"#,
+        port = proxy.port
+    );
+    let mut command = Command::new("python3");
+    command.args(["-c", &client]);
+    let done = run_with_timeout(command, Duration::from_secs(30));
+    proxy.check(done.stdout.trim() == "ok", format!("the client through strata: {}{}", done.stdout, done.stderr));
+    // 460 bytes of text, sent compressed both ways, recorded inflated.
+    for arrow in ["->", "<-"] {
+        let wanted = format!(" {arrow} text 460b: hello compressed world hello");
+        proxy.wait_for_stdout_line(|l| l.contains(&wanted), Duration::from_secs(10));
+    }
+    proxy.wait_for_stdout_line(
+        |l| l.contains(" text 280b: a second compressed message a second"),
+        Duration::from_secs(10),
+    );
+}

@@ -32,6 +32,7 @@ use crate::addon::AddonChain;
 use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
 use crate::flow::{HttpFlow, WebSocketData, WebSocketMessage};
+use crate::http::message::Headers;
 use crate::io::{BoxStream, BufIo};
 use crate::layer::{BoxFuture, ClientIo, Layer, LayerKind};
 
@@ -58,10 +59,7 @@ impl WebsocketLayer {
     pub fn new(parent: &Arc<Context>, server: BufIo<BoxStream>, server_host: String, mut flow: HttpFlow) -> Self {
         let ctx = parent.push(LayerKind::Websocket, Facts::default());
         flow.websocket = Some(WebSocketData::new());
-        let deflate = flow
-            .response
-            .as_ref()
-            .is_some_and(|r| r.headers.has_token("sec-websocket-extensions", "permessage-deflate"));
+        let deflate = flow.response.as_ref().is_some_and(|r| accepted_deflate(&r.headers));
         WebsocketLayer { ctx, server, server_host, flow, deflate }
     }
 
@@ -104,6 +102,15 @@ impl Layer for WebsocketLayer {
     fn run(self: Box<Self>, io: ClientIo) -> BoxFuture<'static, Result<(), ProtocolError>> {
         Box::pin(self.relay(io))
     }
+}
+
+/// Whether the server's 101 accepted permessage-deflate (RFC 7692): an extension of that name, whatever its
+/// parameters (`permessage-deflate; server_no_context_takeover`).
+fn accepted_deflate(headers: &Headers) -> bool {
+    headers.get_all("sec-websocket-extensions").flat_map(|value| value.split(|&b| b == b',')).any(|extension| {
+        let name = extension.split(|&b| b == b';').next().unwrap_or_default();
+        name.trim_ascii().eq_ignore_ascii_case(b"permessage-deflate")
+    })
 }
 
 /// What both directions share: the addons, the flow they record on, and the session's settings.
