@@ -10,12 +10,13 @@
         (host:port of a WebSocket server: the echo server itself, or strata in front of it) and prints one
         line per address and case that is not the same as against the first address:
           DIFF CASE ADDRESS BEHAVIOR/CLOSE (first: BEHAVIOR/CLOSE)
-        then per address `SUMMARY ADDRESS passed=N failed=M`. Exits 0 when every case that passed against
-        the first address passed against every other one, 1 otherwise. --report writes kosoku's reports.
+        then per address `SUMMARY ADDRESS passed=N failed=M`, and `RESULT same` when every case that passed
+        against the first address passed against every other one (exit 0), else `RESULT differs` (exit 1). --report writes kosoku's reports.
 """
 
 import argparse
 import asyncio
+import os
 import sys
 import threading
 
@@ -89,7 +90,10 @@ def run(args):
             print(f"SUMMARY {address} passed={passed} failed={len(results) - passed}", flush=True)
         return ok
 
-    sys.exit(0 if asyncio.run(main()) else 1)
+    ok = asyncio.run(main())
+    print("RESULT same" if ok else "RESULT differs", flush=True)
+    # Straight out: the native runner's threads have been seen to crash the interpreter's teardown.
+    os._exit(0 if ok else 1)
 
 
 def main():
