@@ -413,8 +413,12 @@ impl WebSocketData {
 
     /// Counts a message that passed.
     pub fn count(&mut self, message: &WebSocketMessage) {
-        let len = message.payload.len() as u64;
-        if message.from_client {
+        self.count_bytes(message.from_client, message.payload.len() as u64);
+    }
+
+    /// Counts a message of `len` bytes that nobody recorded (the relay kept its length only).
+    pub fn count_bytes(&mut self, from_client: bool, len: u64) {
+        if from_client {
             self.messages_from_client += 1;
             self.bytes_from_client += len;
         } else {

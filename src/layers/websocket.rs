@@ -214,6 +214,8 @@ struct Assembly {
     kind: &'static str,
     compressed: bool,
     payload: Vec<u8>,
+    /// Payload bytes as they came over the wire (compressed, when they were).
+    wire_len: u64,
     /// Its frames as they came, while they are held (an addon may change messages).
     held: Vec<u8>,
     /// Longer than `MAX_MESSAGE_BYTES`: the record keeps the first part; nothing is held any more.
@@ -349,13 +351,20 @@ impl Pump {
             let take = (remaining.min(self.buf.len() as u64)) as usize;
             let mut piece: Vec<u8> = self.buf.drain(..take).collect();
             self.pass(&piece, out, &header);
-            if let Some(mask) = header.mask {
-                for (i, byte) in piece.iter_mut().enumerate() {
-                    *byte ^= mask[((self.offset as usize) + i) % 4];
+            if let Some(message) = self.message.as_mut().filter(|_| !header.is_control()) {
+                message.wire_len += take as u64;
+            }
+            // Unmasked and kept only for a reader: a control frame's payload (its record), a data message's
+            // when some addon wants messages. Otherwise a message costs its length, not its bytes.
+            if header.is_control() || shared.addons.wants_messages() {
+                if let Some(mask) = header.mask {
+                    for (i, byte) in piece.iter_mut().enumerate() {
+                        *byte ^= mask[((self.offset as usize) + i) % 4];
+                    }
                 }
+                self.record(&header, &piece);
             }
             self.offset += take as u64;
-            self.record(&header, &piece);
             let remaining = remaining - take as u64;
             self.frame = Some((header, remaining));
             if remaining == 0 {
@@ -381,6 +390,7 @@ impl Pump {
                 kind: if header.opcode == 0x1 { "text" } else { "binary" },
                 compressed: self.deflate && header.rsv1,
                 payload: Vec::new(),
+                wire_len: 0,
                 held: Vec::new(),
                 cut: false,
             });
@@ -452,6 +462,15 @@ impl Pump {
             return;
         }
         let Some(mut message) = self.message.take() else { return };
+        if !shared.addons.wants_messages() {
+            // Nobody reads it (and so nobody changes it): counted as it came over the wire.
+            out.append(&mut message.held);
+            let mut flow = shared.flow.lock().await;
+            if let Some(websocket) = &mut flow.websocket {
+                websocket.count_bytes(from_client, message.wire_len);
+            }
+            return;
+        }
         if message.compressed && !self.inflate_failed {
             // RFC 7692 section 7.2.2: the sender dropped the empty block's tail; put it back.
             if inflate(&mut self.inflate, &[0, 0, 0xff, 0xff], &mut message.payload, FlushDecompress::Sync).is_err() {
