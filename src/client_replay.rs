@@ -77,7 +77,7 @@ pub async fn run(root: Arc<RootContext>, playback: &Playback, path: &Path) -> Re
 /// Sends one recorded request through a regular-mode layer stack (its flow has every event, as a proxied
 /// one's); returns the start of the answer the stack wrote back (empty if none).
 pub async fn replay(root: &Arc<RootContext>, exchange: &RecordedExchange) -> Vec<u8> {
-    let mode = Mode { kind: ModeKind::Regular, listen_host: None, listen_port: None };
+    let mode = Arc::new(Mode { kind: ModeKind::Regular, listen_host: None, listen_port: None });
     let client_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let (mut client, proxy_end) = tokio::io::duplex(PIPE_BYTES);
     let layer = ModeLayer::new(root.clone(), &mode, client_addr, client_addr, None);

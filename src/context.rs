@@ -69,7 +69,7 @@ pub struct Facts {
     /// The client's address (set by the mode layer).
     pub client_addr: Option<SocketAddr>,
     /// The listener's mode (set by the mode layer).
-    pub mode: Option<Mode>,
+    pub mode: Option<Arc<Mode>>,
     /// Where the layers inside should send requests: a CONNECT target, the original destination, a fixed
     /// reverse-proxy server.
     pub server: Option<Address>,
@@ -88,34 +88,43 @@ pub struct Facts {
     /// The ALPN protocol agreed with the client (set by the TLS layer; empty if none).
     pub alpn: Option<Vec<u8>>,
     /// What the TLS handshake with the client settled (set by the TLS layer).
-    pub client_tls_facts: Option<TlsFacts>,
+    pub client_tls_facts: Option<Box<TlsFacts>>,
     /// Why the client is refused (`--block-global`, `--block-private`), set by the mode layer.
     pub blocked: Option<Blocked>,
 }
 
 /// One layer's read-only view: its own facts plus its parent's.
+///
+/// Most frames add no facts (the HTTP layers), so a frame holds its facts boxed, and none at all when it
+/// adds nothing: every live connection carries its frames, and `Facts` is a few hundred bytes.
 pub struct Context {
     root: Arc<RootContext>,
     parent: Option<Arc<Context>>,
     layer: LayerKind,
-    facts: Facts,
+    facts: Option<Box<Facts>>,
 }
 
 impl Context {
     /// The outermost frame: the mode layer of a new client connection.
     pub fn new(root: Arc<RootContext>, layer: LayerKind, facts: Facts) -> Arc<Context> {
-        Arc::new(Context { root, parent: None, layer, facts })
+        Arc::new(Context { root, parent: None, layer, facts: Some(Box::new(facts)) })
     }
 
-    /// A frame for an inner layer, seeing everything this one sees.
-    pub fn push(self: &Arc<Self>, layer: LayerKind, facts: Facts) -> Arc<Context> {
-        Arc::new(Context { root: self.root.clone(), parent: Some(self.clone()), layer, facts })
+    /// A frame for an inner layer that adds nothing of its own, seeing everything this one sees.
+    pub fn push(self: &Arc<Self>, layer: LayerKind) -> Arc<Context> {
+        Arc::new(Context { root: self.root.clone(), parent: Some(self.clone()), layer, facts: None })
+    }
+
+    /// A frame for an inner layer that adds `facts`.
+    pub fn push_with(self: &Arc<Self>, layer: LayerKind, facts: Facts) -> Arc<Context> {
+        Arc::new(Context { root: self.root.clone(), parent: Some(self.clone()), layer, facts: Some(Box::new(facts)) })
     }
 
     /// A replacement for this frame that adds `facts` (set fields win), for a layer that learns something
     /// its inner layers need after it started, such as the target of a CONNECT.
     pub fn with_facts(self: &Arc<Self>, facts: Facts) -> Arc<Context> {
-        let own = &self.facts;
+        let none = Facts::default();
+        let own = self.facts.as_deref().unwrap_or(&none);
         let merged = Facts {
             client_addr: facts.client_addr.or(own.client_addr),
             mode: facts.mode.or_else(|| own.mode.clone()),
@@ -129,7 +138,8 @@ impl Context {
             client_tls_facts: facts.client_tls_facts.or_else(|| own.client_tls_facts.clone()),
             blocked: facts.blocked.or(own.blocked),
         };
-        Arc::new(Context { root: self.root.clone(), parent: self.parent.clone(), layer: self.layer, facts: merged })
+        let facts = Some(Box::new(merged));
+        Arc::new(Context { root: self.root.clone(), parent: self.parent.clone(), layer: self.layer, facts })
     }
 
     pub fn root(&self) -> &Arc<RootContext> {
@@ -152,7 +162,7 @@ impl Context {
 
     /// The first answer to `pick`, looking from this layer outward.
     fn lookup<T: ?Sized>(&self, pick: impl Fn(&Facts) -> Option<&T>) -> Option<&T> {
-        self.frames().find_map(|c| pick(&c.facts))
+        self.frames().find_map(|c| c.facts.as_deref().and_then(&pick))
     }
 
     pub fn client_addr(&self) -> SocketAddr {
@@ -160,7 +170,7 @@ impl Context {
     }
 
     pub fn mode(&self) -> &Mode {
-        self.lookup(|f| f.mode.as_ref()).expect("the mode layer sets the mode")
+        self.lookup(|f| f.mode.as_deref()).expect("the mode layer sets the mode")
     }
 
     /// Why the client is refused, if it is: the first layer that can answer it does so and stops.
@@ -199,7 +209,7 @@ impl Context {
 
     /// What the TLS handshake with the client settled, if the client spoke TLS.
     pub fn client_tls_facts(&self) -> Option<&TlsFacts> {
-        self.lookup(|f| f.client_tls_facts.as_ref())
+        self.lookup(|f| f.client_tls_facts.as_deref())
     }
 
     pub fn alpn_offers(&self) -> &[Vec<u8>] {

@@ -175,10 +175,21 @@ async fn starts_with_h2_preface(io: &mut ClientIo) -> bool {
 }
 
 /// Asks `next_layer()` for the layer after `ctx` and runs it on `io`.
-pub async fn run_next_layer(ctx: &Arc<Context>, mut io: ClientIo) -> Result<(), ProtocolError> {
-    match next_layer(ctx, &mut io).await? {
-        Some(layer) => layer.run(io).await,
-        None => Ok(()),
+///
+/// The outer layers wait in this future for the whole connection, so it holds little: the classifying step
+/// is boxed; it owns its context, so that a layer can return it as its own future instead of awaiting it
+/// inside another (which would hold both); and it is an `async move` block, not an async fn (which would
+/// hold its arguments twice).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn run_next_layer(
+    ctx: Arc<Context>,
+    mut io: ClientIo,
+) -> impl std::future::Future<Output = Result<(), ProtocolError>> + Send {
+    async move {
+        match Box::pin(next_layer(&ctx, &mut io)).await? {
+            Some(layer) => layer.run(io).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -116,7 +116,7 @@ pub async fn run_with_addons(mut config: Config, custom: Vec<Arc<dyn Addon>>) ->
     let slots = Arc::new(Semaphore::new(root.config.limits.max_connections));
     for (listener, addr, mode) in listeners {
         eprintln!("listening on {addr} ({mode})");
-        accept_loops.spawn(accept_loop(listener, mode, root.clone(), alive.clone(), slots.clone()));
+        accept_loops.spawn(accept_loop(listener, Arc::new(mode), root.clone(), alive.clone(), slots.clone()));
     }
     drop(alive);
     if let (Some(options), Some((session, _)), Some(live), Some(intercept)) =
@@ -180,7 +180,7 @@ fn prepare_confdir(config: &Config) -> Result<(), ConfigError> {
 
 async fn accept_loop(
     listener: TcpListener,
-    mode: Mode,
+    mode: Arc<Mode>,
     root: Arc<RootContext>,
     alive: mpsc::Sender<()>,
     slots: Arc<Semaphore>,
@@ -199,47 +199,60 @@ async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let span = tracing::debug_span!("conn", client = %client_addr, mode = %mode);
-        let (root, mode, alive) = (root.clone(), mode.clone(), alive.clone());
-        tokio::spawn(
-            async move {
-                serve_connection(root, mode, socket, client_addr).await;
-                drop((alive, slot));
-            }
-            .instrument(span),
-        );
+        let held = (alive.clone(), slot);
+        tokio::spawn(serve_connection(root.clone(), mode.clone(), socket, client_addr, held).instrument(span));
     }
 }
 
-/// Runs one client connection through its mode layer and logs how it ended.
-async fn serve_connection(root: Arc<RootContext>, mode: Mode, socket: TcpStream, client_addr: SocketAddr) {
-    let Ok(local_addr) = socket.local_addr() else { return };
-    let original_dst = match mode.kind {
-        ModeKind::Transparent => match original_destination(&socket) {
-            Ok(dst) if dst == local_addr => {
-                tracing::warn!("refusing a connection that was not redirected: its destination is strata itself");
-                return;
-            }
-            Ok(dst) => Some(dst),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the original destination (is the iptables REDIRECT rule in place?)");
-                return;
-            }
-        },
-        _ => None,
-    };
-    let client = ClientInfo { address: client_addr, mode: mode.to_string() };
-    root.addons.each(&client, |addon, client| addon.client_connected(client)).await;
-    let layer = ModeLayer::new(root.clone(), &mode, client_addr, local_addr, original_dst);
-    if let Some(blocked) = layer.context().blocked() {
-        tracing::warn!("{blocked}");
+/// Runs one client connection through its mode layer and logs how it ended. `_held` (the shutdown's count
+/// of live connections and the `--max-connections` slot) is let go when it returns.
+///
+/// This is the connection's task, alive as long as the connection, so it is kept small: it is spawned as it
+/// is (wrapping it in another async block would hold its arguments twice), it is an `async move` block
+/// rather than an async fn (for the same reason), and its events are boxed.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn serve_connection(
+    root: Arc<RootContext>,
+    mode: Arc<Mode>,
+    socket: TcpStream,
+    client_addr: SocketAddr,
+    held: (mpsc::Sender<()>, OwnedSemaphorePermit),
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let Ok(local_addr) = socket.local_addr() else { return };
+        let original_dst = match mode.kind {
+            ModeKind::Transparent => match original_destination(&socket) {
+                Ok(dst) if dst == local_addr => {
+                    tracing::warn!("refusing a connection that was not redirected: its destination is strata itself");
+                    return;
+                }
+                Ok(dst) => Some(dst),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the original destination (is the iptables REDIRECT rule in place?)");
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let layer = ModeLayer::new(root.clone(), &mode, client_addr, local_addr, original_dst);
+        // The events are boxed (and their ClientInfo made twice) so that the task, which lives as long as the
+        // connection, is only as large as what it holds while the layers run.
+        let client = ClientInfo { address: client_addr, mode: mode.to_string() };
+        Box::pin(root.addons.each(&client, |addon, client| addon.client_connected(client))).await;
+        drop(client);
+        if let Some(blocked) = layer.context().blocked() {
+            tracing::warn!("{blocked}");
+        }
+        tracing::debug!(server = ?layer.context().server(), "accepted");
+        match Box::new(layer).run(BufIo::new(Box::new(socket))).await {
+            Ok(()) => tracing::debug!("connection closed"),
+            Err(e) if e.is_ordinary_end() => tracing::debug!(error = %e, "connection ended"),
+            Err(e) => tracing::info!(error = %e, "connection failed"),
+        }
+        let client = ClientInfo { address: client_addr, mode: mode.to_string() };
+        Box::pin(root.addons.each(&client, |addon, client| addon.client_disconnected(client))).await;
+        drop(held);
     }
-    tracing::debug!(server = ?layer.context().server(), "accepted");
-    match Box::new(layer).run(BufIo::new(Box::new(socket))).await {
-        Ok(()) => tracing::debug!("connection closed"),
-        Err(e) if e.is_ordinary_end() => tracing::debug!(error = %e, "connection ended"),
-        Err(e) => tracing::info!(error = %e, "connection failed"),
-    }
-    root.addons.each(&client, |addon, client| addon.client_disconnected(client)).await;
 }
 
 /// SIGTERM and SIGINT, caught from the moment they are installed.

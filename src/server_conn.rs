@@ -145,8 +145,9 @@ struct Pooled {
 #[derive(Debug, Clone)]
 struct Peer {
     addr: SocketAddr,
-    /// What the TLS handshake settled, for a TLS connection.
-    tls: Option<TlsFacts>,
+    /// What the TLS handshake settled, for a TLS connection (boxed: a connection's server side is held
+    /// by every connection that waits for its client's next request).
+    tls: Option<Box<TlsFacts>>,
     /// How long the TLS handshake took.
     handshake: Option<Duration>,
 }
@@ -297,6 +298,21 @@ impl ServerConnection {
     }
 
     /// Lets go of the connection: an idle HTTP connection goes to the pool, anything else is closed.
+    /// True while an open HTTP/1 connection sits between exchanges.
+    pub fn is_idle(&self) -> bool {
+        self.idle && self.stream.is_some()
+    }
+
+    /// Gives an idle connection to the pool while its client pauses, so that a client connection waiting
+    /// for its next request holds no server connection (nginx's upstream keepalive works the same way);
+    /// the client's next request takes the most recently pooled one, usually the same. Anything not idle
+    /// is left as it is.
+    pub fn park(&mut self) {
+        if self.is_idle() {
+            self.release();
+        }
+    }
+
     fn release(&mut self) {
         if let (true, Purpose::Http, Some(key)) = (self.idle, self.purpose, self.pool_key()) {
             if let (Some(stream), Some(peer)) = (self.stream.take(), self.peer.take()) {
@@ -388,7 +404,7 @@ impl ServerConnection {
 
     /// What the TLS handshake with the server settled, for a TLS connection.
     pub fn tls_facts(&self) -> Option<TlsFacts> {
-        self.peer.as_ref().and_then(|peer| peer.tls.clone())
+        self.peer.as_ref().and_then(|peer| peer.tls.as_deref().cloned())
     }
 
     /// How long the TLS handshake with the server took, for a TLS connection.
@@ -433,7 +449,7 @@ impl ServerConnection {
                 let started = Instant::now();
                 let stream = self.handshake(tcp, address, tls).await?;
                 let facts = TlsFacts::of(stream.get_ref().1, Some(tls.server_name.clone()));
-                let peer = Peer { addr: peer, tls: Some(facts), handshake: Some(started.elapsed()) };
+                let peer = Peer { addr: peer, tls: Some(Box::new(facts)), handshake: Some(started.elapsed()) };
                 Ok((Box::new(stream), peer))
             }
             None => Ok((tcp, Peer { addr: peer, tls: None, handshake: None })),

@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Read;
 use std::net::Shutdown;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -320,6 +321,27 @@ fn keep_alive_reuses_one_origin_connection() {
     proxy.check(origin.accepts() == 1, format!("origin accepted {} connections", origin.accepts()));
     // (ureq 2 never reuses a connection through a proxy: its pool files them under a key without the
     // proxy, so it cannot show this.)
+}
+
+#[test]
+fn a_paused_clients_origin_connection_serves_another_client() {
+    let origin = Origin::start();
+    let proxy = Strata::start(&[]);
+    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.url("/hello"), origin.authority());
+    let mut first = Conn::open(proxy.port, SOON);
+    first.send(request.as_bytes());
+    assert_eq!(body_of(&first.read_response()), "hello, world\n");
+    // The first client stays connected but pauses: strata gives its idle origin connection to the shared
+    // pool (after half a second), so a second client's request needs no new one...
+    thread::sleep(Duration::from_millis(900));
+    let mut second = Conn::open(proxy.port, SOON);
+    second.send(request.as_bytes());
+    assert_eq!(body_of(&second.read_response()), "hello, world\n");
+    proxy.check(origin.accepts() == 1, format!("origin accepted {} connections", origin.accepts()));
+    // ...and the first client, still open, is served on.
+    first.send(request.as_bytes());
+    assert_eq!(body_of(&first.read_response()), "hello, world\n");
+    proxy.check(origin.accepts() <= 2, format!("origin accepted {} connections", origin.accepts()));
 }
 
 #[test]

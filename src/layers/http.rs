@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::addon::BodySide;
 use crate::config::ModeKind;
-use crate::context::{Address, Context, Facts};
+use crate::context::{Address, Context};
 use crate::error::{ProtocolError, Side};
 use crate::flow::{reason_phrase, HttpFlow, Request, Response};
 use crate::http::fields::list_members;
@@ -82,7 +82,7 @@ impl Exchange {
 
 impl HttpLayer {
     pub fn new(parent: &Arc<Context>) -> Self {
-        let ctx = parent.push(LayerKind::Http, Facts::default());
+        let ctx = parent.push(LayerKind::Http);
         let server = ServerConnection::new(&ctx, ctx.server().cloned(), None, Purpose::Http);
         let is_proxy_facing =
             matches!(parent.layers().get(1), Some(LayerKind::RegularProxy | LayerKind::UpstreamProxy));
@@ -92,6 +92,16 @@ impl HttpLayer {
     /// This layer's context (the wire layer's, plus the HttpLayer frame).
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// True if an idle server connection waits with this client for its next request.
+    pub fn holds_idle_server(&self) -> bool {
+        self.server.is_idle()
+    }
+
+    /// Lets the idle server connection go to the shared pool while the client pauses.
+    pub fn park_server(&mut self) {
+        self.server.park();
     }
 
     /// Takes the server connection away, with its host for messages, for the layer that owns it after an

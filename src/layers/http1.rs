@@ -8,7 +8,9 @@
 
 pub mod codec;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
@@ -16,6 +18,7 @@ use tokio::time::timeout;
 use crate::config::Limits;
 use crate::context::{Context, Facts};
 use crate::error::{ProtocolError, Side};
+use crate::flow::HttpFlow;
 use crate::http::message::RequestHead;
 use crate::layer::{run_next_layer, BoxFuture, ClientIo, Layer, LayerKind};
 use crate::layers::http::{error_response, HttpLayer, Next};
@@ -30,7 +33,7 @@ pub struct Http1Layer {
 
 impl Http1Layer {
     pub fn new(parent: &Arc<Context>) -> Self {
-        Http1Layer { ctx: parent.push(LayerKind::Http1, Default::default()) }
+        Http1Layer { ctx: parent.push(LayerKind::Http1) }
     }
 }
 
@@ -40,64 +43,114 @@ impl Layer for Http1Layer {
     }
 }
 
+/// How long a client may pause between requests before its idle server connection goes to the shared
+/// pool (`HttpLayer::park_server`). Back-to-back requests keep their connection without touching the pool;
+/// a client that idles holds no server connection, which is most of what an idle connection would cost.
+const PARK_SERVER_AFTER: Duration = Duration::from_millis(500);
+
 /// Serves requests until the client or an error ends the connection.
-async fn serve(mut http: HttpLayer, mut client: ClientIo) -> Result<(), ProtocolError> {
-    tracing::debug!(stack = %http.context().stack(), "http layer");
-    let config = http.context().config();
-    let (limits, read_timeout) = (config.limits, config.timeouts.read);
-    loop {
-        if !wait_for_request(http.context(), &mut client).await? {
-            return Ok(());
-        }
-        let head = match read_head(&mut client, &limits, read_timeout, codec::parse_request).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return Ok(()),
-            Err(e) => return refuse(&mut client, request_head_error(e, &limits)).await,
-        };
-        if let Some(blocked) = http.context().blocked() {
-            return refuse(&mut client, ProtocolError::Blocked(*blocked)).await;
-        }
-        if head.method == "CONNECT" {
-            return open_tunnel(http, client, head).await;
-        }
-        let framing = match request_framing(&head) {
-            Ok(framing) => framing,
-            Err(FramingError::Invalid(reason)) => return refuse(&mut client, ProtocolError::BadRequest(reason)).await,
-            Err(FramingError::Unsupported(reason)) => {
-                return refuse(&mut client, ProtocolError::Refused { status: 501, reason }).await
+///
+/// This future is what an idle keep-alive connection costs in memory, so it holds the connection's state
+/// and the wait for the next request, nothing more. Each request is handled in a boxed future; the wait is
+/// written out here rather than in an async fn of its own, which would take its room twice in this one; and
+/// this is a function returning an `async move` block rather than an async fn, which would hold its
+/// arguments twice (once as passed, once as the body's locals).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn serve(mut http: HttpLayer, mut client: ClientIo) -> impl Future<Output = Result<(), ProtocolError>> + Send {
+    async move {
+        tracing::debug!(stack = %http.context().stack(), "http layer");
+        let mut shutdown = http.context().root().shutdown.clone();
+        let idle = http.context().config().timeouts.idle;
+        loop {
+            // Wait for the first byte of the next request, up to the idle timeout, parking the idle server
+            // connection once the client has paused for `PARK_SERVER_AFTER`. The connection ends if the
+            // client closes it, idles for too long, or the proxy shuts down.
+            if client.buffered().is_empty() {
+                client.release_if_empty();
+                let mut left = idle;
+                loop {
+                    let park = http.holds_idle_server() && left > PARK_SERVER_AFTER;
+                    let limit = if park { PARK_SERVER_AFTER } else { left };
+                    tokio::select! {
+                        read = timeout(limit, client.fill_idle()) => match read {
+                            Ok(Ok(true)) => break,
+                            Ok(Ok(false)) => return Ok(()),
+                            Ok(Err(e)) => return Err(ProtocolError::ClientIo(e)),
+                            Err(_) if park => {
+                                http.park_server();
+                                left -= PARK_SERVER_AFTER;
+                            }
+                            Err(_) => return Ok(()),
+                        },
+                        _ = shutdown.wait_for(|&stop| stop) => return Ok(()),
+                    }
+                }
             }
-        };
-        let mut side = ClientSide::http1(&mut client, head.version, &head.headers, framing, read_timeout);
-        // Boxed, so an idle connection's task does not carry the exchange's (large) state machine.
-        match Box::pin(http.exchange(&mut side, head)).await? {
-            Next::KeepAlive => continue,
-            Next::Close => {
-                let _ = client.shutdown().await;
-                return Ok(());
-            }
-            Next::Upgraded(flow) => {
-                let (server, host) = http.take_server();
-                return Box::new(WebsocketLayer::new(http.context(), server, host, *flow)).run(client).await;
+            match Box::pin(one_request(&mut http, &mut client)).await? {
+                After::Next => continue,
+                After::Done => return Ok(()),
+                After::Tunnel(head) => return Box::pin(open_tunnel(http, client, head)).await,
+                After::Upgraded(flow) => return upgrade(http, client, flow).await,
             }
         }
     }
 }
 
-/// Waits for the first byte of the next request, up to the idle timeout. False if the client closed, went
-/// idle for too long, or the proxy is shutting down.
-async fn wait_for_request(ctx: &Context, client: &mut ClientIo) -> Result<bool, ProtocolError> {
-    if !client.buffered().is_empty() {
-        return Ok(true);
+/// The WebSocket layer's future, taking over the connection and its server after a 101.
+fn upgrade(
+    mut http: HttpLayer,
+    client: ClientIo,
+    flow: Box<HttpFlow>,
+) -> BoxFuture<'static, Result<(), ProtocolError>> {
+    let (server, host) = http.take_server();
+    Box::new(WebsocketLayer::new(http.context(), server, host, *flow)).run(client)
+}
+
+/// What the connection does after a request.
+enum After {
+    /// Wait for the next request.
+    Next,
+    /// The connection is over.
+    Done,
+    /// A CONNECT: the connection becomes a tunnel.
+    Tunnel(RequestHead),
+    /// A 101 switched the connection to WebSocket.
+    Upgraded(Box<HttpFlow>),
+}
+
+/// Reads the next request and runs its exchange (or refuses it).
+async fn one_request(http: &mut HttpLayer, client: &mut ClientIo) -> Result<After, ProtocolError> {
+    let config = http.context().config();
+    let (limits, read_timeout) = (config.limits, config.timeouts.read);
+    let head = match read_head(client, &limits, read_timeout, codec::parse_request).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return Ok(After::Done),
+        Err(e) => return refuse(client, request_head_error(e, &limits)).await.map(|()| After::Done),
+    };
+    if let Some(blocked) = http.context().blocked() {
+        return refuse(client, ProtocolError::Blocked(*blocked)).await.map(|()| After::Done);
     }
-    client.release_if_empty();
-    let mut shutdown = ctx.root().shutdown.clone();
-    tokio::select! {
-        read = timeout(ctx.config().timeouts.idle, client.fill_idle()) => match read {
-            Ok(Ok(more)) => Ok(more),
-            Ok(Err(e)) => Err(ProtocolError::ClientIo(e)),
-            Err(_) => Ok(false),
-        },
-        _ = shutdown.wait_for(|&stop| stop) => Ok(false),
+    if head.method == "CONNECT" {
+        return Ok(After::Tunnel(head));
+    }
+    let framing = match request_framing(&head) {
+        Ok(framing) => framing,
+        Err(FramingError::Invalid(reason)) => {
+            return refuse(client, ProtocolError::BadRequest(reason)).await.map(|()| After::Done)
+        }
+        Err(FramingError::Unsupported(reason)) => {
+            let error = ProtocolError::Refused { status: 501, reason };
+            return refuse(client, error).await.map(|()| After::Done);
+        }
+    };
+    let mut side = ClientSide::http1(client, head.version, &head.headers, framing, read_timeout);
+    match http.exchange(&mut side, head).await? {
+        Next::KeepAlive => Ok(After::Next),
+        Next::Close => {
+            let _ = client.shutdown().await;
+            Ok(After::Done)
+        }
+        Next::Upgraded(flow) => Ok(After::Upgraded(flow)),
     }
 }
 
@@ -126,7 +179,7 @@ async fn open_tunnel(http: HttpLayer, mut client: ClientIo, head: RequestHead) -
     client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.map_err(ProtocolError::ClientIo)?;
     client.flush().await.map_err(ProtocolError::ClientIo)?;
     let ctx = http.context().with_facts(Facts { server: Some(address), ..Facts::default() });
-    run_next_layer(&ctx, client).await
+    run_next_layer(ctx, client).await
 }
 
 fn request_head_error(e: HeadError, limits: &Limits) -> ProtocolError {

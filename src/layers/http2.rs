@@ -46,7 +46,7 @@ pub struct Http2Layer {
 
 impl Http2Layer {
     pub fn new(parent: &Arc<Context>) -> Self {
-        Http2Layer { ctx: parent.push(LayerKind::Http2, Default::default()) }
+        Http2Layer { ctx: parent.push(LayerKind::Http2) }
     }
 
     async fn serve(self, io: ClientIo) -> Result<(), ProtocolError> {

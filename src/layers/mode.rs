@@ -29,7 +29,7 @@ impl ModeLayer {
     /// reached; `original_dst` is the pre-redirect destination (transparent mode only).
     pub fn new(
         root: Arc<RootContext>,
-        mode: &Mode,
+        mode: &Arc<Mode>,
         client_addr: SocketAddr,
         local_addr: SocketAddr,
         original_dst: Option<SocketAddr>,
@@ -61,7 +61,7 @@ impl ModeLayer {
 
 impl Layer for ModeLayer {
     fn run(self: Box<Self>, io: ClientIo) -> BoxFuture<'static, Result<(), ProtocolError>> {
-        Box::pin(async move { run_next_layer(&self.ctx, io).await })
+        Box::pin(run_next_layer(self.ctx, io))
     }
 }
 

@@ -50,7 +50,7 @@ pub enum Socks5Error {
 
 impl Socks5Layer {
     pub fn new(parent: &Arc<Context>) -> Self {
-        Socks5Layer { ctx: parent.push(LayerKind::Socks5, Facts::default()) }
+        Socks5Layer { ctx: parent.push(LayerKind::Socks5) }
     }
 
     async fn handshake(self, mut client: ClientIo) -> Result<(), ProtocolError> {
@@ -80,7 +80,7 @@ impl Socks5Layer {
         }
         client.write_all(&reply(REPLY_SUCCEEDED)).await.map_err(ProtocolError::ClientIo)?;
         let ctx = self.ctx.with_facts(Facts { server: Some(address), ..Facts::default() });
-        run_next_layer(&ctx, client).await
+        run_next_layer(ctx, client).await
     }
 
     /// Reads until `parse` accepts a whole message, under the read timeout; consumes it. A request the

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::addon::AddonChain;
-use crate::context::{Context, Facts};
+use crate::context::Context;
 use crate::error::ProtocolError;
 use crate::flow::{FlowId, TcpFlow, TcpMessage};
 use crate::io::{LenientEof, Stream, RELAY_BUF_BYTES};
@@ -26,7 +26,7 @@ pub struct TcpLayer {
 
 impl TcpLayer {
     pub fn new(parent: &Arc<Context>) -> Self {
-        TcpLayer { ctx: parent.push(LayerKind::Tcp, Facts::default()) }
+        TcpLayer { ctx: parent.push(LayerKind::Tcp) }
     }
 
     async fn relay_to_server(self, mut client: ClientIo) -> Result<(), ProtocolError> {

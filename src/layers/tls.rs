@@ -75,19 +75,19 @@ impl TlsLayer {
         info.alpn = vec![alpn.clone()];
         addons.each(&info, |addon, tls| addon.tls_established_client(tls)).await;
         let facts = TlsFacts::of(tls.get_ref().1, sni.clone());
-        let ctx = self.parent.push(
+        let ctx = self.parent.push_with(
             LayerKind::Tls,
             Facts {
                 client_tls: Some(true),
                 sni,
                 alpn_offers: Some(alpn_offers),
                 alpn: Some(alpn),
-                client_tls_facts: Some(facts),
+                client_tls_facts: Some(Box::new(facts)),
                 ..Facts::default()
             },
         );
         tracing::debug!(stack = %ctx.stack(), sni = ?ctx.sni(), "client TLS established");
-        run_next_layer(&ctx, BufIo::new(Box::new(tls))).await
+        run_next_layer(ctx, BufIo::new(Box::new(tls))).await
     }
 }
 

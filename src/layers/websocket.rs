@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::timeout;
 
 use crate::addon::AddonChain;
-use crate::context::{Context, Facts};
+use crate::context::Context;
 use crate::error::{ProtocolError, Side};
 use crate::flow::{HttpFlow, WebSocketData, WebSocketMessage};
 use crate::http::message::Headers;
@@ -57,7 +57,7 @@ pub struct WebsocketLayer {
 impl WebsocketLayer {
     /// `server` is the upgraded server connection; `flow` the handshake's flow, with the server's 101.
     pub fn new(parent: &Arc<Context>, server: BufIo<BoxStream>, server_host: String, mut flow: HttpFlow) -> Self {
-        let ctx = parent.push(LayerKind::Websocket, Facts::default());
+        let ctx = parent.push(LayerKind::Websocket);
         flow.websocket = Some(WebSocketData::new());
         let deflate = flow.response.as_ref().is_some_and(|r| accepted_deflate(&r.headers));
         WebsocketLayer { ctx, server, server_host, flow, deflate }
