@@ -319,6 +319,38 @@ fn p12_file_holds_the_ca_certificate_for_openssl() {
     assert!(!done.stdout.contains("PRIVATE KEY"), "the p12 holds a private key");
 }
 
+/// One TLS handshake through a CONNECT tunnel by `openssl s_client` (TLS 1.3, or 1.2 with `tls12`), saving
+/// the session it got to `session` and offering the one saved there before, if any: what it printed.
+fn s_client_through(proxy: &Strata, session: &Path, tls12: bool) -> String {
+    let offer = if session.exists() { format!("-sess_in {}", session.display()) } else { String::new() };
+    let version = if tls12 { "-tls1_2" } else { "-tls1_3" };
+    // stdin stays open a moment, so that s_client reads the session tickets that follow the handshake.
+    let script = format!(
+        "sleep 1 | openssl s_client -proxy 127.0.0.1:{} -connect example.test:443 -servername example.test {version} \
+         -sess_out {out} {offer}",
+        proxy.port,
+        out = session.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    let done = run_with_timeout(cmd, SOON);
+    format!("{}{}", done.stdout, done.stderr)
+}
+
+#[test]
+fn a_client_that_offers_its_tls_session_again_resumes_it() {
+    let proxy = Strata::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    for tls12 in [false, true] {
+        let session = dir.path().join(if tls12 { "s12.pem" } else { "s13.pem" });
+        let first = s_client_through(&proxy, &session, tls12);
+        proxy.check(first.contains("New, TLSv1."), format!("first handshake: {first}"));
+        proxy.check(session.exists(), format!("no session saved: {first}"));
+        let again = s_client_through(&proxy, &session, tls12);
+        proxy.check(again.contains("Reused, TLSv1."), format!("the session was not resumed: {again}"));
+    }
+}
+
 /// A listener that only counts connections: each attempt to reach it completes in the kernel's backlog,
 /// so `attempts()` right after an exchange sees every connection made during it.
 struct Trap {

@@ -225,8 +225,21 @@ pub fn server_base_config() -> Arc<ServerConfig> {
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(NoCertificate));
     config.key_log = Arc::new(rustls::KeyLogFile::new());
+    // Resumption for clients that offer it (a new connection per request costs a full handshake otherwise):
+    // stateless tickets, so any number of clients resume without the proxy keeping their sessions, and
+    // TLS 1.2 session ids in a cache. Every per-connection configuration is a clone of this one and shares
+    // both. rustls checks that a resumed session was made for the same SNI, so a session never carries one
+    // host's certificate over to another.
+    match rustls::crypto::ring::Ticketer::new() {
+        Ok(ticketer) => config.ticketer = ticketer,
+        Err(e) => tracing::warn!(error = %e, "no TLS session tickets; clients resume from the session cache only"),
+    }
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(TLS_SESSION_CACHE);
     Arc::new(config)
 }
+
+/// TLS sessions kept for resumption by session id (TLS 1.2 clients that do not take tickets).
+const TLS_SESSION_CACHE: usize = 4096;
 
 /// Serves one certificate whatever the ClientHello says (it was chosen from that ClientHello already).
 #[derive(Debug)]
