@@ -6,6 +6,9 @@
 //! gets them first through `AsyncRead`. Memory is bounded: the buffer starts empty, grows only as far as
 //! its caller allows, and is released while a connection idles.
 
+pub mod splice;
+
+use std::any::Any;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -13,11 +16,26 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// Anything a layer can read from and write to: a TCP socket, a TLS session, a `BufIo` over either.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
+    /// The stream as its own type, for `tcp_socket`.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Stream for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// A type-erased stream, so layers can stack without their types nesting.
 pub type BoxStream = Box<dyn Stream>;
+
+/// The TCP socket a boxed stream is, if it is a plain one (not TLS, not a tunnel): what splice(2) needs.
+pub fn tcp_socket(stream: &BoxStream) -> Option<&tokio::net::TcpStream> {
+    // Through the box: `Box<dyn Stream>` is a `Stream` too, and would answer for itself.
+    let inner: &dyn Stream = &**stream;
+    inner.as_any().downcast_ref()
+}
 
 /// What an incremental parser returns: the parsed value and how many bytes it used, `None` when the
 /// input is incomplete, or the error that makes it invalid.
@@ -127,6 +145,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BufIo<S> {
 
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     curl, raw_exchange, run_strata_to_exit, start_line_echo_server, unused_port, ureq_agent, Conn, Origin, Strata,
+    PATTERN,
 };
 use regex::Regex;
 
@@ -631,6 +632,30 @@ fn connect_to_an_invalid_target_gets_400() {
     let proxy = Strata::start(&[]);
     let reply = raw_exchange(proxy.port, b"CONNECT no-port-here HTTP/1.1\r\n\r\n", SOON);
     proxy.check(reply.text().starts_with("HTTP/1.1 400 Bad Request\r\n"), format!("got {:?}", reply.text()));
+}
+
+#[test]
+fn large_bodies_back_to_back_on_one_connection_arrive_byte_for_byte() {
+    // Large enough to go by splice(2) between the two sockets; odd sizes, so that a byte too many or too few
+    // would shift the second body.
+    const SIZES: [usize; 2] = [1_000_003, 700_001];
+    let origin = Origin::start();
+    let proxy = Strata::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let files = SIZES.map(|n| dir.path().join(format!("{n}.bin")));
+    let mut args = vec!["-w".to_string(), "[%{num_connects}]".to_string()];
+    for (n, file) in SIZES.iter().zip(&files) {
+        args.extend(["-o".to_string(), file.display().to_string(), origin.url(&format!("/size/{n}"))]);
+    }
+    let out = curl(&proxy, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.stdout, "[1][0]", "curl did not reuse its connection");
+    for (n, file) in SIZES.iter().zip(&files) {
+        let got = std::fs::read(file).unwrap();
+        let expected: Vec<u8> = PATTERN.iter().copied().cycle().take(*n).collect();
+        proxy.check(got.len() == *n, format!("{n}-byte body arrived as {} bytes", got.len()));
+        proxy.check(got == expected, format!("the {n}-byte body arrived changed"));
+    }
+    proxy.check(origin.accepts() == 1, format!("origin accepted {} connections", origin.accepts()));
 }
 
 #[test]

@@ -517,7 +517,7 @@ impl Conn {
 // ---- the origin server ----
 
 /// Block of bytes `/size/N` repeats.
-const PATTERN: &[u8; 64 * 1024] = &{
+pub const PATTERN: &[u8; 64 * 1024] = &{
     let mut block = [0u8; 64 * 1024];
     let mut i = 0;
     while i < block.len() {

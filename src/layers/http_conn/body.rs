@@ -13,11 +13,43 @@ use crate::addon::BodyTap;
 use crate::error::{ProtocolError, Side};
 use crate::http::fields::is_allowed_in_trailers;
 use crate::http::message::Headers;
-use crate::io::{h2_io_error, BoxStream, BufIo};
+use crate::io::splice::{splice_exact, SpliceError};
+use crate::io::{h2_io_error, tcp_socket, BoxStream, BufIo};
 use crate::layers::http1::codec::{
     self, collect_body, copy_body, forward_partial, BodyDecoder, BodyError, BodyPiece, Collected, Framing, HeadError,
     Rest,
 };
+
+/// Content-Length bodies at least this large go by splice(2) when both ends are plain TCP and nothing taps
+/// them; below it, setting up the pipe costs more than the copies it saves.
+const SPLICE_MIN_BYTES: u64 = 256 * 1024;
+
+/// True if both streams are plain TCP sockets, which splice(2) can move bytes between.
+fn spliceable(src: &BufIo<BoxStream>, dst: &BufIo<BoxStream>) -> bool {
+    tcp_socket(src.get_ref()).is_some() && tcp_socket(dst.get_ref()).is_some()
+}
+
+/// Sends a body of `n` bytes from `src` to `dst`: what is buffered already by a write, the rest by splice(2).
+async fn splice_body(
+    src: &mut BufIo<BoxStream>,
+    dst: &mut BufIo<BoxStream>,
+    n: u64,
+    read_timeout: Duration,
+) -> Result<u64, BodyError> {
+    let buffered = (src.buffered().len() as u64).min(n) as usize;
+    dst.write_all(&src.buffered()[..buffered]).await.map_err(BodyError::Write)?;
+    src.consume(buffered);
+    let (Some(from), Some(to)) = (tcp_socket(src.get_ref()), tcp_socket(dst.get_ref())) else {
+        unreachable!("checked by spliceable")
+    };
+    splice_exact(from, to, n - buffered as u64, read_timeout).await.map_err(|e| match e {
+        SpliceError::Read(e) => BodyError::Read(e),
+        SpliceError::Truncated => BodyError::Truncated,
+        SpliceError::Timeout => BodyError::Timeout,
+        SpliceError::Write(e) => BodyError::Write(e),
+    })?;
+    Ok(n)
+}
 
 /// What is left of an HTTP/1 body in its sender's stream.
 #[derive(Debug)]
@@ -77,6 +109,9 @@ impl Remaining {
                 );
                 let mut sink = Sink::Http1 { io: dst, chunked };
                 Some(pump(&mut remaining.into_source(src), &mut sink, read_timeout, tap).await?)
+            }
+            Remaining::Unread(Framing::Length(n)) if n >= SPLICE_MIN_BYTES && spliceable(src, dst) => {
+                Some(splice_body(src, dst, n, read_timeout).await?)
             }
             Remaining::Unread(framing) => Some(copy_body(src, dst, framing, read_timeout).await?),
             Remaining::Partial { prefix, rest } => Some(forward_partial(src, dst, &prefix, rest, read_timeout).await?),
