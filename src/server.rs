@@ -204,7 +204,7 @@ async fn accept_loop(
     }
 }
 
-/// Runs one client connection through its mode layer and logs how it ended. `_held` (the shutdown's count
+/// Runs one client connection through its mode layer and logs how it ended. `held` (the shutdown's count
 /// of live connections and the `--max-connections` slot) is let go when it returns.
 ///
 /// This is the connection's task, alive as long as the connection, so it is kept small: it is spawned as it
